@@ -1,0 +1,6 @@
+"""STDD (Spatiotemporal Dynamic Duo): zero-shot action recognition on top of any CLIP checkpoint."""
+
+from .configuration_stdd import STDDConfig, STDDTextConfig, STDDVisionConfig
+
+
+__all__ = ["STDDConfig", "STDDTextConfig", "STDDVisionConfig"]
