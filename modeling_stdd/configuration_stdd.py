@@ -19,7 +19,8 @@ def _divisor_at_least(side: int, stride: int) -> int:
 class STDDVisionConfig(CLIPVisionConfig):
     r"""
     Configuration of the STDD vision tower: a [`CLIPVisionConfig`] plus the parameter-free space-time cross
-    attention (STCA) that every selected ViT layer runs next to its spatial attention.
+    attention (STCA) that every selected ViT layer runs next to its spatial attention. The default geometry is
+    ViT-B/16 at 224 px (the paper's), a 14x14 patch grid.
 
     num_frames (`int`, defaults to 8):
         Frames per video that the model is trained and evaluated with; the model accepts any `T >= 1`.
@@ -43,6 +44,7 @@ class STDDVisionConfig(CLIPVisionConfig):
     model_type = "stdd_vision_model"
     base_config_key = "vision_config"
 
+    patch_size: int | list[int] | tuple[int, int] | None = 16
     num_frames: int = 8
     mask_rate: float | int = 0.5
     mask_stride: list[int] | tuple[int, ...] = field(default_factory=lambda: [1, 2, 2])
@@ -139,12 +141,24 @@ class STDDConfig(CLIPConfig):
     sub_configs_defaults = {"vision_config": STDDVisionConfig, "text_config": STDDTextConfig}
 
     def __post_init__(self, **kwargs):
-        vision_overrides = {name: kwargs.pop(name) for name in STDD_VISION_FIELDS if name in kwargs}
-        if vision_overrides:
-            if isinstance(self.vision_config, CLIPVisionConfig):
-                self.vision_config = self.vision_config.to_dict()
-            self.vision_config = {**(self.vision_config or {}), **vision_overrides}
+        self.vision_config = _with_vision_overrides(self.vision_config, kwargs)
         super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "STDDConfig":
+        """Also route STDD vision settings given at load time (`from_pretrained(path, channel_fold=16)`)."""
+        config_dict = {**config_dict, "vision_config": _with_vision_overrides(config_dict.get("vision_config"), kwargs)}
+        return super().from_dict(config_dict, **kwargs)
+
+
+def _with_vision_overrides(vision_config, kwargs: dict):
+    """`vision_config` updated with the STDD vision settings popped from `kwargs` (unchanged when there are none)."""
+    overrides = {name: kwargs.pop(name) for name in STDD_VISION_FIELDS if name in kwargs}
+    if not overrides:
+        return vision_config
+    if isinstance(vision_config, CLIPVisionConfig):
+        vision_config = vision_config.to_dict()
+    return {**(vision_config or {}), **overrides}
 
 
 STDD_VISION_FIELDS = (

@@ -29,8 +29,8 @@ def tiny_clip_config(**vision_overrides):
         image_size=32,
         patch_size=8,
         projection_dim=16,
-        **vision_overrides,
     )
+    vision_config.update(vision_overrides)
     return CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=16)
 
 

@@ -1,0 +1,547 @@
+"""PyTorch STDD model: CLIP whose vision tower adds parameter-free space-time cross attention (STCA).
+
+Each STCA layer (STDD_METHOD.md, section 1) runs next to CLIP's spatial attention:
+
+    full    = x + Attn(LN1(x))                                   plain path, all tokens of each frame
+    kept    = window_mask(x)                                     (B, T, n, D) patches kept per frame
+    cross_s = [CLS, mix(kept, s)] + Attn(LN1([CLS, mix(kept, s)]))   for each temporal scale s
+    padded  = full with CLS and kept positions replaced by mean_s cross_s
+    y       = padded + MLP(LN2(full))
+
+No weights are added, so every CLIP checkpoint loads as an STDD one.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import CLIPModel, CLIPVisionModel
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
+from transformers.models.clip.modeling_clip import CLIPEncoder, CLIPEncoderLayer
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_stdd import STDDConfig, STDDVisionConfig
+
+
+@dataclass
+class STDDOutput(ModelOutput):
+    r"""
+    loss (`torch.Tensor` of shape `()`, *optional*, returned when `labels` is given):
+        Cross-entropy of `logits_per_video` against `labels`.
+    logits_per_video (`torch.Tensor` of shape `(batch_size, num_classes)`):
+        Class scores of each video (section 2 of the method: frame-level x prompt-level when prompts are grouped
+        per class, the mean over frames of the per-frame logits when each class has one prompt).
+    video_embeds (`torch.Tensor` of shape `(batch_size, num_frames, projection_dim)`):
+        L2-normalized frame embeddings.
+    text_embeds (`torch.Tensor` of shape `(num_prompts, projection_dim)`):
+        L2-normalized prompt embeddings.
+    text_model_output (`BaseModelOutputWithPooling`, *optional*):
+        Output of the text tower, when `input_ids` were given.
+    vision_model_output (`BaseModelOutputWithPooling`):
+        Output of [`STDDVisionModel`].
+    """
+
+    loss: torch.Tensor | None = None
+    logits_per_video: torch.Tensor | None = None
+    video_embeds: torch.Tensor | None = None
+    text_embeds: torch.Tensor | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    vision_model_output: BaseModelOutputWithPooling | None = None
+
+    def to_tuple(self) -> tuple:
+        return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in self.values())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Window masking (method step 2)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def window_slot_patch_index(grid: tuple[int, int], window: tuple[int, int]) -> torch.LongTensor:
+    """
+    Patch index (row-major over the grid) of every slot of every window.
+
+    Returns `(num_windows, K)` with windows in row-major order and, inside a window, slots in row-major order;
+    `K = window[0] * window[1]`.
+    """
+    rows, columns = grid
+    window_rows, window_columns = window
+    patch = torch.arange(rows * columns).view(
+        rows // window_rows, window_rows, columns // window_columns, window_columns
+    )
+    return patch.permute(0, 2, 1, 3).reshape(-1, window_rows * window_columns)
+
+
+def masked_slots_per_window(mask_rate: float, num_frames: int, num_patches: int, num_windows: int) -> int:
+    """m: masked slots in each window, `int(mask_rate * T * N) // (T * num_windows)`."""
+    return int(mask_rate * num_frames * num_patches) // (num_frames * num_windows)
+
+
+def kept_slots(rotation: torch.LongTensor, slots_per_window: int, masked_per_window: int) -> torch.LongTensor:
+    """
+    Slots a window keeps when the base pattern `[1] * m + [0] * (K - m)` (1 = masked) is rotated right by
+    `rotation`: slot p is masked iff `(p - rotation) % K < m`, so the kept slots are `(rotation + m + j) % K`.
+
+    rotation: `(...)` -> `(..., K - m)` kept slot indices, ascending (slot by slot inside the window).
+    """
+    offsets = torch.arange(masked_per_window, slots_per_window, device=rotation.device)
+    return ((rotation.unsqueeze(-1) + offsets) % slots_per_window).sort(dim=-1).values
+
+
+def evaluation_rotations(num_frames: int, slots_per_window: int, device=None) -> torch.LongTensor:
+    """Evaluation schedule: frame t rotates the pattern by `t % K`, the same for every window. Returns `(T,)`."""
+    return torch.arange(num_frames, device=device) % slots_per_window
+
+
+def training_rotations(
+    batch_size: int,
+    num_frames: int,
+    num_windows: int,
+    slots_per_window: int,
+    spatial_repeat: bool,
+    temporal_shuffle: bool,
+    device=None,
+) -> torch.LongTensor:
+    """
+    Training schedule, drawn afresh at every call: schedule i gives frame t the rotation `(t + i) % K`; each video
+    draws one i (`spatial_repeat`) or one per window, then optionally permutes its frames' patterns in time.
+
+    Returns `(B, T, num_windows)`.
+    """
+    draws_per_video = 1 if spatial_repeat else num_windows
+    schedule = torch.randint(slots_per_window, (batch_size, 1, draws_per_video), device=device)
+    frame_position = torch.arange(num_frames, device=device).view(1, num_frames, 1).expand(batch_size, -1, 1)
+    if temporal_shuffle:
+        frame_position = torch.rand(batch_size, num_frames, device=device).argsort(dim=1).unsqueeze(-1)
+    rotations = (frame_position + schedule) % slots_per_window
+    return rotations.expand(batch_size, num_frames, num_windows)
+
+
+def kept_patch_index(
+    rotations: torch.LongTensor, slot_patch_index: torch.LongTensor, masked_per_window: int
+) -> torch.LongTensor:
+    """
+    Patch indices that each frame keeps, window by window, slot by slot.
+
+    rotations: `(B, T, num_windows)`; slot_patch_index: `(num_windows, K)` -> `(B, T, n)`, n = num_windows * (K - m).
+    """
+    num_windows, slots_per_window = slot_patch_index.shape
+    slots = kept_slots(rotations, slots_per_window, masked_per_window)  # (B, T, W, K - m)
+    window = torch.arange(num_windows, device=slots.device).view(num_windows, 1)
+    return slot_patch_index.to(slots.device)[window, slots].flatten(2)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Channel mixing (method step 3) and padding (method step 5)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def shift_frames(tokens: torch.Tensor, offset: int) -> torch.Tensor:
+    """Frame t of the result holds frame `t - offset` of `tokens` (B, T, ...); frames with no source are zero."""
+    num_frames = tokens.shape[1]
+    shifted = torch.zeros_like(tokens)
+    if abs(offset) < num_frames:
+        if offset >= 0:
+            shifted[:, offset:] = tokens[:, : num_frames - offset]
+        else:
+            shifted[:, :offset] = tokens[:, -offset:]
+    return shifted
+
+
+def mix_channels(tokens: torch.Tensor, scale: int, channels_per_side: int) -> torch.Tensor:
+    """
+    Temporal channel mixing of the kept tokens `(B, T, n, D)` at one temporal scale.
+
+    With c = `channels_per_side`, channels `[2c:]` stay; for i = 0 .. scale - 1 and d = c >> i, channels `[0:d]`
+    take frame `t - (i + 1)` and channels `[2c - d:2c]` take frame `t + (i + 1)`; later steps overwrite earlier ones.
+    """
+    mixed = tokens.clone()
+    for step in range(scale):
+        width = channels_per_side >> step
+        if width == 0:
+            break
+        low, high = slice(0, width), slice(2 * channels_per_side - width, 2 * channels_per_side)
+        mixed[..., low] = shift_frames(tokens[..., low], step + 1)
+        mixed[..., high] = shift_frames(tokens[..., high], -(step + 1))
+    return mixed
+
+
+def pad_cross_tokens(full: torch.Tensor, cross: torch.Tensor, kept_index: torch.LongTensor) -> torch.Tensor:
+    """
+    Padding: start from the plain path `full` (BT, L, D) and overwrite CLS and every kept patch with `cross`
+    (BT, 1 + n, D); `kept_index` (BT, n) holds patch indices (0 .. N - 1). Masked patches keep `full`.
+    """
+    token_index = torch.cat([torch.zeros_like(kept_index[:, :1]), kept_index + 1], dim=1)  # (BT, 1 + n)
+    token_index = token_index.unsqueeze(-1).expand(-1, -1, full.shape[-1])
+    return full.scatter(1, token_index, cross)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Modules
+# --------------------------------------------------------------------------------------------------------------
+
+
+_WINDOW_GEOMETRY: dict[tuple, torch.LongTensor] = {}
+
+
+def _window_geometry(grid: tuple[int, int], window: tuple[int, int]) -> torch.LongTensor:
+    """`window_slot_patch_index`, built once per (grid, window)."""
+    key = (grid, window)
+    if key not in _WINDOW_GEOMETRY:
+        _WINDOW_GEOMETRY[key] = window_slot_patch_index(grid, window)
+    return _WINDOW_GEOMETRY[key]
+
+
+
+class STDDEncoderLayer(CLIPEncoderLayer):
+    """
+    A CLIP encoder layer that, given `num_frames`, also runs space-time cross attention with its own LN1 and
+    attention weights. Without `num_frames` (images), or when `use_stca` is False, it is CLIP's layer unchanged.
+    """
+
+    def __init__(self, config: STDDVisionConfig, use_stca: bool = True):
+        super().__init__(config)
+        self.config = config
+        self.use_stca = use_stca
+        self.channels_per_side = config.hidden_size // config.channel_fold
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        num_frames: int | None = None,
+        patch_grid: tuple[int, int] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        """
+        hidden_states: `(B * T, L, D)`, the T frames of a video adjacent; `patch_grid` is the (rows, columns) of
+        patches of each frame (default: the config's). Returns `(B * T, L, D)`.
+        """
+        if not self.use_stca or num_frames is None:
+            return super().forward(hidden_states, attention_mask, **kwargs)
+        full = hidden_states + self.self_attn(self.layer_norm1(hidden_states), attention_mask, **kwargs)[0]
+        kept_index = self.sample_kept_patches(
+            hidden_states.shape[0] // num_frames, num_frames, patch_grid or self.config.patch_grid, hidden_states.device
+        )
+        cross = self.space_time_cross_attention(hidden_states, kept_index, **kwargs)
+        padded = pad_cross_tokens(full, cross, kept_index.flatten(0, 1))
+        return padded + self.mlp(self.layer_norm2(full))
+
+    def sample_kept_patches(
+        self, batch_size: int, num_frames: int, patch_grid: tuple[int, int], device
+    ) -> torch.LongTensor:
+        """Window masking: `(B, T, n)` patch indices kept per frame, random in training, fixed in evaluation."""
+        slot_patch_index = _window_geometry(tuple(patch_grid), tuple(self.config.mask_stride[1:]))
+        num_windows, slots_per_window = slot_patch_index.shape
+        masked = masked_slots_per_window(
+            self.config.mask_rate, num_frames, slot_patch_index.numel(), num_windows
+        )
+        if self.training:
+            rotations = training_rotations(
+                batch_size,
+                num_frames,
+                num_windows,
+                slots_per_window,
+                self.config.spatial_repeat,
+                self.config.temporal_shuffle,
+                device,
+            )
+        else:
+            rotations = evaluation_rotations(num_frames, slots_per_window, device)
+            rotations = rotations.view(1, num_frames, 1).expand(batch_size, num_frames, num_windows)
+        return kept_patch_index(rotations, slot_patch_index, masked)
+
+    def space_time_cross_attention(
+        self, hidden_states: torch.Tensor, kept_index: torch.LongTensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> torch.Tensor:
+        """
+        Cross attention over `[CLS, mixed kept tokens]` at each temporal scale, averaged over scales.
+
+        hidden_states: `(B * T, L, D)`; kept_index: `(B, T, n)` -> `(B * T, 1 + n, D)`.
+        """
+        batch_size, num_frames, num_kept = kept_index.shape
+        patches = hidden_states[:, 1:].unflatten(0, (batch_size, num_frames))  # (B, T, N, D)
+        kept = patches.gather(2, kept_index.unsqueeze(-1).expand(-1, -1, -1, patches.shape[-1]))  # (B, T, n, D)
+        cls_token = hidden_states[:, :1]  # (B * T, 1, D)
+        cross = 0
+        for scale in self.config.temporal_scales:
+            mixed = mix_channels(kept, scale, self.channels_per_side).flatten(0, 1)  # (B * T, n, D)
+            sequence = torch.cat([cls_token, mixed], dim=1)  # (B * T, 1 + n, D)
+            cross = cross + sequence + self.self_attn(self.layer_norm1(sequence), None, **kwargs)[0]
+        return cross / len(self.config.temporal_scales)
+
+
+class STDDEncoder(CLIPEncoder):
+    """CLIP's encoder with [`STDDEncoderLayer`]s; the layers in `config.stca_layer_indices` run STCA."""
+
+    def __init__(self, config: STDDVisionConfig):
+        super().__init__(config)
+        stca_layers = set(config.stca_layer_indices)
+        self.layers = nn.ModuleList(
+            [STDDEncoderLayer(config, use_stca=index in stca_layers) for index in range(config.num_hidden_layers)]
+        )
+
+
+def check_pixel_values(pixel_values: torch.Tensor, config: STDDVisionConfig, interpolate_pos_encoding: bool):
+    """Fail early, naming the shape, on input the vision tower cannot take: (B, 3, H, W) images or (B, T, 3, H, W)."""
+    if not isinstance(pixel_values, torch.Tensor):
+        raise ValueError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}.")
+    if pixel_values.ndim not in (4, 5):
+        raise ValueError(
+            "pixel_values must have shape (batch, frames, channels, height, width) for videos or "
+            f"(batch, channels, height, width) for images, got {tuple(pixel_values.shape)}."
+        )
+    if 0 in pixel_values.shape:
+        raise ValueError(f"pixel_values has an empty dimension: {tuple(pixel_values.shape)}.")
+    channels, height, width = pixel_values.shape[-3:]
+    if channels != config.num_channels:
+        raise ValueError(
+            f"pixel_values has {channels} channels at dim {pixel_values.ndim - 3} (shape {tuple(pixel_values.shape)}); "
+            f"the model expects {config.num_channels}."
+        )
+    if not interpolate_pos_encoding and (height, width) != (config.image_size, config.image_size):
+        raise ValueError(
+            f"pixel_values frames are {height}x{width} (shape {tuple(pixel_values.shape)}); the model expects "
+            f"{config.image_size}x{config.image_size} (or pass interpolate_pos_encoding=True)."
+        )
+
+
+class STDDVisionModel(CLIPVisionModel):
+    """
+    CLIP's vision tower with space-time cross attention. Videos `(B, T, 3, H, W)` run STCA across their frames;
+    images `(B, 3, H, W)` take CLIP's plain path, so CLIP's image features are unchanged.
+    """
+
+    config: STDDVisionConfig
+    config_class = STDDVisionConfig
+    input_modalities = ("image", "video")
+    _no_split_modules = ["CLIPVisionEmbeddings", "STDDEncoderLayer"]
+
+    def __init__(self, config: STDDVisionConfig):
+        super().__init__(config)
+        self.encoder = STDDEncoder(config)
+        self.post_init()
+
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = False,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        pixel_values (`torch.Tensor` of shape `(batch_size, num_frames, 3, height, width)` or `(batch_size, 3, height, width)`):
+            Video frames (any `num_frames >= 1`), or images.
+
+        Returns `last_hidden_state` `(B, T, L, D)` and `pooler_output` `(B, T, D)` (post-LayerNorm CLS of each frame)
+        for videos, `(B, L, D)` and `(B, D)` for images. Recorded `hidden_states` are per frame, `(B * T, L, D)`.
+        """
+        check_pixel_values(pixel_values, self.config, interpolate_pos_encoding)
+        is_video = pixel_values.ndim == 5
+        frames = pixel_values.flatten(0, 1) if is_video else pixel_values
+        patch_grid = self._patch_grid(frames.shape[-2:]) if is_video else None
+        hidden_states = self.embeddings(frames, interpolate_pos_encoding=interpolate_pos_encoding)
+        hidden_states = self.pre_layrnorm(hidden_states)
+        encoder_outputs: BaseModelOutput = self.encoder(
+            inputs_embeds=hidden_states,
+            num_frames=pixel_values.shape[1] if is_video else None,
+            patch_grid=patch_grid,
+            **kwargs,
+        )
+        last_hidden_state = encoder_outputs.last_hidden_state
+        pooled_output = self.post_layernorm(last_hidden_state[:, 0, :])
+        if is_video:
+            video_shape = pixel_values.shape[:2]
+            last_hidden_state = last_hidden_state.unflatten(0, video_shape)
+            pooled_output = pooled_output.unflatten(0, video_shape)
+        return BaseModelOutputWithPooling(last_hidden_state=last_hidden_state, pooler_output=pooled_output)
+
+    def _patch_grid(self, frame_size: tuple[int, int]) -> tuple[int, int]:
+        """Patch grid of frames of `frame_size`, checked to be tiled by the mask window."""
+        grid = (frame_size[0] // self.config.patch_size, frame_size[1] // self.config.patch_size)
+        window = self.config.mask_stride[1:]
+        if grid[0] % window[0] or grid[1] % window[1]:
+            raise ValueError(
+                f"Frames of {frame_size[0]}x{frame_size[1]} give a {grid[0]}x{grid[1]} patch grid that the "
+                f"{window[0]}x{window[1]} mask window does not tile; choose a frame size whose grid it divides."
+            )
+        return grid
+
+
+def class_scores(
+    video_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    prompt_class_ids: torch.LongTensor | None = None,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    r"""
+    Class scores of videos from their frame embeddings (STDD_METHOD.md, section 2).
+
+    Args:
+        video_embeds (`torch.Tensor` of shape `(B, T, E)`): L2-normalized frame embeddings.
+        text_embeds (`torch.Tensor` of shape `(P, E)`): L2-normalized prompt embeddings.
+        logit_scale: the temperature `s` (already exponentiated).
+        prompt_class_ids (`torch.LongTensor` of shape `(P,)`, *optional*): the class of each prompt. Without it,
+            prompt k is class k and the score is the mean over frames of the per-frame logits.
+        num_classes (`int`, *optional*): number of classes K (default: `max(prompt_class_ids) + 1`).
+
+    Returns:
+        `torch.Tensor` of shape `(B, K)`. With grouped prompts,
+        `score[b, k] = (mean_n max_t sim[b, t, k, n] + mean_t max_n sim[b, t, k, n]) / 2` over each class's own
+        prompts only, so classes with unequal prompt counts need no padding.
+    """
+    similarity = logit_scale * torch.einsum("bte,pe->btp", video_embeds, text_embeds)  # (B, T, P)
+    if prompt_class_ids is None:
+        return similarity.mean(dim=1)
+    num_classes = int(prompt_class_ids.max()) + 1 if num_classes is None else num_classes
+    return (mean_of_frame_max(similarity, prompt_class_ids, num_classes)
+            + mean_of_prompt_max(similarity, prompt_class_ids, num_classes)) / 2
+
+
+def mean_of_frame_max(similarity: torch.Tensor, prompt_class_ids: torch.LongTensor, num_classes: int) -> torch.Tensor:
+    """`mean_n max_t sim`: best frame per prompt, averaged over each class's prompts. (B, T, P) -> (B, K)."""
+    best_frame = similarity.amax(dim=1)  # (B, P)
+    totals = best_frame.new_zeros(best_frame.shape[0], num_classes).index_add(1, prompt_class_ids, best_frame)
+    counts = torch.bincount(prompt_class_ids, minlength=num_classes).to(best_frame.dtype)
+    return totals / counts
+
+
+def mean_of_prompt_max(similarity: torch.Tensor, prompt_class_ids: torch.LongTensor, num_classes: int) -> torch.Tensor:
+    """`mean_t max_n sim`: best prompt of each class per frame, averaged over frames. (B, T, P) -> (B, K)."""
+    batch_size, num_frames, _ = similarity.shape
+    best_prompt = similarity.new_full((batch_size, num_frames, num_classes), float("-inf"))
+    index = prompt_class_ids.view(1, 1, -1).expand_as(similarity)
+    best_prompt = best_prompt.scatter_reduce(2, index, similarity, reduce="amax", include_self=True)
+    return best_prompt.mean(dim=1)
+
+
+def _normalize(embeds: torch.Tensor) -> torch.Tensor:
+    return embeds / embeds.norm(p=2, dim=-1, keepdim=True)
+
+
+class STDDModel(CLIPModel):
+    r"""
+    STDD: a [`CLIPModel`] whose vision tower is an [`STDDVisionModel`]. Every CLIP checkpoint loads into it with no
+    missing or unexpected weights; `get_image_features` and `get_text_features` behave as CLIP's.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from modeling_stdd import STDDModel
+    >>> model = STDDModel.from_pretrained("openai/clip-vit-base-patch16", temporal_scales=[1, 2]).eval()
+    >>> size = model.config.vision_config.image_size
+    >>> video = torch.randn(1, 8, 3, size, size)  # (batch, frames, channels, height, width)
+    >>> frame_embeds = model.get_video_features(video).pooler_output  # (1, 8, projection_dim)
+    ```
+    """
+
+    config: STDDConfig
+    config_class = STDDConfig
+    input_modalities = ("video", "image", "text")
+    _no_split_modules = ["CLIPTextEmbeddings", "CLIPEncoderLayer", "CLIPVisionEmbeddings", "STDDEncoderLayer"]
+
+    def __init__(self, config: STDDConfig):
+        super().__init__(config)
+        self.vision_model = STDDVisionModel._from_config(config.vision_config)
+        self.post_init()
+
+    @can_return_tuple
+    def get_video_features(
+        self,
+        pixel_values: torch.Tensor,
+        interpolate_pos_encoding: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        pixel_values (`torch.Tensor` of shape `(batch_size, num_frames, 3, height, width)`):
+            Video frames.
+
+        Returns the vision tower's output with `pooler_output` replaced by the projected, un-normalized frame
+        embeddings `(batch_size, num_frames, projection_dim)`.
+        """
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 5:
+            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values)
+            raise ValueError(
+                f"get_video_features expects pixel_values of shape (batch, frames, channels, height, width), got {shape}."
+            )
+        vision_outputs: BaseModelOutputWithPooling = self.vision_model(
+            pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, return_dict=True, **kwargs
+        )
+        vision_outputs.pooler_output = self.visual_projection(vision_outputs.pooler_output)
+        return vision_outputs
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        prompt_class_ids: torch.LongTensor | None = None,
+        text_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> STDDOutput:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(num_prompts, sequence_length)`):
+            Tokenized prompts: one per class, or several per class with `prompt_class_ids`.
+        pixel_values (`torch.Tensor` of shape `(batch_size, num_frames, 3, height, width)`):
+            Video frames.
+        prompt_class_ids (`torch.LongTensor` of shape `(num_prompts,)`, *optional*):
+            The class (0 .. K - 1) of each prompt when prompts are grouped per class; counts may differ per class.
+        text_embeds (`torch.Tensor` of shape `(num_prompts, projection_dim)`, *optional*):
+            Precomputed prompt embeddings (from `get_text_features`) used instead of `input_ids`.
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class index of each video; returns the cross-entropy of `logits_per_video` as `loss`.
+
+        Returns [`STDDOutput`] with `logits_per_video` `(batch_size, num_classes)`.
+        """
+        if (input_ids is None) == (text_embeds is None):
+            raise ValueError("Pass exactly one of input_ids (prompts to encode) or text_embeds (encoded prompts).")
+        text_outputs = None
+        if text_embeds is None:
+            text_outputs = self.get_text_features(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
+            )
+            text_embeds = text_outputs.pooler_output
+        if prompt_class_ids is not None and prompt_class_ids.shape != text_embeds.shape[:1]:
+            raise ValueError(
+                f"prompt_class_ids has shape {tuple(prompt_class_ids.shape)}; expected ({text_embeds.shape[0]},), "
+                "one class index per prompt."
+            )
+        vision_outputs = self.get_video_features(
+            pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs
+        )
+        video_embeds = _normalize(vision_outputs.pooler_output)
+        text_embeds = _normalize(text_embeds)
+        logits_per_video = class_scores(video_embeds, text_embeds, self.logit_scale.exp(), prompt_class_ids)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits_per_video, labels.to(logits_per_video.device))
+        return STDDOutput(
+            loss=loss,
+            logits_per_video=logits_per_video,
+            video_embeds=video_embeds,
+            text_embeds=text_embeds,
+            text_model_output=text_outputs,
+            vision_model_output=vision_outputs,
+        )
+
+
+__all__ = [
+    "STDDModel",
+    "STDDOutput",
+    "STDDVisionModel",
+    "class_scores",
+    "kept_patch_index",
+    "mix_channels",
+    "pad_cross_tokens",
+    "window_slot_patch_index",
+]
