@@ -1,0 +1,62 @@
+"""The README's commands and examples, run as a reader would run them."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_clip_config
+
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text()
+HUB_ID = "openai/clip-vit-base-patch16"
+
+
+def fenced_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+
+
+def test_ci_runs_exactly_the_readme_set_up_and_test_commands():
+    ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
+    bash_blocks = fenced_blocks("bash")
+    set_up, test_command = bash_blocks[0], bash_blocks[1]
+    assert "pip install -c constraints-cpu.txt" in set_up
+    assert set_up.splitlines()[-1] in ci_lines
+    assert test_command.strip() in ci_lines
+    assert ci_lines[-1] == test_command.strip()
+
+
+@pytest.fixture(scope="module")
+def hub_stand_in(tmp_path_factory):
+    """A local folder standing in for the CLIP hub checkpoint the README names."""
+    from transformers import CLIPModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("clip_hub_stand_in")
+    CLIPModel(tiny_clip_config()).save_pretrained(path)
+    return path
+
+
+def test_readme_python_examples_run(hub_stand_in, tmp_path, make_video):
+    blocks = fenced_blocks("python")
+    assert blocks, "the README has python examples"
+    video_path = make_video("video.mp4", num_frames=24)
+    script = "\n".join(
+        f"print('--- README example {index}')\n{block.replace(HUB_ID, str(hub_stand_in))}"
+        for index, block in enumerate(blocks)
+    )
+    (tmp_path / "readme_examples.py").write_text(script)
+    assert video_path.parent == tmp_path
+    result = subprocess.run(
+        [sys.executable, "readme_examples.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
