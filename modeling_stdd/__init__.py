@@ -4,6 +4,7 @@ from transformers import AutoConfig, AutoModel
 
 from .configuration_stdd import STDDConfig, STDDTextConfig, STDDVisionConfig
 from .modeling_stdd import STDDModel, STDDOutput, STDDVisionModel, class_scores
+from .tokenization_stdd import STDDTokenizer
 
 
 AutoConfig.register(STDDConfig.model_type, STDDConfig, exist_ok=True)
@@ -17,6 +18,7 @@ __all__ = [
     "STDDModel",
     "STDDOutput",
     "STDDTextConfig",
+    "STDDTokenizer",
     "STDDVisionConfig",
     "STDDVisionModel",
     "class_scores",
