@@ -73,9 +73,7 @@ class STDDVideosKwargs(VideosKwargs, total=False):
 _UNSUPPORTED_OPTIONS = ("fps", "do_pad", "video_metadata", "return_metadata", "data_format", "input_data_format")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
 # Frame sampling
-# ----------------------------------------------------------------------------------------------------------------------
 
 
 def segment_frame_indices(num_source_frames: int, num_frames: int, offsets: np.ndarray | float) -> np.ndarray:
@@ -126,13 +124,11 @@ def sample_frame_indices(
     return evaluation_frame_indices(num_source_frames, num_frames, num_clips)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
 # Decoding
-# ----------------------------------------------------------------------------------------------------------------------
 
 
 def shortest_edge_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
-    """(height, width) with the short side scaled to `shortest_edge` and the aspect ratio kept (long side truncated)."""
+    """(height, width) with the short side scaled to `shortest_edge`, aspect ratio kept (long side rounded down)."""
     short, long = min(height, width), max(height, width)
     new_long = int(shortest_edge * long / short)
     return (shortest_edge, new_long) if height <= width else (new_long, shortest_edge)
@@ -199,7 +195,7 @@ def open_video_reader(encoded: str | bytes, name: str, decode_size: tuple[int, i
 
 
 def read_frames(reader: decord.VideoReader, indices: np.ndarray, name: str) -> np.ndarray:
-    """Decode the frames at `indices` (any shape, repeats allowed), each once. Returns indices.shape + (H, W, 3) uint8."""
+    """Decode the frames at `indices` (any shape, repeats allowed) once each: indices.shape + (H, W, 3) uint8."""
     unique_indices, positions = np.unique(indices, return_inverse=True)
     try:
         frames = reader.get_batch(unique_indices.tolist()).asnumpy()
@@ -208,9 +204,7 @@ def read_frames(reader: decord.VideoReader, indices: np.ndarray, name: str) -> n
     return frames[positions.reshape(indices.shape)]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
 # Already decoded input
-# ----------------------------------------------------------------------------------------------------------------------
 
 
 def frames_from_decoded(video: np.ndarray | torch.Tensor | Sequence[Image.Image]) -> np.ndarray:
@@ -228,7 +222,9 @@ def frames_from_decoded(video: np.ndarray | torch.Tensor | Sequence[Image.Image]
     if frames.ndim == 3:
         frames = frames[..., None]
     if frames.ndim != 4 or 0 in frames.shape:
-        raise ValueError(f"A decoded video must have shape (T, H, W, C), (T, C, H, W) or (T, H, W), got {frames.shape}.")
+        raise ValueError(
+            f"A decoded video must have shape (T, H, W, C), (T, C, H, W) or (T, H, W), got {frames.shape}."
+        )
     if frames.shape[-1] not in (1, 3, 4):
         if frames.shape[1] not in (1, 3, 4):
             raise ValueError(f"Cannot find the channel axis (1, 3 or 4 channels) of a video of shape {frames.shape}.")
@@ -246,7 +242,8 @@ def _to_uint8(frames: np.ndarray) -> np.ndarray:
     if np.issubdtype(frames.dtype, np.floating):
         if frames.min() < 0 or frames.max() > 1:
             raise ValueError(
-                f"Float frames must lie in [0, 1], got values in [{frames.min()}, {frames.max()}]; pass uint8 for [0, 255]."
+                f"Float frames must lie in [0, 1], got values in [{frames.min()}, {frames.max()}]; "
+                "pass uint8 for [0, 255]."
             )
         return np.round(frames * 255).astype(np.uint8)
     raise ValueError(f"Frames must be uint8 or float in [0, 1], got dtype {frames.dtype}.")
@@ -310,9 +307,7 @@ def load_video_frames(
     return read_frames(reader, indices, name)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
 # Spatial transforms on float frames (..., 3, H, W)
-# ----------------------------------------------------------------------------------------------------------------------
 
 
 def resize(frames: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -331,7 +326,7 @@ def evenly_spaced_offsets(length: int, crop_length: int, count: int) -> list[int
 
 
 def spatial_crops(frames: torch.Tensor, crop_height: int, crop_width: int, num_crops: int) -> torch.Tensor:
-    """`num_crops` crops of (..., 3, H, W) frames spread along both axes; returns (num_crops, ..., 3, crop_h, crop_w)."""
+    """`num_crops` crops of (..., 3, H, W) frames spread along both axes: (num_crops, ..., 3, crop_h, crop_w)."""
     height, width = frames.shape[-2:]
     if crop_height > height or crop_width > width:
         raise ValueError(f"Cannot crop {crop_height}x{crop_width} out of frames of {height}x{width}.")
@@ -503,7 +498,9 @@ class STDDVideoProcessor(VideoProcessorMixin):
             if not isinstance(options[name], int) or options[name] < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {options[name]!r}.")
         if options["do_resize"] and options["size"].shortest_edge is None:
-            raise ValueError(f"size must give the shortest edge, e.g. {{'shortest_edge': 224}}, got {options['size']}.")
+            raise ValueError(
+                f"size must give the shortest edge, e.g. {{'shortest_edge': 224}}, got {options['size']}."
+            )
         if options["do_center_crop"] or options["training"]:
             if options["crop_size"] is None or options["crop_size"].height is None:
                 raise ValueError(f"crop_size must give height and width, got {options['crop_size']}.")
@@ -564,7 +561,8 @@ class STDDVideoProcessor(VideoProcessorMixin):
         """(T, 3, H, W) -> (T, 3, h, w): one random resized crop and one random flip for all frames of the video."""
         crop = options["crop_size"]
         mode = _INTERPOLATION_MODES[options["resample"]]
-        frames = random_resized_crop(frames, (crop.height, crop.width), options["crop_scale"], options["crop_ratio"], mode)
+        output_size = (crop.height, crop.width)
+        frames = random_resized_crop(frames, output_size, options["crop_scale"], options["crop_ratio"], mode)
         return random_horizontal_flip(frames, options["flip_probability"])
 
     @staticmethod

@@ -26,7 +26,7 @@ def processor():
 
 
 def source_indices(frames: np.ndarray, path) -> np.ndarray:
-    """Index of each of `frames` (..., H, W, 3) in the video at `path`, found by matching PyAV's decoding of all frames."""
+    """Index of each of `frames` (..., H, W, 3) in the video at `path`: the closest of PyAV's decoded frames."""
     with av.open(str(path)) as container:
         decoded = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]).astype(float)
     distances = np.abs(frames[..., None, :, :, :].astype(float) - decoded).mean(axis=(-3, -2, -1))
