@@ -8,23 +8,33 @@ scores are a softmax over the candidates, averaged over views when `num_clips > 
 window of a long video is classified on its own and the result is a timeline.
 
 This file is also shipped as Hub remote code, where only its sibling files exist: it imports them relatively and
-flat, and loads `LabelTexts` files through the installed `modeling_stdd.askg` package only when asked to.
+flat, reads label-texts JSON files itself, and reads ASKG YAML files through the installed `modeling_stdd.askg`
+package only when asked to.
+
+A model repo exported with `python -m hub_card export` holds label-text sets as `label_texts/NAME.json` with the
+prompts' text embeddings in `label_texts/NAME.safetensors`; `label_texts="NAME"` (or the path of such a JSON file)
+loads both, and the stored embeddings replace encoding once they are checked to belong to the prompts and the model.
 """
 
+import hashlib
 import importlib
+import json
 import os
 import urllib.error
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines.base import ChunkPipeline
-from transformers.utils import logging
+from transformers.utils import cached_file, logging
 
 from .processing_stdd import STDDProcessor
 from .video_processing_stdd import (
@@ -47,6 +57,11 @@ DEFAULT_HYPOTHESIS_TEMPLATE = "a video of a person {}."
 TEXT_BATCH_SIZE = 256
 # Label sets whose prompt embeddings a pipeline keeps (least recently used ones are dropped first).
 TEXT_CACHE_SIZE = 16
+# Folder of a model repo that holds exported label-text sets (NAME.json) and their prompt embeddings (NAME.safetensors).
+EXPORTED_LABEL_TEXTS_DIR = "label_texts"
+# Stored prompt embeddings are used only if re-encoding this many of their prompts gives the same directions.
+PROMPTS_TO_VERIFY = 4
+MIN_VERIFIED_COSINE = 0.9999
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -119,6 +134,8 @@ def label_texts_mapping(label_texts) -> dict[str, list[str]]:
 def _read_label_texts_file(path: str | os.PathLike):
     if not os.path.isfile(path):
         raise ValueError(f"Label-texts file not found: {path}")
+    if str(path).lower().endswith(".json"):
+        return _read_label_texts_json(path)
     try:
         askg = importlib.import_module("modeling_stdd.askg")
     except ImportError as error:
@@ -130,6 +147,43 @@ def _read_label_texts_file(path: str | os.PathLike):
         return askg.LabelTexts.from_file(path)
     except ValueError as error:
         raise ValueError(f"Could not read label texts from {path}: {error}") from error
+
+
+def _read_label_texts_json(path: str | os.PathLike) -> Mapping:
+    """Label -> prompts of a label-texts JSON file (`LabelTexts.save` output or a plain mapping), without `modeling_stdd`."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Could not read label texts from {path}: not valid JSON: {error}") from error
+    if not isinstance(data, Mapping):
+        raise ValueError(f"Could not read label texts from {path}: expected a JSON object, got {type(data).__name__}.")
+    return data["label_texts"] if isinstance(data.get("label_texts"), Mapping) else data
+
+
+def prompts_digest(prompts: Sequence[str]) -> str:
+    """SHA-256 of a prompt list, in order: ties stored prompt embeddings to the prompts they encode."""
+    return hashlib.sha256(json.dumps(list(prompts), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def prompt_embeddings_file(texts_file: str | os.PathLike) -> Path:
+    """Where the prompt embeddings of a label-texts JSON file are stored: next to it, as `.safetensors`."""
+    return Path(texts_file).with_suffix(".safetensors")
+
+
+def save_prompt_embeddings(texts_file: str | os.PathLike, prompts: Sequence[str], text_embeds: torch.Tensor) -> Path:
+    """
+    Store `text_embeds` `(num_prompts, projection_dim)`, the text-tower embeddings of `prompts` (the prompts of
+    `texts_file`, label by label), next to `texts_file`, written atomically. Returns the file's path.
+    """
+    if text_embeds.ndim != 2 or text_embeds.shape[0] != len(prompts):
+        raise ValueError(f"text_embeds has shape {tuple(text_embeds.shape)}; expected ({len(prompts)}, projection_dim).")
+    path = prompt_embeddings_file(texts_file)
+    partial = path.with_name(f".{path.name}.partial")
+    tensors = {"text_embeds": text_embeds.detach().float().cpu().contiguous()}
+    save_file(tensors, partial, metadata={"prompts_sha256": prompts_digest(prompts)})
+    os.replace(partial, path)
+    return path
 
 
 def build_label_set(
@@ -271,6 +325,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         # Batching (`batch_size > 1`) reads padding settings from `feature_extractor`; video frames need no padding.
         self.feature_extractor = processor.video_processor
         self._prompt_embeddings: OrderedDict[LabelSet, tuple[torch.Tensor, torch.Tensor | None]] = OrderedDict()
+        # Prompt -> embedding, from stored prompt embeddings that passed `load_prompt_embeddings`' checks.
+        self._stored_prompt_embeddings: dict[str, torch.Tensor] = {}
 
     def __call__(
         self,
@@ -289,9 +345,10 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 any of these.
             candidate_labels (`list[str]` or `str`): the labels, or one comma-separated string.
             hypothesis_template (`str`, defaults to `"a video of a person {}."`): the prompt of a label.
-            label_texts: prompts per label (STDD's text augmentation): a `LabelTexts`, a dict label -> prompts, or
-                the path of a label-texts JSON or ASKG YAML file. Labels it lacks use `hypothesis_template`; without
-                `candidate_labels`, its labels are the candidates.
+            label_texts: prompts per label (STDD's text augmentation): a `LabelTexts`, a dict label -> prompts, the
+                path of a label-texts JSON or ASKG YAML file, or the name of a set exported with the model
+                (`label_texts/NAME.json` in its repo). Stored prompt embeddings next to a JSON file are used.
+                Labels it lacks use `hypothesis_template`; without `candidate_labels`, its labels are the candidates.
             top_k (`int`, *optional*): keep the `top_k` best labels.
             num_clips (`int`, defaults to 1): temporal views per video (or window); their softmaxes are averaged.
             segment_seconds (`float`, *optional*): classify windows of this length and return a timeline.
@@ -305,6 +362,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             `segment_seconds` a timeline `[{"start", "end", "labels": [{"label", "score"}, ...]}, ...]` in seconds.
             A list of those for a list of videos.
         """
+        if isinstance(label_texts, (str, os.PathLike)):
+            texts_file, embeddings_file = self._label_texts_files(label_texts)
+            label_texts = label_texts_mapping(texts_file)
+            if embeddings_file is not None:
+                self.load_prompt_embeddings(label_texts, embeddings_file)
         label_set = build_label_set(candidate_labels, hypothesis_template, label_texts)
         if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5:
             videos = list(videos)
@@ -415,10 +477,14 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             self._prompt_embeddings.move_to_end(label_set)
             return self._prompt_embeddings[label_set]
         prompts = list(label_set.prompts)
-        with torch.no_grad():
-            text_embeds = torch.cat(
-                [self._encode_prompts(prompts[start : start + TEXT_BATCH_SIZE]) for start in range(0, len(prompts), TEXT_BATCH_SIZE)]
-            )
+        stored = [self._stored_prompt_embeddings.get(prompt) for prompt in prompts]
+        if all(embeds is not None for embeds in stored):
+            text_embeds = torch.stack(stored)
+        else:
+            with torch.no_grad():
+                text_embeds = torch.cat(
+                    [self._encode_prompts(prompts[start : start + TEXT_BATCH_SIZE]) for start in range(0, len(prompts), TEXT_BATCH_SIZE)]
+                )
         prompt_class_ids = None
         if label_set.prompt_class_ids is not None:
             prompt_class_ids = torch.tensor(label_set.prompt_class_ids, device=text_embeds.device)
@@ -426,6 +492,49 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         if len(self._prompt_embeddings) > TEXT_CACHE_SIZE:
             self._prompt_embeddings.popitem(last=False)
         return text_embeds, prompt_class_ids
+
+    def load_prompt_embeddings(self, label_texts: Mapping[str, Sequence[str]], embeddings_file: str | os.PathLike) -> bool:
+        """
+        Use the prompt embeddings stored in `embeddings_file` (see `save_prompt_embeddings`) for the prompts of
+        `label_texts` from now on, if they belong to exactly these prompts and re-encoding a few of them with this
+        model gives the same directions. Otherwise log why and return False: the prompts are then encoded as usual.
+        """
+        prompts = [prompt for label_prompts in label_texts.values() for prompt in label_prompts]
+        with safe_open(embeddings_file, framework="pt") as file:
+            if (file.metadata() or {}).get("prompts_sha256") != prompts_digest(prompts):
+                logger.warning(f"{embeddings_file} holds embeddings of other prompts than its label texts; ignoring it.")
+                return False
+            text_embeds = file.get_tensor("text_embeds").to(self.device, self.model.dtype)
+        with torch.no_grad():
+            sample = self._encode_prompts(prompts[:PROMPTS_TO_VERIFY])
+        cosine = torch.nn.functional.cosine_similarity(sample.float(), text_embeds[: len(sample)].float(), dim=-1)
+        if cosine.min() < MIN_VERIFIED_COSINE:
+            logger.warning(f"{embeddings_file} was computed by another model (cosine {cosine.min():.4f}); ignoring it.")
+            return False
+        self._stored_prompt_embeddings.update(zip(prompts, text_embeds))
+        return True
+
+    def _label_texts_files(self, label_texts: str | os.PathLike) -> tuple[str, str | None]:
+        """
+        `(label-texts file, its stored prompt embeddings or None)` for a file path, or for the name of a set exported
+        with the model (`label_texts/NAME.json` in the model's folder or Hub repo).
+        """
+        if os.path.isfile(label_texts):
+            embeddings_file = prompt_embeddings_file(label_texts)
+            return str(label_texts), str(embeddings_file) if embeddings_file.is_file() else None
+        name = str(label_texts)
+        is_set_name = self.model.name_or_path and os.path.basename(name) == name and "." not in name
+        texts_file = self._model_repo_file(f"{EXPORTED_LABEL_TEXTS_DIR}/{name}.json") if is_set_name else None
+        if texts_file is None:
+            raise ValueError(
+                f"label_texts {name!r} is neither a file nor a label-text set exported with the model "
+                f"({EXPORTED_LABEL_TEXTS_DIR}/{name}.json in {self.model.name_or_path or 'its repo'})."
+            )
+        return texts_file, self._model_repo_file(f"{EXPORTED_LABEL_TEXTS_DIR}/{name}.safetensors")
+
+    def _model_repo_file(self, filename: str) -> str | None:
+        """Local path of `filename` in the model's folder or Hub repo (downloaded if needed), or None if it has none."""
+        return cached_file(self.model.name_or_path, filename, _raise_exceptions_for_missing_entries=False)
 
     def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         text_inputs = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt").to(self.device)
@@ -464,9 +573,13 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
 __all__ = [
     "DEFAULT_HYPOTHESIS_TEMPLATE",
+    "EXPORTED_LABEL_TEXTS_DIR",
     "LabelSet",
     "ZeroShotVideoClassificationPipeline",
     "build_label_set",
     "candidate_label_list",
+    "prompt_embeddings_file",
+    "prompts_digest",
+    "save_prompt_embeddings",
     "timeline_windows",
 ]
