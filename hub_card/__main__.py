@@ -12,7 +12,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     export = commands.add_parser("export", help="write a complete Hub repo folder for a trained model")
-    export.add_argument("--model-dir", required=True, help="saved STDDModel (or CLIPModel) folder")
+    export.add_argument("--model-dir", required=True, help="saved STDDModel or CLIPModel folder (or a CLIP Hub id)")
     export.add_argument("--output-dir", required=True, help="the repo folder to write")
     export.add_argument("--eval-results", help="JSON file of evaluation results, for the card's model-index")
     export.add_argument(

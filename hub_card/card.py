@@ -165,7 +165,10 @@ def check_model_card(text: str) -> ModelCard:
     """
     if not text.startswith("---"):
         raise ValueError("model card has no YAML metadata block at its top")
-    card = ModelCard(text)
+    try:
+        card = ModelCard(text)
+    except ValueError as error:
+        raise ValueError(f"model card metadata does not parse into huggingface_hub's ModelCardData: {error}") from error
     metadata = card.data.to_dict()
     missing = [name for name in REQUIRED_METADATA if not metadata.get(name)]
     if missing:

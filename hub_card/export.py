@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers.dynamic_module_utils import get_relative_import_files
+from transformers.dynamic_module_utils import get_relative_imports
 from transformers.utils import CONFIG_NAME
 
 import modeling_stdd
@@ -92,35 +92,34 @@ def code_entry_modules() -> list[str]:
     return sorted({reference.split(".")[0] for reference in references})
 
 
-def code_files(package_dir: Path = PACKAGE_DIR) -> list[Path]:
+def code_files(code_dir: Path = PACKAGE_DIR) -> list[Path]:
     """
-    The entry modules and every module they import relatively, found the way transformers' remote-code loader
-    finds them. Raises `ValueError` when one of those imports is not a flat `.py` file next to the entry modules:
-    the loader would not ship it.
+    The entry modules in `code_dir` and every module they import relatively, read with transformers' remote-code
+    loader's own rule (`from .name import ...` -> `name.py` in the same folder). Raises `ValueError` naming the
+    importing file when an import is not such a flat file: the loader could not ship or find it.
     """
-    files = {package_dir / f"{module}.py" for module in code_entry_modules()}
-    for entry in sorted(files):
-        files.update(Path(path) for path in get_relative_import_files(entry))
-    missing = sorted(path.name for path in files if not path.is_file())
-    if missing:
-        raise ValueError(
-            f"the model code in {package_dir} imports {missing} relatively, but those are not files next to it; "
-            "remote code can only import flat sibling modules"
-        )
-    return sorted(files)
+    pending = [(f"{module}.py", "the auto_map") for module in code_entry_modules()]
+    found: dict[str, Path] = {}
+    while pending:
+        name, imported_by = pending.pop()
+        if name in found:
+            continue
+        path = code_dir / name
+        if not path.is_file():
+            raise ValueError(
+                f"{imported_by} needs {name}, which is not a file in {code_dir}; remote code can only import "
+                "flat sibling modules (`from .module import name`)"
+            )
+        found[name] = path
+        pending.extend((f"{module}.py", name) for module in get_relative_imports(path))
+    return sorted(found.values())
 
 
 def copy_code_files(repo_dir: Path) -> list[str]:
-    """Copy the model code into `repo_dir` and check that every relative import resolves inside it."""
-    names = []
+    """Copy the model code into `repo_dir`, then check that every relative import resolves inside it."""
     for source in code_files():
         shutil.copyfile(source, repo_dir / source.name)
-        names.append(source.name)
-    for name in names:
-        unresolved = [Path(path).name for path in get_relative_import_files(repo_dir / name) if not Path(path).is_file()]
-        if unresolved:
-            raise ValueError(f"{name} imports {unresolved}, which the exported folder lacks")
-    return names
+    return [path.name for path in code_files(repo_dir)]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -129,7 +128,7 @@ def copy_code_files(repo_dir: Path) -> list[str]:
 
 
 def load_processor(model_dir: Path, model: STDDModel) -> STDDProcessor:
-    """The processor saved with the model, or CLIP's defaults for its image size and frame count."""
+    """The processor saved with the model's folder, or CLIP's defaults for its image size and frame count."""
     if (model_dir / PROCESSOR_CONFIG_NAME).is_file():
         return STDDProcessor.from_pretrained(model_dir)
     vision_config = model.config.vision_config
@@ -296,7 +295,8 @@ def export_repo(
     Export the STDD (or plain CLIP) checkpoint in `model_dir` as a Hub repo folder at `output_dir`.
 
     Args:
-        model_dir: a saved `STDDModel` or `CLIPModel`, with or without a saved `STDDProcessor`.
+        model_dir: a folder with a saved `STDDModel` or `CLIPModel` (with or without a saved `STDDProcessor`), or
+            the Hub id of a CLIP checkpoint.
         output_dir: the repo folder to create; an existing non-empty one is replaced only with `overwrite=True`.
         eval_results: a JSON file of evaluation results for the card's `model-index` (see `read_eval_results`).
         label_texts: label-texts JSON or ASKG YAML files, or names of datasets shipped with stdd (`DATASETS`);
@@ -307,15 +307,15 @@ def export_repo(
         datasets: Hub ids of the training data sets, for the card's metadata.
         max_shard_size: weights files larger than this are split into shards.
     """
+    if not (Path(model_dir) / CONFIG_NAME).is_file() and not is_hub_model_id(str(model_dir)):
+        raise FileNotFoundError(f"{model_dir} is neither a saved model folder (with {CONFIG_NAME}) nor a Hub model id")
     model_dir, output_dir = Path(model_dir), Path(output_dir).absolute()
-    if not (model_dir / CONFIG_NAME).is_file():
-        raise FileNotFoundError(f"{model_dir} holds no saved model ({CONFIG_NAME} is missing)")
     check_output_dir(output_dir, overwrite)
     evaluation = read_eval_results(eval_results) if eval_results is not None else []
     model_name = output_dir.name
     repo_id = repo_id or f"your-username/{model_name}"
 
-    model = STDDModel.from_pretrained(model_dir).eval()
+    model = STDDModel.from_pretrained(str(model_dir)).eval()
     processor = load_processor(model_dir, model)
     base_model = base_model_of(model, base_model)
     metadata = card_metadata(model_name, base_model=base_model, datasets=datasets, eval_results=evaluation)
