@@ -6,9 +6,9 @@ model card) that loads with plain transformers and `trust_remote_code=True`; `pu
 Command line: `python -m hub_card export --help`, `python -m hub_card push --help`.
 """
 
-from .card import check_model_card, read_eval_results, render_model_card
+from .card import check_model_card, check_repo_id, read_eval_results, render_model_card
 from .export import ExportResult, check_repo_folder, export_repo
-from .push import UploadPlan, check_repo_id, plan_upload, push_repo
+from .push import UploadPlan, plan_upload, push_repo
 
 
 __all__ = [

@@ -65,6 +65,17 @@ class CardContext:
     label_texts: list[LabelTextSummary] = field(default_factory=list)
 
 
+def check_repo_id(repo_id: str) -> str:
+    """A `namespace/name` repo id, checked with huggingface_hub's rules; raises `ValueError` saying what is wrong."""
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
+        raise ValueError(f"invalid repo id {repo_id!r}: expected USER/NAME (or ORGANIZATION/NAME)")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"invalid repo id {repo_id!r}: {error}") from error
+    return repo_id
+
+
 def is_hub_model_id(value: str | None) -> bool:
     """True for `namespace/name` strings that are valid Hub repo ids and not paths on this machine."""
     if not value or os.path.exists(value) or value.count("/") != 1:
@@ -198,6 +209,7 @@ __all__ = [
     "LabelTextSummary",
     "card_metadata",
     "check_model_card",
+    "check_repo_id",
     "is_hub_model_id",
     "read_eval_results",
     "render_model_card",

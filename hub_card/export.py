@@ -7,6 +7,7 @@ The folder is assembled in a temporary sibling directory and renamed into place 
 leaves nothing half-written and an existing export is only replaced when asked to (`overwrite=True`).
 """
 
+import copy
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ from .card import (
     CardContext,
     LabelTextSummary,
     card_metadata,
+    check_repo_id,
     is_hub_model_id,
     read_eval_results,
     render_model_card,
@@ -166,17 +168,22 @@ def resolve_label_texts(source: str | os.PathLike) -> tuple[str, LabelTexts]:
     )
 
 
-def export_label_texts(
-    pipeline: ZeroShotVideoClassificationPipeline, sources: Sequence[str | os.PathLike], repo_dir: Path
-) -> list[LabelTextSummary]:
-    """Write each set as `label_texts/NAME.json` and its prompt embeddings as `label_texts/NAME.safetensors`."""
+def resolve_all_label_texts(sources: Sequence[str | os.PathLike]) -> list[tuple[str, LabelTexts]]:
+    """`resolve_label_texts` for each source; their names, which become file names, must differ."""
     resolved = [resolve_label_texts(source) for source in sources]
     names = [name for name, _ in resolved]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ValueError(f"several label-text sources share the names {duplicates}; rename the files")
+    return resolved
+
+
+def export_label_texts(
+    pipeline: ZeroShotVideoClassificationPipeline, label_texts: list[tuple[str, LabelTexts]], repo_dir: Path
+) -> list[LabelTextSummary]:
+    """Write each set as `label_texts/NAME.json` and its prompt embeddings as `label_texts/NAME.safetensors`."""
     summaries = []
-    for name, texts in resolved:
+    for name, texts in label_texts:
         texts_file = repo_dir / EXPORTED_LABEL_TEXTS_DIR / f"{name}.json"
         texts.save(texts_file)
         label_set = build_label_set(None, label_texts=texts)
@@ -312,8 +319,9 @@ def export_repo(
     model_dir, output_dir = Path(model_dir), Path(output_dir).absolute()
     check_output_dir(output_dir, overwrite)
     evaluation = read_eval_results(eval_results) if eval_results is not None else []
+    resolved_label_texts = resolve_all_label_texts(label_texts)
     model_name = output_dir.name
-    repo_id = repo_id or f"your-username/{model_name}"
+    repo_id = check_repo_id(repo_id) if repo_id is not None else f"your-username/{model_name}"
 
     model = STDDModel.from_pretrained(str(model_dir)).eval()
     processor = load_processor(model_dir, model)
@@ -323,14 +331,14 @@ def export_repo(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
     try:
-        model.config.auto_map = CONFIG_AUTO_MAP
-        model.config.custom_pipelines = CUSTOM_PIPELINES
+        model.config.auto_map = copy.deepcopy(CONFIG_AUTO_MAP)
+        model.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
         model.save_pretrained(staging_dir, max_shard_size=max_shard_size)
         save_processor(processor, staging_dir)
         copy_code_files(staging_dir)
         pipeline = ZeroShotVideoClassificationPipeline(model=model, processor=processor)
         with torch.no_grad():
-            summaries = export_label_texts(pipeline, label_texts, staging_dir)
+            summaries = export_label_texts(pipeline, resolved_label_texts, staging_dir)
         card = render_model_card(metadata, card_context(model, model_name, repo_id, base_model, summaries))
         card.save(staging_dir / CARD_NAME)
         check_repo_folder(staging_dir)

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
-from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, HFValidationError, filter_repo_objects, validate_repo_id
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 
+from .card import check_repo_id
 from .export import check_repo_folder
 
 
@@ -43,17 +44,6 @@ def format_size(num_bytes: int) -> str:
             return f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
-
-
-def check_repo_id(repo_id: str) -> str:
-    """A `namespace/name` repo id, checked with huggingface_hub's rules; raises `ValueError` saying what is wrong."""
-    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
-        raise ValueError(f"invalid repo id {repo_id!r}: expected USER/NAME (or ORGANIZATION/NAME)")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise ValueError(f"invalid repo id {repo_id!r}: {error}") from error
-    return repo_id
 
 
 def plan_upload(repo_dir: str | os.PathLike) -> UploadPlan:
@@ -105,4 +95,4 @@ def push_repo(
     return commit.commit_url
 
 
-__all__ = ["UploadPlan", "check_repo_id", "format_size", "plan_upload", "push_repo"]
+__all__ = ["UploadPlan", "format_size", "plan_upload", "push_repo"]

@@ -302,7 +302,7 @@ def test_pipeline_uses_embeddings_stored_for_the_same_prompts_and_model(exported
     assert package_classifier.load_prompt_embeddings(LABEL_TEXTS, embeddings_file)
 
 
-def test_pipeline_ignores_embeddings_of_other_prompts(exported, package_classifier, tmp_path, caplog):
+def test_pipeline_ignores_embeddings_of_other_prompts(exported, package_classifier, caplog):
     result, _ = exported
     embeddings_file = result.repo_dir / "label_texts" / "actions.safetensors"
     other_texts = {**LABEL_TEXTS, "dancing": ["a video of a person dancing slowly."]}
@@ -318,8 +318,7 @@ def test_pipeline_ignores_embeddings_of_another_model(package_classifier, tmp_pa
     assert "another model" in caplog.text
 
 
-def test_unknown_label_text_set_names_the_repo(exported, package_classifier):
-    result, _ = exported
+def test_unknown_label_text_set_names_the_repo(package_classifier):
     with pytest.raises(ValueError, match=r"label_texts/kinetics\.json"):
         package_classifier(np.zeros((8, 32, 32, 3), dtype=np.uint8), label_texts="kinetics")
 
@@ -400,12 +399,26 @@ def test_second_export_without_overwrite_is_refused_and_leaves_the_first_intact(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["actions.json", "eval_results.json", "repo"]
 
 
-def test_failed_export_leaves_no_folder_behind(tiny_clip_dir, tmp_path):
+def test_bad_inputs_are_refused_before_anything_is_written(tiny_clip_dir, tmp_path):
     bad_texts = tmp_path / "bad.json"
     bad_texts.write_text(json.dumps({"dancing": []}))
     with pytest.raises(ValueError, match="dancing"):
         export_repo(tiny_clip_dir, tmp_path / "repo", label_texts=[bad_texts])
+    with pytest.raises(FileNotFoundError, match="'kinetics': no such file, and not one of the shipped datasets"):
+        export_repo(tiny_clip_dir, tmp_path / "repo", label_texts=["kinetics"])
+    with pytest.raises(ValueError, match="invalid repo id"):
+        export_repo(tiny_clip_dir, tmp_path / "repo", repo_id="not a repo")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.json"]
+
+
+def test_export_failing_midway_leaves_no_folder_behind(tiny_clip_dir, tmp_path, monkeypatch):
+    def failing_card(*args):
+        raise RuntimeError("card template broke")
+
+    monkeypatch.setattr("hub_card.export.render_model_card", failing_card)
+    with pytest.raises(RuntimeError, match="card template broke"):
+        export_repo(tiny_clip_dir, tmp_path / "repo")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_export_of_a_missing_model_folder_is_refused(tmp_path):
