@@ -23,7 +23,6 @@ well-formed file loads; `validate_entries` then reports content problems per cla
 import dataclasses
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -271,15 +270,15 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to a temporary file next to `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        with open(partial, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        os.replace(partial, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
     return path
 
