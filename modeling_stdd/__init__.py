@@ -2,6 +2,7 @@
 
 from transformers import AutoConfig, AutoModel
 
+from .askg import LabelTexts
 from .configuration_stdd import STDDConfig, STDDTextConfig, STDDVisionConfig
 from .modeling_stdd import STDDModel, STDDOutput, STDDVisionModel, class_scores
 
@@ -13,6 +14,7 @@ AutoModel.register(STDDConfig, STDDModel, exist_ok=True)
 AutoModel.register(STDDVisionConfig, STDDVisionModel, exist_ok=True)
 
 __all__ = [
+    "LabelTexts",
     "STDDConfig",
     "STDDModel",
     "STDDOutput",
