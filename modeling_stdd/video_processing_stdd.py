@@ -187,8 +187,7 @@ def open_video_reader(encoded: str | bytes, name: str, decode_size: tuple[int, i
     """A decord reader that decodes straight to `decode_size` (height, width), or at full size when it is None."""
     height, width = decode_size or (-1, -1)
     try:
-        # One thread per reader: parallelism comes from DataLoader workers, not from threads fighting inside each.
-        reader = decord.VideoReader(_as_input(encoded), ctx=decord.cpu(0), width=width, height=height, num_threads=1)
+        reader = decord.VideoReader(_as_input(encoded), ctx=decord.cpu(0), width=width, height=height)
     except (RuntimeError, AssertionError) as error:
         raise ValueError(f"Could not decode {name} as a video (not a video file, or truncated): {error}") from error
     return reader
