@@ -254,6 +254,7 @@ def is_encoded_video(video) -> bool:
 
 
 def _is_single_video(video) -> bool:
+    """Whether `video` is one video (encoded, a 3D/4D array or tensor, or a list of PIL images), not a batch."""
     if is_encoded_video(video):
         return True
     if isinstance(video, (np.ndarray, torch.Tensor)):
