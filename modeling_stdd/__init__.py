@@ -5,6 +5,9 @@ from transformers import AutoConfig, AutoModel
 from .askg import LabelTexts
 from .configuration_stdd import STDDConfig, STDDTextConfig, STDDVisionConfig
 from .modeling_stdd import STDDModel, STDDOutput, STDDVisionModel, class_scores
+from .processing_stdd import STDDProcessor
+from .tokenization_stdd import STDDTokenizer
+from .video_processing_stdd import STDDVideoProcessor, load_video_frames
 
 
 AutoConfig.register(STDDConfig.model_type, STDDConfig, exist_ok=True)
@@ -18,8 +21,12 @@ __all__ = [
     "STDDConfig",
     "STDDModel",
     "STDDOutput",
+    "STDDProcessor",
     "STDDTextConfig",
+    "STDDTokenizer",
+    "STDDVideoProcessor",
     "STDDVisionConfig",
     "STDDVisionModel",
     "class_scores",
+    "load_video_frames",
 ]

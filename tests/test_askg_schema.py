@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -161,7 +162,7 @@ def test_module_runs_as_a_command(tmp_path):
     path = write_askg_file({"stirring coffee": make_entry("stirring coffee")}, tmp_path / "db.yml")
     completed = subprocess.run(
         [sys.executable, "-m", "modeling_stdd.askg", "validate", str(path)],
-        capture_output=True, text=True, cwd=REPO_ROOT, env={"PYTHONPATH": str(REPO_ROOT)}, timeout=120,
+        capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=120,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert "0 error(s), 0 warning(s)" in completed.stdout
