@@ -72,7 +72,9 @@ def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
     if isinstance(candidate_labels, str):
         candidate_labels = candidate_labels.split(",")
     if not isinstance(candidate_labels, Sequence) or not all(isinstance(label, str) for label in candidate_labels):
-        raise ValueError(f"candidate_labels must be a list of strings or a comma-separated string, got {candidate_labels!r}.")
+        raise ValueError(
+            f"candidate_labels must be a list of strings or a comma-separated string, got {candidate_labels!r}."
+        )
     labels = [label.strip() for label in candidate_labels]
     if not labels:
         raise ValueError("candidate_labels is empty; give at least one label.")
@@ -221,7 +223,7 @@ class FrameSource:
             self.num_frames, self.fps = len(frames), fps
             self._read = frames.__getitem__
         if self.num_frames == 0 or not self.fps > 0:
-            raise ValueError(f"The video has {self.num_frames} frames at {self.fps} fps; it cannot be cut into windows.")
+            raise ValueError(f"The video has {self.num_frames} frames at {self.fps} fps; it cannot be cut in windows.")
 
     @property
     def duration(self) -> float:
@@ -359,7 +361,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         fps: float | None = None,
         timeout: float | None = None,
     ):
-        """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or for each window with its start and end."""
+        """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or per window with its start and end."""
         video = fetch_video(video, timeout)
         if segment_seconds is None:
             pixel_values = self.video_processor(video, num_clips=num_clips, return_tensors="pt")["pixel_values"]
@@ -416,9 +418,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             return self._prompt_embeddings[label_set]
         prompts = list(label_set.prompts)
         with torch.no_grad():
-            text_embeds = torch.cat(
-                [self._encode_prompts(prompts[start : start + TEXT_BATCH_SIZE]) for start in range(0, len(prompts), TEXT_BATCH_SIZE)]
-            )
+            batches = [prompts[start : start + TEXT_BATCH_SIZE] for start in range(0, len(prompts), TEXT_BATCH_SIZE)]
+            text_embeds = torch.cat([self._encode_prompts(batch) for batch in batches])
         prompt_class_ids = None
         if label_set.prompt_class_ids is not None:
             prompt_class_ids = torch.tensor(label_set.prompt_class_ids, device=text_embeds.device)
@@ -432,7 +433,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         return self.model.get_text_features(**text_inputs).pooler_output
 
     def _decode_short_side(self) -> int | None:
-        """The short side the video processor decodes large files at (its `decode_short_side`, else its resize target)."""
+        """Short side the video processor decodes large files at: its `decode_short_side`, else its resize target."""
         if self.video_processor.decode_short_side is not None:
             return self.video_processor.decode_short_side
         return self.video_processor.size["shortest_edge"] if self.video_processor.do_resize else None
