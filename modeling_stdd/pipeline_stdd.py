@@ -28,12 +28,12 @@ from transformers.utils import logging
 
 from .processing_stdd import STDDProcessor
 from .video_processing_stdd import (
-    _encoded_video,
     evaluation_frame_indices,
     frames_from_decoded,
     is_encoded_video,
     open_video_reader,
     probe_frame_size,
+    read_encoded_video,
     read_frames,
     reduced_decode_size,
 )
@@ -211,7 +211,7 @@ class FrameSource:
 
     def __init__(self, video, fps: float | None, decode_short_side: int | None):
         if is_encoded_video(video):
-            encoded, name = _encoded_video(video)
+            encoded, name = read_encoded_video(video)
             decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
             reader = open_video_reader(encoded, name, decode_size)
             self.num_frames, self.fps = len(reader), fps or reader.get_avg_fps()

@@ -141,7 +141,7 @@ def reduced_decode_size(height: int, width: int, short_side: int | None) -> tupl
     return shortest_edge_size(height, width, short_side)
 
 
-def _encoded_video(source) -> tuple[str | bytes, str]:
+def read_encoded_video(source) -> tuple[str | bytes, str]:
     """
     Check an encoded source and return (path or bytes, name for messages). Paths stay paths (decord reads them
     itself); bytes and file-like objects are read into memory once.
@@ -300,7 +300,7 @@ def load_video_frames(
     if not is_encoded_video(video):
         frames = frames_from_decoded(video)
         return frames[sample_frame_indices(len(frames), num_frames, training, num_clips, generator)]
-    encoded, name = _encoded_video(video)
+    encoded, name = read_encoded_video(video)
     decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
     reader = open_video_reader(encoded, name, decode_size)
     indices = sample_frame_indices(len(reader), num_frames, training, num_clips, generator)
