@@ -138,7 +138,7 @@ def card_metadata(
 ) -> ModelCardData:
     """The card's YAML metadata; `model-index` is built from `eval_results` (named `model_name`)."""
     if base_model is not None and not is_hub_model_id(base_model):
-        raise ValueError(f"base_model must be a Hub model id such as 'openai/clip-vit-base-patch16', got {base_model!r}")
+        raise ValueError(f"base_model must be a Hub model id such as 'openai/clip-vit-base-patch16': {base_model!r}")
     metrics = sorted({result.metric_type for result in eval_results})
     return ModelCardData(
         library_name=LIBRARY_NAME,

@@ -272,7 +272,7 @@ def apply_default_permissions(folder: Path) -> None:
 
 
 def move_into_place(staging_dir: Path, output_dir: Path) -> None:
-    """Replace `output_dir` by `staging_dir`: the old folder is renamed aside first and removed once the new one is in."""
+    """Replace `output_dir` by `staging_dir`; an old folder is renamed aside first, removed once the new one is in."""
     if not output_dir.exists():
         os.rename(staging_dir, output_dir)
         return

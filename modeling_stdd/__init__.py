@@ -3,6 +3,7 @@
 from transformers import AutoConfig, AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .askg import LabelTexts
 from .configuration_stdd import STDDConfig, STDDTextConfig, STDDVisionConfig
 from .modeling_stdd import STDDModel, STDDOutput, STDDVisionModel, class_scores
 from .pipeline_stdd import ZeroShotVideoClassificationPipeline
@@ -25,6 +26,7 @@ PIPELINE_REGISTRY.register_pipeline(
 )
 
 __all__ = [
+    "LabelTexts",
     "STDDConfig",
     "STDDModel",
     "STDDOutput",

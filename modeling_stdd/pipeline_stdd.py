@@ -38,12 +38,12 @@ from transformers.utils import cached_file, logging
 
 from .processing_stdd import STDDProcessor
 from .video_processing_stdd import (
-    _encoded_video,
     evaluation_frame_indices,
     frames_from_decoded,
     is_encoded_video,
     open_video_reader,
     probe_frame_size,
+    read_encoded_video,
     read_frames,
     reduced_decode_size,
 )
@@ -87,7 +87,9 @@ def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
     if isinstance(candidate_labels, str):
         candidate_labels = candidate_labels.split(",")
     if not isinstance(candidate_labels, Sequence) or not all(isinstance(label, str) for label in candidate_labels):
-        raise ValueError(f"candidate_labels must be a list of strings or a comma-separated string, got {candidate_labels!r}.")
+        raise ValueError(
+            f"candidate_labels must be a list of strings or a comma-separated string, got {candidate_labels!r}."
+        )
     labels = [label.strip() for label in candidate_labels]
     if not labels:
         raise ValueError("candidate_labels is empty; give at least one label.")
@@ -150,7 +152,7 @@ def _read_label_texts_file(path: str | os.PathLike):
 
 
 def _read_label_texts_json(path: str | os.PathLike) -> Mapping:
-    """Label -> prompts of a label-texts JSON file (`LabelTexts.save` output or a plain mapping), without `modeling_stdd`."""
+    """Label -> prompts of a label-texts JSON file (`LabelTexts.save` output or a plain mapping); no stdd needed."""
     try:
         with open(path, encoding="utf-8") as file:
             data = json.load(file)
@@ -177,7 +179,9 @@ def save_prompt_embeddings(texts_file: str | os.PathLike, prompts: Sequence[str]
     `texts_file`, label by label), next to `texts_file`, written atomically. Returns the file's path.
     """
     if text_embeds.ndim != 2 or text_embeds.shape[0] != len(prompts):
-        raise ValueError(f"text_embeds has shape {tuple(text_embeds.shape)}; expected ({len(prompts)}, projection_dim).")
+        raise ValueError(
+            f"text_embeds has shape {tuple(text_embeds.shape)}; expected ({len(prompts)}, projection_dim)."
+        )
     path = prompt_embeddings_file(texts_file)
     partial = path.with_name(f".{path.name}.partial")
     tensors = {"text_embeds": text_embeds.detach().float().cpu().contiguous()}
@@ -263,7 +267,7 @@ class FrameSource:
 
     def __init__(self, video, fps: float | None, decode_short_side: int | None):
         if is_encoded_video(video):
-            encoded, name = _encoded_video(video)
+            encoded, name = read_encoded_video(video)
             decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
             reader = open_video_reader(encoded, name, decode_size)
             self.num_frames, self.fps = len(reader), fps or reader.get_avg_fps()
@@ -275,7 +279,7 @@ class FrameSource:
             self.num_frames, self.fps = len(frames), fps
             self._read = frames.__getitem__
         if self.num_frames == 0 or not self.fps > 0:
-            raise ValueError(f"The video has {self.num_frames} frames at {self.fps} fps; it cannot be cut into windows.")
+            raise ValueError(f"The video has {self.num_frames} frames at {self.fps} fps; it cannot be cut in windows.")
 
     @property
     def duration(self) -> float:
@@ -421,7 +425,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         fps: float | None = None,
         timeout: float | None = None,
     ):
-        """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or for each window with its start and end."""
+        """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or per window with its start and end."""
         video = fetch_video(video, timeout)
         if segment_seconds is None:
             pixel_values = self.video_processor(video, num_clips=num_clips, return_tensors="pt")["pixel_values"]
@@ -481,10 +485,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         if all(embeds is not None for embeds in stored):
             text_embeds = torch.stack(stored)
         else:
+            batches = [prompts[start : start + TEXT_BATCH_SIZE] for start in range(0, len(prompts), TEXT_BATCH_SIZE)]
             with torch.no_grad():
-                text_embeds = torch.cat(
-                    [self._encode_prompts(prompts[start : start + TEXT_BATCH_SIZE]) for start in range(0, len(prompts), TEXT_BATCH_SIZE)]
-                )
+                text_embeds = torch.cat([self._encode_prompts(batch) for batch in batches])
         prompt_class_ids = None
         if label_set.prompt_class_ids is not None:
             prompt_class_ids = torch.tensor(label_set.prompt_class_ids, device=text_embeds.device)
@@ -493,7 +496,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             self._prompt_embeddings.popitem(last=False)
         return text_embeds, prompt_class_ids
 
-    def load_prompt_embeddings(self, label_texts: Mapping[str, Sequence[str]], embeddings_file: str | os.PathLike) -> bool:
+    def load_prompt_embeddings(
+        self, label_texts: Mapping[str, Sequence[str]], embeddings_file: str | os.PathLike
+    ) -> bool:
         """
         Use the prompt embeddings stored in `embeddings_file` (see `save_prompt_embeddings`) for the prompts of
         `label_texts` from now on, if they belong to exactly these prompts and re-encoding a few of them with this
@@ -502,7 +507,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         prompts = [prompt for label_prompts in label_texts.values() for prompt in label_prompts]
         with safe_open(embeddings_file, framework="pt") as file:
             if (file.metadata() or {}).get("prompts_sha256") != prompts_digest(prompts):
-                logger.warning(f"{embeddings_file} holds embeddings of other prompts than its label texts; ignoring it.")
+                logger.warning(f"{embeddings_file} holds embeddings of other prompts; ignoring it.")
                 return False
             text_embeds = file.get_tensor("text_embeds").to(self.device, self.model.dtype)
         with torch.no_grad():
@@ -541,7 +546,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         return self.model.get_text_features(**text_inputs).pooler_output
 
     def _decode_short_side(self) -> int | None:
-        """The short side the video processor decodes large files at (its `decode_short_side`, else its resize target)."""
+        """Short side the video processor decodes large files at: its `decode_short_side`, else its resize target."""
         if self.video_processor.decode_short_side is not None:
             return self.video_processor.decode_short_side
         return self.video_processor.size["shortest_edge"] if self.video_processor.do_resize else None

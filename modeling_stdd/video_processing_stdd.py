@@ -141,7 +141,7 @@ def reduced_decode_size(height: int, width: int, short_side: int | None) -> tupl
     return shortest_edge_size(height, width, short_side)
 
 
-def _encoded_video(source) -> tuple[str | bytes, str]:
+def read_encoded_video(source) -> tuple[str | bytes, str]:
     """
     Check an encoded source and return (path or bytes, name for messages). Paths stay paths (decord reads them
     itself); bytes and file-like objects are read into memory once.
@@ -187,8 +187,7 @@ def open_video_reader(encoded: str | bytes, name: str, decode_size: tuple[int, i
     """A decord reader that decodes straight to `decode_size` (height, width), or at full size when it is None."""
     height, width = decode_size or (-1, -1)
     try:
-        # One thread per reader: parallelism comes from DataLoader workers, not from threads fighting inside each.
-        reader = decord.VideoReader(_as_input(encoded), ctx=decord.cpu(0), width=width, height=height, num_threads=1)
+        reader = decord.VideoReader(_as_input(encoded), ctx=decord.cpu(0), width=width, height=height)
     except (RuntimeError, AssertionError) as error:
         raise ValueError(f"Could not decode {name} as a video (not a video file, or truncated): {error}") from error
     return reader
@@ -255,6 +254,7 @@ def is_encoded_video(video) -> bool:
 
 
 def _is_single_video(video) -> bool:
+    """Whether `video` is one video (encoded, a 3D/4D array or tensor, or a list of PIL images), not a batch."""
     if is_encoded_video(video):
         return True
     if isinstance(video, (np.ndarray, torch.Tensor)):
@@ -300,7 +300,7 @@ def load_video_frames(
     if not is_encoded_video(video):
         frames = frames_from_decoded(video)
         return frames[sample_frame_indices(len(frames), num_frames, training, num_clips, generator)]
-    encoded, name = _encoded_video(video)
+    encoded, name = read_encoded_video(video)
     decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
     reader = open_video_reader(encoded, name, decode_size)
     indices = sample_frame_indices(len(reader), num_frames, training, num_clips, generator)

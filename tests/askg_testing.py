@@ -11,7 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def reference_label_db() -> Path:
-    """The authors' label files, `$STDD_SHARED_DIR/reference/stdd_label_db` (default `<repo>/../shared`); skips if absent."""
+    """The authors' files: `$STDD_SHARED_DIR/reference/stdd_label_db` (default `<repo>/../shared`); skips if absent."""
     shared = Path(os.environ.get("STDD_SHARED_DIR", REPO_ROOT.parent / "shared"))
     folder = shared / "reference" / "stdd_label_db"
     if not folder.is_dir():
@@ -31,7 +31,11 @@ def make_graph(label: str) -> ASKGEntry:
             "<coffee mug, placed on, kitchen table>",
             "<spoon, used for, scooping sugar>",
         ],
-        action_object_triples=[f"<{label}, uses, spoon>", f"<{label}, fills, coffee mug>", f"<{label}, needs, right hand>"],
+        action_object_triples=[
+            f"<{label}, uses, spoon>",
+            f"<{label}, fills, coffee mug>",
+            f"<{label}, needs, right hand>",
+        ],
         sub_actions=sub_actions,
         sub_action_triples=[
             f"<{label}, starts with, reaching for the spoon>",

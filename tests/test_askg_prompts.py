@@ -8,7 +8,8 @@ from modeling_stdd.askg.__main__ import main
 
 
 def test_build_prompts_is_templates_times_plain_and_clauses_deduplicated():
-    prompts = build_prompts("jumping", ["where a rope turns.", "which uses a rope", "where a rope turns"], ["a video of {}.", "{}!"])
+    clauses = ["where a rope turns.", "which uses a rope", "where a rope turns"]
+    prompts = build_prompts("jumping", clauses, ["a video of {}.", "{}!"])
     assert prompts == [
         "a video of jumping.",
         "a video of jumping, where a rope turns.",
@@ -83,7 +84,8 @@ def test_entries_without_usable_clauses_are_refused(tmp_path):
 
 def test_for_dataset_reads_package_data(tmp_path, monkeypatch):
     monkeypatch.setattr(prompts_module, "PACKAGE_DATA_DIR", tmp_path)
-    with pytest.raises(ValueError, match="unknown dataset 'ucf'.*'ucf101', 'hmdb51', 'kinetics400', 'kinetics600_novel'"):
+    known = "'ucf101', 'hmdb51', 'kinetics400', 'kinetics600_novel'"
+    with pytest.raises(ValueError, match=f"unknown dataset 'ucf'.*{known}"):
         LabelTexts.for_dataset("ucf")
     with pytest.raises(FileNotFoundError, match="no label texts are installed for 'hmdb51'.*available datasets: none"):
         LabelTexts.for_dataset("hmdb51")
@@ -98,7 +100,9 @@ def test_cli_prompts(tmp_path, capsys):
     write_askg_file({label: make_entry(label) for label in ("stirring coffee", "sweetening tea")}, tmp_path / "db.yml")
     (tmp_path / "templates.txt").write_text("a video of {}.\n\n{}.\n")
     out = tmp_path / "label_texts.json"
-    assert main(["prompts", str(tmp_path / "db.yml"), "--out", str(out), "--templates", str(tmp_path / "templates.txt")]) == 0
+    templates = str(tmp_path / "templates.txt")
+    arguments = ["prompts", str(tmp_path / "db.yml"), "--out", str(out), "--templates", templates]
+    assert main(arguments) == 0
     assert "2 classes, prompts per class: min 20, median 20, max 20" in capsys.readouterr().out
     texts = LabelTexts.from_file(out)
     assert texts.templates == ["a video of {}.", "{}."] and len(texts["sweetening tea"]) == 2 * (1 + 9)

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 from askg_testing import REPO_ROOT, make_entry, reference_label_db
-from modeling_stdd.askg import ASKGEntry, Triple, read_askg_file, read_label_db, validate_entries, write_askg_file
+from modeling_stdd.askg import Triple, read_askg_file, read_label_db, validate_entries, write_askg_file
 from modeling_stdd.askg.__main__ import main
-from modeling_stdd.askg.schema import GRAPH_FIELDS, dump_entries
+from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS, dump_entries
 
 
 def issues_of(entry, key=None):
@@ -33,7 +33,8 @@ def test_a_valid_entry_has_no_issues():
 
 
 def test_write_then_read_round_trips_including_awkward_names(tmp_path):
-    entries = {name: make_entry(name) for name in ["massaging person's head", "yes", "tying knot: bowline", "#1 dance"]}
+    names = ["massaging person's head", "yes", "tying knot: bowline", "#1 dance"]
+    entries = {name: make_entry(name) for name in names}
     path = write_askg_file(entries, tmp_path / "db.yml")
     assert read_askg_file(path) == entries
     assert validate_entries(read_askg_file(path)).issues == []
@@ -41,8 +42,7 @@ def test_write_then_read_round_trips_including_awkward_names(tmp_path):
 
 def test_graph_and_clause_files_merge_by_class(tmp_path):
     entry = make_entry("stirring coffee")
-    graph = dataclasses.replace(entry, xprompt_oo=None, xprompt_ao=None, xprompt_aa=None)
-    clauses = ASKGEntry(entry.label, xprompt_oo=entry.xprompt_oo, xprompt_ao=entry.xprompt_ao, xprompt_aa=entry.xprompt_aa)
+    graph, clauses = entry.subset(GRAPH_FIELDS), entry.subset(CLAUSE_FIELDS)
     write_askg_file({entry.label: graph}, tmp_path / "graph.yml")
     write_askg_file({entry.label: clauses}, tmp_path / "clauses.yml")
     assert read_label_db(tmp_path / "graph.yml", tmp_path / "clauses.yml") == {entry.label: entry}
@@ -56,8 +56,8 @@ def test_graph_and_clause_files_merge_by_class(tmp_path):
 
 def test_label_mismatch_in_a_merged_file_is_kept_for_validation(tmp_path):
     entry = make_entry("wave")
-    write_askg_file({"wave": dataclasses.replace(entry, xprompt_oo=None, xprompt_ao=None, xprompt_aa=None)}, tmp_path / "a.yml")
-    clauses = ASKGEntry("waving", xprompt_oo=entry.xprompt_oo, xprompt_ao=entry.xprompt_ao, xprompt_aa=entry.xprompt_aa)
+    write_askg_file({"wave": entry.subset(GRAPH_FIELDS)}, tmp_path / "a.yml")
+    clauses = dataclasses.replace(entry.subset(CLAUSE_FIELDS), label="waving")
     (tmp_path / "b.yml").write_text(dump_entries({"wave": clauses}))
     report = validate_entries(read_label_db(tmp_path / "a.yml", tmp_path / "b.yml"))
     assert [(issue.key, issue.field, issue.severity) for issue in report.issues] == [("wave", "label", "error")]
@@ -124,9 +124,10 @@ def test_empty_fields_warn_and_missing_fields_warn_when_other_classes_have_them(
     complete = make_entry("stirring coffee")
     empty = make_entry("smile")
     empty.sub_actions, empty.sub_action_triples, empty.xprompt_aa = [], [], []
-    graph_only = dataclasses.replace(make_entry("Wave Hand"), xprompt_oo=None, xprompt_ao=None, xprompt_aa=None)
-    twin = ASKGEntry("wave hand", xprompt_oo=complete.xprompt_oo, xprompt_ao=complete.xprompt_ao, xprompt_aa=complete.xprompt_aa)
-    report = validate_entries({"stirring coffee": complete, "smile": empty, "Wave Hand": graph_only, "wave hand": twin})
+    graph_only = make_entry("Wave Hand").subset(GRAPH_FIELDS)
+    twin = make_entry("wave hand").subset(CLAUSE_FIELDS)
+    entries = {"stirring coffee": complete, "smile": empty, "Wave Hand": graph_only, "wave hand": twin}
+    report = validate_entries(entries)
     assert report.errors == []
     found = {(issue.key, issue.field, issue.message) for issue in report.warnings}
     for field_name in ("sub_act_en_li", "act_rel_triples", "xprompt_aa"):

@@ -45,6 +45,10 @@ class GenerationError(RuntimeError):
 # Backends
 
 
+class _Retryable(Exception):
+    """A failed request that may succeed when tried again."""
+
+
 class ChatBackend(ABC):
     """A chat language model: a list of `{"role": ..., "content": ...}` messages in, the answer text out."""
 
@@ -248,13 +252,6 @@ and "ending with ..."
 Each list has 3 to 10 grammatical, distinct clauses without a final period."""
 
 
-def _only(entry: ASKGEntry, fields: Sequence[str]) -> ASKGEntry:
-    """`entry` with just the YAML `fields` (the others set to None)."""
-    return dataclasses.replace(
-        entry, **{attribute: None for name, attribute in ATTRIBUTE_BY_YAML_FIELD.items() if name not in fields}
-    )
-
-
 def _yaml(entry: ASKGEntry) -> str:
     return dump_entries({entry.label: entry})
 
@@ -264,7 +261,7 @@ def graph_messages(label: str) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": GRAPH_INSTRUCTIONS},
         {"role": "user", "content": f"Action class: {EXAMPLE_LABEL}"},
-        {"role": "assistant", "content": _yaml(_only(EXAMPLE_ENTRY, GRAPH_FIELDS))},
+        {"role": "assistant", "content": _yaml(EXAMPLE_ENTRY.subset(GRAPH_FIELDS))},
         {"role": "user", "content": f"Action class: {label}"},
     ]
 
@@ -273,9 +270,9 @@ def clause_messages(graph: ASKGEntry) -> list[dict[str, str]]:
     """Stage 2 chat: the instructions, the example graph and its clauses, then `graph`."""
     return [
         {"role": "system", "content": CLAUSE_INSTRUCTIONS},
-        {"role": "user", "content": _yaml(_only(EXAMPLE_ENTRY, GRAPH_FIELDS))},
-        {"role": "assistant", "content": _yaml(_only(EXAMPLE_ENTRY, CLAUSE_FIELDS))},
-        {"role": "user", "content": _yaml(_only(graph, GRAPH_FIELDS))},
+        {"role": "user", "content": _yaml(EXAMPLE_ENTRY.subset(GRAPH_FIELDS))},
+        {"role": "assistant", "content": _yaml(EXAMPLE_ENTRY.subset(CLAUSE_FIELDS))},
+        {"role": "user", "content": _yaml(graph.subset(GRAPH_FIELDS))},
     ]
 
 
@@ -350,7 +347,7 @@ class ASKGGenerator:
         self.backend, self.clause_stage = backend, clause_stage
 
     def _check(self, answer: str, label: str, fields: Sequence[str], base: ASKGEntry | None):
-        """The answer as an entry (its `fields` put into `base` when given) and its issues; None if it does not parse."""
+        """The answer as an entry (its `fields` put into `base` if given) and its issues; None if unparseable."""
         try:
             parsed = parse_answer(answer, label)
         except ValueError as error:
@@ -379,7 +376,7 @@ class ASKGGenerator:
     def generate_entry(self, label: str) -> ASKGEntry:
         """The graph and the clause lists of class `label`."""
         graph = self._ask(graph_messages(label), label, GRAPH_FIELDS, base=None)
-        graph = _only(graph, GRAPH_FIELDS)
+        graph = graph.subset(GRAPH_FIELDS)
         if self.clause_stage == "rules":
             return verbalize_entries({label: graph})[label]
         return self._ask(clause_messages(graph), label, CLAUSE_FIELDS, base=graph)

@@ -110,7 +110,7 @@ class LabelTexts:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "LabelTexts":
-        """From `to_dict()` output (a mapping with a "label_texts" mapping) or from a plain label -> prompts mapping."""
+        """From `to_dict()` output (with a "label_texts" mapping) or from a plain label -> prompts mapping."""
         if isinstance(data.get("label_texts"), Mapping):
             return cls(texts=data["label_texts"], templates=data.get("templates"), source=data.get("source"))
         return cls(texts=dict(data))
@@ -128,9 +128,7 @@ class LabelTexts:
         class has no clause lists, or its label or clauses have validation errors; graph problems do not matter here.
         """
         where = f"{source}: " if source else ""
-        without_clauses = [
-            key for key, entry in entries.items() if (entry.xprompt_oo, entry.xprompt_ao, entry.xprompt_aa) == (None,) * 3
-        ]
+        without_clauses = [key for key, entry in entries.items() if not entry.has_any(CLAUSE_FIELDS)]
         if without_clauses:
             raise ValueError(
                 f"{where}classes {without_clauses[:10]} have no clause lists ({', '.join(CLAUSE_FIELDS)}); "
