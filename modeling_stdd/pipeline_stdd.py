@@ -528,8 +528,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             embeddings_file = prompt_embeddings_file(label_texts)
             return str(label_texts), str(embeddings_file) if embeddings_file.is_file() else None
         name = str(label_texts)
-        is_set_name = self.model.name_or_path and os.path.basename(name) == name and "." not in name
-        texts_file = self._model_repo_file(f"{EXPORTED_LABEL_TEXTS_DIR}/{name}.json") if is_set_name else None
+        if os.path.basename(name) != name or "." in name:
+            raise ValueError(f"Label-texts file not found: {name}")
+        texts_file = self._model_repo_file(f"{EXPORTED_LABEL_TEXTS_DIR}/{name}.json")
         if texts_file is None:
             raise ValueError(
                 f"label_texts {name!r} is neither a file nor a label-text set exported with the model "
@@ -539,6 +540,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
     def _model_repo_file(self, filename: str) -> str | None:
         """Local path of `filename` in the model's folder or Hub repo (downloaded if needed), or None if it has none."""
+        if not self.model.name_or_path:
+            return None
         return cached_file(self.model.name_or_path, filename, _raise_exceptions_for_missing_entries=False)
 
     def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
