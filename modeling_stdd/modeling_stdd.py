@@ -296,6 +296,11 @@ def check_pixel_values(pixel_values: torch.Tensor, config: STDDVisionConfig, int
         )
     if 0 in pixel_values.shape:
         raise ValueError(f"pixel_values has an empty dimension: {tuple(pixel_values.shape)}.")
+    if not pixel_values.is_floating_point():
+        raise ValueError(
+            f"pixel_values must be normalized floats, got dtype {pixel_values.dtype}; "
+            "prepare videos with STDDProcessor (or STDDVideoProcessor)."
+        )
     channels, height, width = pixel_values.shape[-3:]
     if channels != config.num_channels:
         raise ValueError(

@@ -395,6 +395,7 @@ def test_save_and_load_roundtrip_is_exact(stdd_model, tmp_path):
         (torch.randn(1, 4, 3, 48, 48), "frames are 48x48"),
         (torch.randn(1, 4, 4, 32, 32), "has 4 channels"),
         (torch.randn(1, 0, 3, 32, 32), "empty dimension"),
+        (torch.zeros(1, 4, 3, 32, 32, dtype=torch.uint8), "must be normalized floats"),
     ],
 )
 def test_bad_pixel_values_fail_before_any_layer_runs(stdd_model, pixel_values, message):

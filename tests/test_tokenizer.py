@@ -38,7 +38,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def open_clip_tokenize():
-    """open_clip's `SimpleTokenizer` (OpenAI CLIP's tokenizer), loaded from its file: `import open_clip` needs torchvision."""
+    """open_clip's `SimpleTokenizer` (OpenAI CLIP's), loaded from its file: `import open_clip` needs torchvision."""
     spec = importlib.util.spec_from_file_location("open_clip_tokenizer", OPEN_CLIP_TOKENIZER_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

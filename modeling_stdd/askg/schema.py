@@ -23,7 +23,6 @@ well-formed file loads; `validate_entries` then reports content problems per cla
 import dataclasses
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -85,9 +84,20 @@ class ASKGEntry:
 
     @property
     def clauses(self) -> list[str]:
-        """The union of the three clause lists (object-object, action-object, sub-action order), first occurrences kept."""
+        """The union of the three clause lists (object-object, action-object, order), first occurrences kept."""
         union = (self.xprompt_oo or []) + (self.xprompt_ao or []) + (self.xprompt_aa or [])
         return list(dict.fromkeys(union))
+
+    def subset(self, fields: Iterable[str]) -> "ASKGEntry":
+        """A copy with only the YAML list `fields` (e.g. `GRAPH_FIELDS`); the other lists become None."""
+        kept = set(fields)
+        return dataclasses.replace(
+            self, **{f.name: None for f in dataclasses.fields(self)[1:] if f.metadata["yaml"] not in kept}
+        )
+
+    def has_any(self, fields: Iterable[str]) -> bool:
+        """Whether the entry has at least one of the YAML list `fields` (present, possibly empty)."""
+        return any(name in self.to_yaml_dict() for name in fields)
 
     def to_yaml_dict(self) -> dict:
         """The entry as the YAML mapping of the file format (fields that are None left out)."""
@@ -240,7 +250,7 @@ def _quote_if_needed(text: str) -> str:
 
 
 def dump_entries(entries: Mapping[str, ASKGEntry]) -> str:
-    """YAML text of `entries` in the authors' layout: 2-space indentation, one list item a line, blank lines between classes."""
+    """YAML text of `entries` in the authors' layout: 2-space indentation, one item a line, classes apart."""
     blocks = []
     for key, entry in entries.items():
         lines = [f"{_quote_if_needed(key)}:"]
@@ -260,15 +270,15 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to a temporary file next to `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        with open(partial, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        os.replace(partial, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
     return path
 

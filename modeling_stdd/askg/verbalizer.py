@@ -8,9 +8,9 @@ Rule-based second stage of the ASKG: graph triples -> the three clause lists, de
     <opening the lipstick, precedes, holding the mirror> -> "where opening the lipstick precedes holding the mirror"
     last item of sub_act_en_li                       -> "ending with ..."
 
-Things get "the" unless they already start with a determiner or are a gerund after a preposition such as
-"for" ("used for applying eye shadow") or a verb after "used to"; a relation that starts with a past participle ("applied on") gets
-"is"/"are"; sub-actions are -ing phrases and are used as written.
+Things get "the" unless they already start with a determiner, are a gerund after a preposition such as "for"
+("used for applying eye shadow") or a verb after "used to"; a relation that starts with a past participle
+("applied on") gets "is"/"are"; sub-actions are -ing phrases and are used as written.
 """
 
 import dataclasses
@@ -148,19 +148,14 @@ def verbalize_entries(entries: Mapping[str, ASKGEntry]) -> dict[str, ASKGEntry]:
     problems = [
         f"{key!r}: has no graph fields ({', '.join(GRAPH_FIELDS)})"
         for key, entry in entries.items()
-        if all(getattr(entry, name) is None for name in ("objects", "object_triples", "action_object_triples"))
+        if not entry.has_any(GRAPH_FIELDS)
     ]
     problems += [
         str(issue)
-        for issue in validate_entries({key: _graph_only(entry) for key, entry in entries.items()}).errors
+        for issue in validate_entries({key: entry.subset(GRAPH_FIELDS) for key, entry in entries.items()}).errors
     ]
     if problems:
         listed = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ValueError(f"cannot verbalize, fix these first:\n  {listed}{more}")
     return {key: verbalize_entry(entry) for key, entry in entries.items()}
-
-
-def _graph_only(entry: ASKGEntry) -> ASKGEntry:
-    """The entry without clause lists (they are about to be replaced, so their problems do not matter)."""
-    return dataclasses.replace(entry, xprompt_oo=None, xprompt_ao=None, xprompt_aa=None)

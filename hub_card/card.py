@@ -1,0 +1,216 @@
+"""
+The model card of an exported STDD repo: metadata, the evaluation results turned into a `model-index`, the
+rendering of `model_card_template.md`, and the checks that can be made without the Hub.
+"""
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+
+CARD_TEMPLATE = Path(__file__).with_name("model_card_template.md")
+# The license of this project's code (pyproject.toml); CLIP's released weights are MIT-licensed as well.
+LICENSE = "mit"
+LIBRARY_NAME = "transformers"
+# The Hub has no zero-shot video task; its video classification task is the closest, the tags say the rest.
+PIPELINE_TAG = "video-classification"
+TRANSFORMERS_TASK = "zero-shot-video-classification"
+TAGS = ("stdd", "clip", "video", "action-recognition", "zero-shot", TRANSFORMERS_TASK, "custom_code")
+TASK_NAME = "Zero-shot action recognition"
+# Sections whose headings the rendered card must contain (checked by `check_model_card`).
+REQUIRED_SECTIONS = ("Usage", "Training", "Label texts", "Limitations", "Citation")
+REQUIRED_METADATA = ("library_name", "pipeline_tag", "license", "tags")
+EVAL_RESULT_FIELDS = {
+    "dataset": "dataset_type",
+    "dataset_name": "dataset_name",
+    "config": "dataset_config",
+    "split": "dataset_split",
+    "metric": "metric_type",
+    "metric_name": "metric_name",
+    "value": "metric_value",
+}
+REQUIRED_EVAL_FIELDS = ("dataset", "metric", "value")
+
+
+@dataclass
+class LabelTextSummary:
+    """What the card says about one exported label-text set."""
+
+    name: str
+    num_classes: int
+    num_prompts: int
+    source: str | None
+    templates: list[str] | None
+    files: list[str]
+
+
+@dataclass
+class CardContext:
+    """Everything the card template needs besides the metadata."""
+
+    model_name: str
+    repo_id: str
+    base_model: str | None
+    vision_settings: dict
+    image_size: int
+    patch_size: int
+    num_parameters: int
+    label_texts: list[LabelTextSummary] = field(default_factory=list)
+
+
+def check_repo_id(repo_id: str) -> str:
+    """A `namespace/name` repo id, checked with huggingface_hub's rules; raises `ValueError` saying what is wrong."""
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
+        raise ValueError(f"invalid repo id {repo_id!r}: expected USER/NAME (or ORGANIZATION/NAME)")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"invalid repo id {repo_id!r}: {error}") from error
+    return repo_id
+
+
+def is_hub_model_id(value: str | None) -> bool:
+    """True for `namespace/name` strings that are valid Hub repo ids and not paths on this machine."""
+    if not value or os.path.exists(value) or value.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
+def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
+    """
+    Read evaluation results from a JSON file: `{"results": [entry, ...]}` or a list of entries, each entry
+
+        {"dataset": "ucf101", "dataset_name": "UCF101", "split": "test", "config": "split_1",
+         "metric": "accuracy", "metric_name": "Top-1 accuracy", "value": 0.853}
+
+    `dataset`, `metric` and `value` are required (`value` a number, or a string such as "85.3 ± 0.4"); the task is
+    zero-shot action recognition. Errors name the file, the entry and the field.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"evaluation results file {path} does not exist") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON: {error}") from error
+    entries = data.get("results") if isinstance(data, Mapping) else data
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f'{path}: expected a non-empty list of results, or an object with a "results" list')
+    return [_eval_result(entry, f"{path}: results[{index}]") for index, entry in enumerate(entries)]
+
+
+def _eval_result(entry, where: str) -> EvalResult:
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where}: expected an object, got {type(entry).__name__}")
+    unknown = sorted(set(entry) - set(EVAL_RESULT_FIELDS))
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {unknown}; allowed: {sorted(EVAL_RESULT_FIELDS)}")
+    missing = [name for name in REQUIRED_EVAL_FIELDS if entry.get(name) in (None, "")]
+    if missing:
+        raise ValueError(f"{where}: missing required fields {missing}")
+    value = entry["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{where}: value must be a number or a string, got {value!r}")
+    for name in set(entry) - {"value"}:
+        if not isinstance(entry[name], str):
+            raise ValueError(f"{where}: {name} must be a string, got {entry[name]!r}")
+    fields = {EVAL_RESULT_FIELDS[name]: entry[name] for name in entry}
+    fields.setdefault("dataset_name", entry["dataset"])
+    return EvalResult(task_type=PIPELINE_TAG, task_name=TASK_NAME, **fields)
+
+
+def card_metadata(
+    model_name: str,
+    base_model: str | None = None,
+    datasets: Sequence[str] = (),
+    eval_results: Sequence[EvalResult] = (),
+) -> ModelCardData:
+    """The card's YAML metadata; `model-index` is built from `eval_results` (named `model_name`)."""
+    if base_model is not None and not is_hub_model_id(base_model):
+        raise ValueError(f"base_model must be a Hub model id such as 'openai/clip-vit-base-patch16': {base_model!r}")
+    metrics = sorted({result.metric_type for result in eval_results})
+    return ModelCardData(
+        library_name=LIBRARY_NAME,
+        pipeline_tag=PIPELINE_TAG,
+        license=LICENSE,
+        tags=list(TAGS),
+        base_model=base_model,
+        datasets=list(datasets) or None,
+        metrics=metrics or None,
+        model_name=model_name,
+        eval_results=list(eval_results) or None,
+    )
+
+
+def render_model_card(metadata: ModelCardData, context: CardContext) -> ModelCard:
+    """Fill `model_card_template.md` with the metadata and the export's facts."""
+    return ModelCard.from_template(
+        metadata,
+        template_path=str(CARD_TEMPLATE),
+        transformers_task=TRANSFORMERS_TASK,
+        eval_results=metadata.eval_results or [],
+        **vars(context),
+    )
+
+
+def check_model_card(text: str) -> ModelCard:
+    """
+    Check a model card OFFLINE, as far as that is possible: the YAML block parses into huggingface_hub's
+    `ModelCardData`, the required metadata fields are present, `base_model` is a Hub model id, `model-index`
+    round-trips through huggingface_hub's eval-results parsing, and the body has the required sections.
+
+    This is not the Hub's validation (`ModelCard.validate()`, which posts the card to the Hub API); the Hub may
+    still reject, for example, a dataset or metric id it does not know. Returns the parsed card; raises
+    `ValueError` naming the first problem.
+    """
+    if not text.startswith("---"):
+        raise ValueError("model card has no YAML metadata block at its top")
+    try:
+        card = ModelCard(text)
+    except ValueError as error:
+        raise ValueError(f"model card metadata does not parse into huggingface_hub's ModelCardData: {error}") from error
+    metadata = card.data.to_dict()
+    missing = [name for name in REQUIRED_METADATA if not metadata.get(name)]
+    if missing:
+        raise ValueError(f"model card metadata lacks the required fields {missing}")
+    if "base_model" in metadata and not is_hub_model_id(metadata["base_model"]):
+        raise ValueError(f"model card base_model {metadata['base_model']!r} is not a Hub model id")
+    if "model-index" in metadata:
+        _check_model_index_round_trip(metadata["model-index"])
+    headings = set(re.findall(r"^#+\s+(.+?)\s*$", card.text, flags=re.MULTILINE))
+    absent = [section for section in REQUIRED_SECTIONS if section not in headings]
+    if absent:
+        raise ValueError(f"model card lacks the sections {absent}")
+    return card
+
+
+def _check_model_index_round_trip(model_index: list) -> None:
+    try:
+        model_name, eval_results = model_index_to_eval_results(model_index)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"model card model-index cannot be parsed: {error!r}") from error
+    if eval_results_to_model_index(model_name, eval_results) != model_index:
+        raise ValueError("model card model-index does not round-trip through huggingface_hub's eval results")
+
+
+__all__ = [
+    "CardContext",
+    "LabelTextSummary",
+    "card_metadata",
+    "check_model_card",
+    "check_repo_id",
+    "is_hub_model_id",
+    "read_eval_results",
+    "render_model_card",
+]

@@ -1,0 +1,361 @@
+"""
+Export a trained STDD model as a self-contained Hub repo folder: weights, config with `auto_map` and the custom
+pipeline, processor and tokenizer files, the model code, label texts with their precomputed text embeddings, and
+the model card.
+
+The folder is assembled in a temporary sibling directory and renamed into place at the end, so a failed export
+leaves nothing half-written and an existing export is only replaced when asked to (`overwrite=True`).
+"""
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers.dynamic_module_utils import get_relative_imports
+from transformers.utils import CONFIG_NAME
+
+import modeling_stdd
+from modeling_stdd import STDDModel, STDDProcessor
+from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.configuration_stdd import STDD_VISION_FIELDS
+from modeling_stdd.pipeline_stdd import (
+    EXPORTED_LABEL_TEXTS_DIR,
+    ZeroShotVideoClassificationPipeline,
+    build_label_set,
+    save_prompt_embeddings,
+)
+
+from .card import (
+    TRANSFORMERS_TASK,
+    CardContext,
+    LabelTextSummary,
+    card_metadata,
+    check_repo_id,
+    is_hub_model_id,
+    read_eval_results,
+    render_model_card,
+)
+
+
+PACKAGE_DIR = Path(modeling_stdd.__file__).parent
+# Where `from_pretrained(..., trust_remote_code=True)` finds each class: "module.Class", the module being a flat file
+# at the top of the repo (transformers' remote-code loader only copies flat sibling modules).
+CONFIG_AUTO_MAP = {
+    "AutoConfig": "configuration_stdd.STDDConfig",
+    "AutoModel": "modeling_stdd.STDDModel",
+    "AutoProcessor": "processing_stdd.STDDProcessor",
+}
+TOKENIZER_AUTO_MAP = {"AutoTokenizer": ["tokenization_stdd.STDDTokenizer", None]}
+VIDEO_PROCESSOR_AUTO_MAP = {"AutoVideoProcessor": "video_processing_stdd.STDDVideoProcessor"}
+CUSTOM_PIPELINES = {
+    TRANSFORMERS_TASK: {
+        "impl": f"pipeline_stdd.{ZeroShotVideoClassificationPipeline.__name__}",
+        "pt": ["AutoModel"],
+        "type": "multimodal",
+    }
+}
+PROCESSOR_CONFIG_NAME = "processor_config.json"
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+CARD_NAME = "README.md"
+# Files every export has; `check_repo_folder` also requires the weights and every module the auto_map names.
+REQUIRED_FILES = (CONFIG_NAME, PROCESSOR_CONFIG_NAME, TOKENIZER_CONFIG_NAME, CARD_NAME)
+WEIGHTS_NAMES = ("model.safetensors", "model.safetensors.index.json")
+DEFAULT_MAX_SHARD_SIZE = "5GB"
+
+
+@dataclass
+class ExportResult:
+    """Where the export went and what it holds."""
+
+    repo_dir: Path
+    files: list[str]
+    label_texts: list[LabelTextSummary]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Code files
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def code_entry_modules() -> list[str]:
+    """The modules every `auto_map` and the custom pipeline point to, e.g. `["configuration_stdd", ...]`."""
+    references = [
+        *CONFIG_AUTO_MAP.values(),
+        *(name for name in TOKENIZER_AUTO_MAP["AutoTokenizer"] if name is not None),
+        *VIDEO_PROCESSOR_AUTO_MAP.values(),
+        *(task["impl"] for task in CUSTOM_PIPELINES.values()),
+    ]
+    return sorted({reference.split(".")[0] for reference in references})
+
+
+def code_files(code_dir: Path = PACKAGE_DIR) -> list[Path]:
+    """
+    The entry modules in `code_dir` and every module they import relatively, read with transformers' remote-code
+    loader's own rule (`from .name import ...` -> `name.py` in the same folder). Raises `ValueError` naming the
+    importing file when an import is not such a flat file: the loader could not ship or find it.
+    """
+    pending = [(f"{module}.py", "the auto_map") for module in code_entry_modules()]
+    found: dict[str, Path] = {}
+    while pending:
+        name, imported_by = pending.pop()
+        if name in found:
+            continue
+        path = code_dir / name
+        if not path.is_file():
+            raise ValueError(
+                f"{imported_by} needs {name}, which is not a file in {code_dir}; remote code can only import "
+                "flat sibling modules (`from .module import name`)"
+            )
+        found[name] = path
+        pending.extend((f"{module}.py", name) for module in get_relative_imports(path))
+    return sorted(found.values())
+
+
+def copy_code_files(repo_dir: Path) -> list[str]:
+    """Copy the model code into `repo_dir`, then check that every relative import resolves inside it."""
+    for source in code_files():
+        shutil.copyfile(source, repo_dir / source.name)
+    return [path.name for path in code_files(repo_dir)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Model, processor, label texts
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_processor(model_dir: Path, model: STDDModel) -> STDDProcessor:
+    """The processor saved with the model's folder, or CLIP's defaults for its image size and frame count."""
+    if (model_dir / PROCESSOR_CONFIG_NAME).is_file():
+        return STDDProcessor.from_pretrained(model_dir)
+    vision_config = model.config.vision_config
+    return STDDProcessor.from_clip_defaults(vision_config.image_size, vision_config.num_frames)
+
+
+def update_json_file(path: Path, updates: dict) -> None:
+    """Merge `updates` into the JSON object stored at `path`."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.update(updates)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def save_processor(processor: STDDProcessor, repo_dir: Path) -> None:
+    """Save the processor and tokenizer, each config pointing at its class in the shipped code."""
+    processor.save_pretrained(repo_dir)
+    processor_config = json.loads((repo_dir / PROCESSOR_CONFIG_NAME).read_text(encoding="utf-8"))
+    video_processor_config = {**processor_config["video_processor"], "auto_map": VIDEO_PROCESSOR_AUTO_MAP}
+    update_json_file(
+        repo_dir / PROCESSOR_CONFIG_NAME,
+        {"auto_map": {"AutoProcessor": CONFIG_AUTO_MAP["AutoProcessor"]}, "video_processor": video_processor_config},
+    )
+    update_json_file(repo_dir / TOKENIZER_CONFIG_NAME, {"auto_map": TOKENIZER_AUTO_MAP})
+
+
+def resolve_label_texts(source: str | os.PathLike) -> tuple[str, LabelTexts]:
+    """`(name, texts)` from a label-texts JSON / ASKG YAML file, or from the name of a dataset shipped with stdd."""
+    path = Path(source)
+    if path.is_file():
+        return path.stem, LabelTexts.from_file(path)
+    if str(source) in DATASETS:
+        return str(source), LabelTexts.for_dataset(str(source))
+    raise FileNotFoundError(
+        f"label texts {str(source)!r}: no such file, and not one of the shipped datasets {list(DATASETS)}"
+    )
+
+
+def resolve_all_label_texts(sources: Sequence[str | os.PathLike]) -> list[tuple[str, LabelTexts]]:
+    """`resolve_label_texts` for each source; their names, which become file names, must differ."""
+    resolved = [resolve_label_texts(source) for source in sources]
+    names = [name for name, _ in resolved]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"several label-text sources share the names {duplicates}; rename the files")
+    return resolved
+
+
+def export_label_texts(
+    pipeline: ZeroShotVideoClassificationPipeline, label_texts: list[tuple[str, LabelTexts]], repo_dir: Path
+) -> list[LabelTextSummary]:
+    """Write each set as `label_texts/NAME.json` and its prompt embeddings as `label_texts/NAME.safetensors`."""
+    summaries = []
+    for name, texts in label_texts:
+        texts_file = repo_dir / EXPORTED_LABEL_TEXTS_DIR / f"{name}.json"
+        texts.save(texts_file)
+        label_set = build_label_set(None, label_texts=texts)
+        text_embeds, _ = pipeline.prompt_embeddings(label_set)
+        embeddings_file = save_prompt_embeddings(texts_file, label_set.prompts, text_embeds)
+        prompts, _ = texts.flatten()
+        summaries.append(
+            LabelTextSummary(
+                name=name,
+                num_classes=len(texts),
+                num_prompts=len(prompts),
+                source=texts.source,
+                templates=texts.templates,
+                files=[path.relative_to(repo_dir).as_posix() for path in (texts_file, embeddings_file)],
+            )
+        )
+    return summaries
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The repo folder
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def check_repo_folder(repo_dir: str | os.PathLike) -> Path:
+    """
+    Check that `repo_dir` holds a complete export: config with `auto_map` and `custom_pipelines`, weights, processor
+    and tokenizer configs, the modules the `auto_map` names, and the card. Raises `FileNotFoundError` when the folder
+    does not exist, `ValueError` listing what is missing otherwise.
+    """
+    repo_dir = Path(repo_dir)
+    if not repo_dir.is_dir():
+        raise FileNotFoundError(f"repo folder {repo_dir} does not exist")
+    missing = [name for name in REQUIRED_FILES if not (repo_dir / name).is_file()]
+    if not any((repo_dir / name).is_file() for name in WEIGHTS_NAMES):
+        missing.append(" or ".join(WEIGHTS_NAMES))
+    missing += [f"{module}.py" for module in code_entry_modules() if not (repo_dir / f"{module}.py").is_file()]
+    if (repo_dir / CONFIG_NAME).is_file():
+        config = json.loads((repo_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+        missing += [f"{CONFIG_NAME}:{key}" for key in ("auto_map", "custom_pipelines") if key not in config]
+    if missing:
+        raise ValueError(
+            f"{repo_dir} is not a complete STDD export; missing: {', '.join(missing)}. "
+            "Create it with `python -m hub_card export`."
+        )
+    return repo_dir
+
+
+def base_model_of(model: STDDModel, base_model: str | None) -> str | None:
+    """The given base model, else the model's `name_or_path` when that is a Hub id (not a local folder)."""
+    if base_model is not None:
+        return base_model
+    return model.name_or_path if is_hub_model_id(model.name_or_path) else None
+
+
+def card_context(
+    model: STDDModel, model_name: str, repo_id: str, base_model: str | None, label_texts: list[LabelTextSummary]
+) -> CardContext:
+    vision_config = model.config.vision_config
+    return CardContext(
+        model_name=model_name,
+        repo_id=repo_id,
+        base_model=base_model,
+        vision_settings={name: getattr(vision_config, name) for name in STDD_VISION_FIELDS},
+        image_size=vision_config.image_size,
+        patch_size=vision_config.patch_size,
+        num_parameters=model.num_parameters(),
+        label_texts=label_texts,
+    )
+
+
+def check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing, non-empty folder unless `overwrite`; refuse to replace a file at all."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir} exists and is not a folder")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output_dir} already exists and is not empty; pass --overwrite to replace it")
+
+
+def apply_default_permissions(folder: Path) -> None:
+    """Give `folder` and everything in it the permissions of newly created files (temporary ones are owner-only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def move_into_place(staging_dir: Path, output_dir: Path) -> None:
+    """Replace `output_dir` by `staging_dir`; an old folder is renamed aside first, removed once the new one is in."""
+    if not output_dir.exists():
+        os.rename(staging_dir, output_dir)
+        return
+    replaced = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.replaced-", dir=output_dir.parent))
+    os.rename(output_dir, replaced / output_dir.name)
+    try:
+        os.rename(staging_dir, output_dir)
+    except BaseException:
+        os.rename(replaced / output_dir.name, output_dir)
+        raise
+    finally:
+        shutil.rmtree(replaced, ignore_errors=True)
+
+
+def export_repo(
+    model_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    eval_results: str | os.PathLike | None = None,
+    label_texts: Sequence[str | os.PathLike] = (),
+    overwrite: bool = False,
+    repo_id: str | None = None,
+    base_model: str | None = None,
+    datasets: Sequence[str] = (),
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+) -> ExportResult:
+    """
+    Export the STDD (or plain CLIP) checkpoint in `model_dir` as a Hub repo folder at `output_dir`.
+
+    Args:
+        model_dir: a folder with a saved `STDDModel` or `CLIPModel` (with or without a saved `STDDProcessor`), or
+            the Hub id of a CLIP checkpoint.
+        output_dir: the repo folder to create; an existing non-empty one is replaced only with `overwrite=True`.
+        eval_results: a JSON file of evaluation results for the card's `model-index` (see `read_eval_results`).
+        label_texts: label-texts JSON or ASKG YAML files, or names of datasets shipped with stdd (`DATASETS`);
+            each is exported with its prompt embeddings.
+        repo_id: the Hub repo the folder is meant for, used in the card's examples (default: `your-username/NAME`).
+        base_model: the Hub id of the checkpoint the model was fine-tuned from (default: the model's
+            `name_or_path` when that is a Hub id).
+        datasets: Hub ids of the training data sets, for the card's metadata.
+        max_shard_size: weights files larger than this are split into shards.
+    """
+    if not (Path(model_dir) / CONFIG_NAME).is_file() and not is_hub_model_id(str(model_dir)):
+        raise FileNotFoundError(f"{model_dir} is neither a saved model folder (with {CONFIG_NAME}) nor a Hub model id")
+    model_dir, output_dir = Path(model_dir), Path(output_dir).absolute()
+    check_output_dir(output_dir, overwrite)
+    evaluation = read_eval_results(eval_results) if eval_results is not None else []
+    resolved_label_texts = resolve_all_label_texts(label_texts)
+    model_name = output_dir.name
+    repo_id = check_repo_id(repo_id) if repo_id is not None else f"your-username/{model_name}"
+
+    model = STDDModel.from_pretrained(str(model_dir)).eval()
+    processor = load_processor(model_dir, model)
+    base_model = base_model_of(model, base_model)
+    metadata = card_metadata(model_name, base_model=base_model, datasets=datasets, eval_results=evaluation)
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    try:
+        model.config.auto_map = copy.deepcopy(CONFIG_AUTO_MAP)
+        model.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        model.save_pretrained(staging_dir, max_shard_size=max_shard_size)
+        save_processor(processor, staging_dir)
+        copy_code_files(staging_dir)
+        pipeline = ZeroShotVideoClassificationPipeline(model=model, processor=processor)
+        with torch.no_grad():
+            summaries = export_label_texts(pipeline, resolved_label_texts, staging_dir)
+        card = render_model_card(metadata, card_context(model, model_name, repo_id, base_model, summaries))
+        card.save(staging_dir / CARD_NAME)
+        check_repo_folder(staging_dir)
+        apply_default_permissions(staging_dir)
+        files = sorted(path.relative_to(staging_dir).as_posix() for path in staging_dir.rglob("*") if path.is_file())
+        check_output_dir(output_dir, overwrite)
+        move_into_place(staging_dir, output_dir)
+    finally:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+    return ExportResult(repo_dir=output_dir, files=files, label_texts=summaries)
+
+
+__all__ = [
+    "CONFIG_AUTO_MAP",
+    "CUSTOM_PIPELINES",
+    "ExportResult",
+    "check_repo_folder",
+    "code_files",
+    "export_repo",
+]

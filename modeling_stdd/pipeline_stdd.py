@@ -1,0 +1,593 @@
+"""
+The "zero-shot-video-classification" pipeline: rank free-text action labels for videos with an STDD model.
+
+Each candidate label becomes one prompt (`hypothesis_template.format(label)`), or, with label texts (STDD's
+spatiotemporal text augmentation), the label's own prompt set; the prompt embeddings of a label set are computed
+once per pipeline and reused. Videos are scored with the model's class scores (STDD_METHOD.md, section 2) and the
+scores are a softmax over the candidates, averaged over views when `num_clips > 1`. With `segment_seconds`, each
+window of a long video is classified on its own and the result is a timeline.
+
+This file is also shipped as Hub remote code, where only its sibling files exist: it imports them relatively and
+flat, reads label-texts JSON files itself, and reads ASKG YAML files through the installed `modeling_stdd.askg`
+package only when asked to.
+
+A model repo exported with `python -m hub_card export` holds label-text sets as `label_texts/NAME.json` with the
+prompts' text embeddings in `label_texts/NAME.safetensors`; `label_texts="NAME"` (or the path of such a JSON file)
+loads both, and the stored embeddings replace encoding once they are checked to belong to the prompts and the model.
+"""
+
+import hashlib
+import importlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
+from transformers.dynamic_module_utils import custom_object_save
+from transformers.pipelines.base import ChunkPipeline
+from transformers.utils import cached_file, logging
+
+from .processing_stdd import STDDProcessor
+from .video_processing_stdd import (
+    evaluation_frame_indices,
+    frames_from_decoded,
+    is_encoded_video,
+    open_video_reader,
+    probe_frame_size,
+    read_encoded_video,
+    read_frames,
+    reduced_decode_size,
+)
+
+
+logger = logging.get_logger(__name__)
+
+TASK = "zero-shot-video-classification"
+DEFAULT_HYPOTHESIS_TEMPLATE = "a video of a person {}."
+# Prompts encoded per text-tower call (label texts can hold thousands of prompts).
+TEXT_BATCH_SIZE = 256
+# Label sets whose prompt embeddings a pipeline keeps (least recently used ones are dropped first).
+TEXT_CACHE_SIZE = 16
+# Folder of a model repo that holds exported label-text sets (NAME.json) and their prompt embeddings (NAME.safetensors).
+EXPORTED_LABEL_TEXTS_DIR = "label_texts"
+# Stored prompt embeddings are used only if re-encoding this many of their prompts gives the same directions.
+PROMPTS_TO_VERIFY = 4
+MIN_VERIFIED_COSINE = 0.9999
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Labels and prompts
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """
+    The prompts a call scores videos against. `prompt_class_ids[i]` is the label index of `prompts[i]` when prompts
+    are grouped per label (label texts); None when label `k` has exactly the one prompt `prompts[k]`.
+    Hashable: it is the key of the pipeline's prompt-embedding cache.
+    """
+
+    labels: tuple[str, ...]
+    prompts: tuple[str, ...]
+    prompt_class_ids: tuple[int, ...] | None = None
+
+
+def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
+    """Labels from a list or a comma-separated string, stripped; empty, blank or duplicate labels are errors."""
+    if isinstance(candidate_labels, str):
+        candidate_labels = candidate_labels.split(",")
+    if not isinstance(candidate_labels, Sequence) or not all(isinstance(label, str) for label in candidate_labels):
+        raise ValueError(
+            f"candidate_labels must be a list of strings or a comma-separated string, got {candidate_labels!r}."
+        )
+    labels = [label.strip() for label in candidate_labels]
+    if not labels:
+        raise ValueError("candidate_labels is empty; give at least one label.")
+    if "" in labels:
+        raise ValueError(f"candidate_labels contains an empty label: {list(candidate_labels)!r}.")
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"candidate_labels contains duplicates: {duplicates}.")
+    return labels
+
+
+def check_hypothesis_template(hypothesis_template: str) -> str:
+    if not isinstance(hypothesis_template, str) or hypothesis_template.count("{}") != 1:
+        raise ValueError(
+            f"hypothesis_template must contain the placeholder '{{}}' exactly once, got {hypothesis_template!r}."
+        )
+    return hypothesis_template
+
+
+def label_texts_mapping(label_texts) -> dict[str, list[str]]:
+    """
+    Label -> prompts from a `LabelTexts` (any object with a `.texts` mapping), a plain mapping, or the path of a
+    label-texts JSON file or ASKG YAML file (read with `modeling_stdd.askg.LabelTexts.from_file`).
+    """
+    if isinstance(label_texts, (str, os.PathLike)):
+        label_texts = _read_label_texts_file(label_texts)
+    texts = getattr(label_texts, "texts", label_texts)
+    if not isinstance(texts, Mapping):
+        raise ValueError(
+            "label_texts must be a LabelTexts, a dict label -> list of prompts, or the path of a label-texts file; "
+            f"got {type(label_texts).__name__}."
+        )
+    for label, prompts in texts.items():
+        if (
+            isinstance(prompts, str)
+            or not isinstance(prompts, Sequence)
+            or not prompts
+            or not all(isinstance(prompt, str) and prompt.strip() for prompt in prompts)
+        ):
+            raise ValueError(f"label_texts[{label!r}] must be a non-empty list of non-empty prompts, got {prompts!r}.")
+    return {label: list(prompts) for label, prompts in texts.items()}
+
+
+def _read_label_texts_file(path: str | os.PathLike):
+    if not os.path.isfile(path):
+        raise ValueError(f"Label-texts file not found: {path}")
+    if str(path).lower().endswith(".json"):
+        return _read_label_texts_json(path)
+    try:
+        askg = importlib.import_module("modeling_stdd.askg")
+    except ImportError as error:
+        raise ValueError(
+            f"Reading the label-texts file {path} needs the `modeling_stdd` package (pip install stdd); without it, "
+            "pass label_texts as a dict label -> list of prompts."
+        ) from error
+    try:
+        return askg.LabelTexts.from_file(path)
+    except ValueError as error:
+        raise ValueError(f"Could not read label texts from {path}: {error}") from error
+
+
+def _read_label_texts_json(path: str | os.PathLike) -> Mapping:
+    """Label -> prompts of a label-texts JSON file (`LabelTexts.save` output or a plain mapping); no stdd needed."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Could not read label texts from {path}: not valid JSON: {error}") from error
+    if not isinstance(data, Mapping):
+        raise ValueError(f"Could not read label texts from {path}: expected a JSON object, got {type(data).__name__}.")
+    return data["label_texts"] if isinstance(data.get("label_texts"), Mapping) else data
+
+
+def prompts_digest(prompts: Sequence[str]) -> str:
+    """SHA-256 of a prompt list, in order: ties stored prompt embeddings to the prompts they encode."""
+    return hashlib.sha256(json.dumps(list(prompts), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def prompt_embeddings_file(texts_file: str | os.PathLike) -> Path:
+    """Where the prompt embeddings of a label-texts JSON file are stored: next to it, as `.safetensors`."""
+    return Path(texts_file).with_suffix(".safetensors")
+
+
+def save_prompt_embeddings(texts_file: str | os.PathLike, prompts: Sequence[str], text_embeds: torch.Tensor) -> Path:
+    """
+    Store `text_embeds` `(num_prompts, projection_dim)`, the text-tower embeddings of `prompts` (the prompts of
+    `texts_file`, label by label), next to `texts_file`, written atomically. Returns the file's path.
+    """
+    if text_embeds.ndim != 2 or text_embeds.shape[0] != len(prompts):
+        raise ValueError(
+            f"text_embeds has shape {tuple(text_embeds.shape)}; expected ({len(prompts)}, projection_dim)."
+        )
+    path = prompt_embeddings_file(texts_file)
+    partial = path.with_name(f".{path.name}.partial")
+    tensors = {"text_embeds": text_embeds.detach().float().cpu().contiguous()}
+    save_file(tensors, partial, metadata={"prompts_sha256": prompts_digest(prompts)})
+    os.replace(partial, path)
+    return path
+
+
+def build_label_set(
+    candidate_labels: str | Sequence[str] | None,
+    hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
+    label_texts=None,
+) -> LabelSet:
+    """
+    The prompts of a call. Without label texts each label gets `hypothesis_template.format(label)`; with them, each
+    label gets its own prompts, grouped by label, and labels the texts lack fall back to the template prompt.
+    Without `candidate_labels`, the labels of `label_texts` are the candidates.
+    """
+    check_hypothesis_template(hypothesis_template)
+    texts = None if label_texts is None else label_texts_mapping(label_texts)
+    if candidate_labels is None:
+        if texts is None:
+            raise ValueError("Give candidate_labels (or label_texts, whose labels then are the candidates).")
+        candidate_labels = list(texts)
+    labels = candidate_label_list(candidate_labels)
+    if texts is None:
+        return LabelSet(tuple(labels), tuple(hypothesis_template.format(label) for label in labels))
+    missing = [label for label in labels if label not in texts]
+    if missing:
+        logger.warning(f"label_texts has no prompts for {missing}; they use the template {hypothesis_template!r}.")
+    prompts, prompt_class_ids = [], []
+    for index, label in enumerate(labels):
+        label_prompts = texts.get(label, [hypothesis_template.format(label)])
+        prompts.extend(label_prompts)
+        prompt_class_ids.extend([index] * len(label_prompts))
+    return LabelSet(tuple(labels), tuple(prompts), tuple(prompt_class_ids))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Videos and timelines
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def fetch_video(video, timeout: float | None = None):
+    """Download an http(s) URL into memory (bytes); check that a local path exists; pass other videos through."""
+    if isinstance(video, str) and video.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(video, timeout=timeout) as response:
+                data = response.read()
+        except (urllib.error.URLError, TimeoutError, OSError) as error:
+            raise ValueError(f"Could not download the video {video}: {error}") from error
+        if not data:
+            raise ValueError(f"The video at {video} is empty (0 bytes).")
+        return data
+    if isinstance(video, (str, os.PathLike)) and not os.path.isfile(video):
+        raise ValueError(f"Video file not found: {video}")
+    return video
+
+
+def timeline_windows(duration: float, segment_seconds: float, stride_seconds: float) -> list[tuple[float, float]]:
+    """
+    `(start, end)` windows of `segment_seconds`, every `stride_seconds`, until one reaches `duration`; the last is
+    clipped to the video. With `stride_seconds <= segment_seconds` they cover `[0, duration]` with no gap.
+    """
+    windows = [(0.0, min(segment_seconds, duration))]
+    while windows[-1][1] < duration:
+        start = windows[-1][0] + stride_seconds
+        windows.append((start, min(start + segment_seconds, duration)))
+    return windows
+
+
+def window_frame_indices(
+    start: float, end: float, fps: float, num_source_frames: int, num_frames: int, num_clips: int
+) -> np.ndarray:
+    """Frame indices of shape (num_clips, num_frames) sampled (segment centres) from the frames of `[start, end)`."""
+    first = min(int(round(start * fps)), num_source_frames - 1)
+    last = min(max(int(round(end * fps)), first + 1), num_source_frames)
+    return first + evaluation_frame_indices(last - first, num_frames, num_clips)
+
+
+class FrameSource:
+    """Random access to the frames of one video (decoded with decord, or already decoded) and its frame rate."""
+
+    def __init__(self, video, fps: float | None, decode_short_side: int | None):
+        if is_encoded_video(video):
+            encoded, name = read_encoded_video(video)
+            decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
+            reader = open_video_reader(encoded, name, decode_size)
+            self.num_frames, self.fps = len(reader), fps or reader.get_avg_fps()
+            self._read = lambda indices: read_frames(reader, indices, name)
+        else:
+            if fps is None:
+                raise ValueError("Segmenting decoded frames (an array, a tensor or a list of images) needs their fps=.")
+            frames = frames_from_decoded(video)
+            self.num_frames, self.fps = len(frames), fps
+            self._read = frames.__getitem__
+        if self.num_frames == 0 or not self.fps > 0:
+            raise ValueError(f"The video has {self.num_frames} frames at {self.fps} fps; it cannot be cut in windows.")
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """Frames at `indices` (any shape): indices.shape + (H, W, 3) uint8."""
+        return self._read(indices)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The pipeline
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class ZeroShotVideoClassificationPipeline(ChunkPipeline):
+    """
+    Zero-shot video classification with an STDD model: which of the `candidate_labels` does each video show?
+
+    Example:
+
+    ```python
+    >>> import modeling_stdd  # registers the task
+    >>> from transformers import pipeline
+    >>> classifier = pipeline("zero-shot-video-classification", model="openai/clip-vit-base-patch16")
+    >>> classifier("video.mp4", candidate_labels=["dancing", "playing guitar", "riding a bike"])
+    [{'label': 'dancing', 'score': 0.93}, {'label': 'riding a bike', 'score': 0.05}, ...]
+    ```
+
+    Components: an [`STDDProcessor`] (tokenizer + video processor). A checkpoint without one (a plain CLIP checkpoint)
+    gets the CLIP defaults for its image size and the model's `num_frames`.
+    """
+
+    _load_processor = None
+    _load_tokenizer = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, model, processor=None, **kwargs):
+        if getattr(processor, "video_processor", None) is None:
+            vision_config = model.config.vision_config
+            processor = STDDProcessor.from_clip_defaults(vision_config.image_size, vision_config.num_frames)
+        kwargs.pop("tokenizer", None)
+        super().__init__(model=model, processor=processor, tokenizer=processor.tokenizer, **kwargs)
+        self.video_processor = processor.video_processor
+        # Batching (`batch_size > 1`) reads padding settings from `feature_extractor`; video frames need no padding.
+        self.feature_extractor = processor.video_processor
+        self._prompt_embeddings: OrderedDict[LabelSet, tuple[torch.Tensor, torch.Tensor | None]] = OrderedDict()
+        # Prompt -> embedding, from stored prompt embeddings that passed `load_prompt_embeddings`' checks.
+        self._stored_prompt_embeddings: dict[str, torch.Tensor] = {}
+
+    def __call__(
+        self,
+        videos,
+        candidate_labels: str | Sequence[str] | None = None,
+        hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
+        label_texts=None,
+        **kwargs,
+    ):
+        """
+        Rank `candidate_labels` for one video or a list of videos.
+
+        Args:
+            videos: a path, an http(s) URL, `bytes`, a binary file object, an array or tensor of frames
+                `(T, H, W, C)` / `(T, C, H, W)` (a 5-dim one is several videos), a list of PIL frames, or a list of
+                any of these.
+            candidate_labels (`list[str]` or `str`): the labels, or one comma-separated string.
+            hypothesis_template (`str`, defaults to `"a video of a person {}."`): the prompt of a label.
+            label_texts: prompts per label (STDD's text augmentation): a `LabelTexts`, a dict label -> prompts, the
+                path of a label-texts JSON or ASKG YAML file, or the name of a set exported with the model
+                (`label_texts/NAME.json` in its repo). Stored prompt embeddings next to a JSON file are used.
+                Labels it lacks use `hypothesis_template`; without `candidate_labels`, its labels are the candidates.
+            top_k (`int`, *optional*): keep the `top_k` best labels.
+            num_clips (`int`, defaults to 1): temporal views per video (or window); their softmaxes are averaged.
+            segment_seconds (`float`, *optional*): classify windows of this length and return a timeline.
+            stride_seconds (`float`, *optional*, defaults to `segment_seconds`): the step between window starts.
+            fps (`float`, *optional*): frame rate of decoded frames (needed to segment them); overrides the file's.
+            timeout (`float`, *optional*): seconds to wait for a URL.
+            batch_size (`int`, *optional*): videos (or windows) per model call.
+
+        Returns:
+            Per video, `[{"label", "score"}, ...]` best first (scores sum to 1 over all candidates), or with
+            `segment_seconds` a timeline `[{"start", "end", "labels": [{"label", "score"}, ...]}, ...]` in seconds.
+            A list of those for a list of videos.
+        """
+        if isinstance(label_texts, (str, os.PathLike)):
+            texts_file, embeddings_file = self._label_texts_files(label_texts)
+            label_texts = label_texts_mapping(texts_file)
+            if embeddings_file is not None:
+                self.load_prompt_embeddings(label_texts, embeddings_file)
+        label_set = build_label_set(candidate_labels, hypothesis_template, label_texts)
+        if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5:
+            videos = list(videos)
+        elif isinstance(videos, list) and videos and all(isinstance(frame, Image.Image) for frame in videos):
+            videos = frames_from_decoded(videos)
+        return super().__call__(videos, label_set=label_set, **kwargs)
+
+    def _sanitize_parameters(
+        self,
+        label_set: LabelSet | None = None,
+        top_k: int | None = None,
+        num_clips: int | None = None,
+        segment_seconds: float | None = None,
+        stride_seconds: float | None = None,
+        fps: float | None = None,
+        timeout: float | None = None,
+    ):
+        preprocess_params, forward_params, postprocess_params = {}, {}, {}
+        if label_set is not None:
+            forward_params["label_set"] = label_set
+            postprocess_params["labels"] = label_set.labels
+        if top_k is not None:
+            if not isinstance(top_k, int) or top_k < 1:
+                raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
+            postprocess_params["top_k"] = top_k
+        if num_clips is not None:
+            if not isinstance(num_clips, int) or num_clips < 1:
+                raise ValueError(f"num_clips must be a positive integer, got {num_clips!r}.")
+            preprocess_params["num_clips"] = num_clips
+        if segment_seconds is not None:
+            stride_seconds = segment_seconds if stride_seconds is None else stride_seconds
+            if not segment_seconds > 0 or not 0 < stride_seconds <= segment_seconds:
+                raise ValueError(
+                    "Need segment_seconds > 0 and 0 < stride_seconds <= segment_seconds (windows must cover the "
+                    f"video), got segment_seconds={segment_seconds!r}, stride_seconds={stride_seconds!r}."
+                )
+            preprocess_params.update(segment_seconds=segment_seconds, stride_seconds=stride_seconds)
+        elif stride_seconds is not None:
+            raise ValueError("stride_seconds needs segment_seconds.")
+        if fps is not None:
+            preprocess_params["fps"] = fps
+        if timeout is not None:
+            preprocess_params["timeout"] = timeout
+        return preprocess_params, forward_params, postprocess_params
+
+    def preprocess(
+        self,
+        video,
+        num_clips: int = 1,
+        segment_seconds: float | None = None,
+        stride_seconds: float | None = None,
+        fps: float | None = None,
+        timeout: float | None = None,
+    ):
+        """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or per window with its start and end."""
+        video = fetch_video(video, timeout)
+        if segment_seconds is None:
+            pixel_values = self.video_processor(video, num_clips=num_clips, return_tensors="pt")["pixel_values"]
+            yield {"pixel_values": self._with_view_axis(pixel_values), "start": None, "end": None, "is_last": True}
+            return
+        source = FrameSource(video, fps, self._decode_short_side())
+        windows = timeline_windows(source.duration, segment_seconds, stride_seconds)
+        for index, (start, end) in enumerate(windows):
+            frame_indices = window_frame_indices(
+                start, end, source.fps, source.num_frames, self.video_processor.num_frames, num_clips
+            )
+            views = [
+                self.video_processor(clip, do_sample_frames=False, return_tensors="pt")["pixel_values"]
+                for clip in source.read(frame_indices)
+            ]
+            pixel_values = torch.cat([self._with_view_axis(view) for view in views], dim=1)
+            yield {"pixel_values": pixel_values, "start": start, "end": end, "is_last": index == len(windows) - 1}
+
+    def _forward(self, model_inputs, label_set: LabelSet):
+        """Class probabilities (batch, labels): a softmax over the labels per view, averaged over the views."""
+        text_embeds, prompt_class_ids = self.prompt_embeddings(label_set)
+        pixel_values = model_inputs["pixel_values"]  # (batch, views, T, 3, S, S)
+        batch_size, num_views = pixel_values.shape[:2]
+        outputs = self.model(
+            pixel_values=pixel_values.flatten(0, 1).to(self.model.dtype),
+            text_embeds=text_embeds,
+            prompt_class_ids=prompt_class_ids,
+        )
+        probabilities = outputs.logits_per_video.float().softmax(dim=-1).unflatten(0, (batch_size, num_views))
+        return {
+            "scores": probabilities.mean(dim=1),
+            "start": model_inputs["start"],
+            "end": model_inputs["end"],
+            "is_last": model_inputs["is_last"],
+        }
+
+    def postprocess(self, model_outputs: list[dict], labels: tuple[str, ...], top_k: int | None = None):
+        """Ranked labels of the video, or a timeline of ranked labels when it was cut into windows."""
+        ranked = [self._ranked_labels(output["scores"][0], labels, top_k) for output in model_outputs]
+        if model_outputs[0]["start"] is None:
+            return ranked[0]
+        return [
+            {"start": output["start"], "end": output["end"], "labels": window_labels}
+            for output, window_labels in zip(model_outputs, ranked)
+        ]
+
+    def prompt_embeddings(self, label_set: LabelSet) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """
+        `(text_embeds (num_prompts, projection_dim), prompt_class_ids (num_prompts,) or None)` of a label set,
+        computed by the text tower on first use and cached per pipeline.
+        """
+        if label_set in self._prompt_embeddings:
+            self._prompt_embeddings.move_to_end(label_set)
+            return self._prompt_embeddings[label_set]
+        prompts = list(label_set.prompts)
+        stored = [self._stored_prompt_embeddings.get(prompt) for prompt in prompts]
+        if all(embeds is not None for embeds in stored):
+            text_embeds = torch.stack(stored)
+        else:
+            batches = [prompts[start : start + TEXT_BATCH_SIZE] for start in range(0, len(prompts), TEXT_BATCH_SIZE)]
+            with torch.no_grad():
+                text_embeds = torch.cat([self._encode_prompts(batch) for batch in batches])
+        prompt_class_ids = None
+        if label_set.prompt_class_ids is not None:
+            prompt_class_ids = torch.tensor(label_set.prompt_class_ids, device=text_embeds.device)
+        self._prompt_embeddings[label_set] = (text_embeds, prompt_class_ids)
+        if len(self._prompt_embeddings) > TEXT_CACHE_SIZE:
+            self._prompt_embeddings.popitem(last=False)
+        return text_embeds, prompt_class_ids
+
+    def load_prompt_embeddings(
+        self, label_texts: Mapping[str, Sequence[str]], embeddings_file: str | os.PathLike
+    ) -> bool:
+        """
+        Use the prompt embeddings stored in `embeddings_file` (see `save_prompt_embeddings`) for the prompts of
+        `label_texts` from now on, if they belong to exactly these prompts and re-encoding a few of them with this
+        model gives the same directions. Otherwise log why and return False: the prompts are then encoded as usual.
+        """
+        prompts = [prompt for label_prompts in label_texts.values() for prompt in label_prompts]
+        with safe_open(embeddings_file, framework="pt") as file:
+            if (file.metadata() or {}).get("prompts_sha256") != prompts_digest(prompts):
+                logger.warning(f"{embeddings_file} holds embeddings of other prompts; ignoring it.")
+                return False
+            text_embeds = file.get_tensor("text_embeds").to(self.device, self.model.dtype)
+        with torch.no_grad():
+            sample = self._encode_prompts(prompts[:PROMPTS_TO_VERIFY])
+        cosine = torch.nn.functional.cosine_similarity(sample.float(), text_embeds[: len(sample)].float(), dim=-1)
+        if cosine.min() < MIN_VERIFIED_COSINE:
+            logger.warning(f"{embeddings_file} was computed by another model (cosine {cosine.min():.4f}); ignoring it.")
+            return False
+        self._stored_prompt_embeddings.update(zip(prompts, text_embeds))
+        return True
+
+    def _label_texts_files(self, label_texts: str | os.PathLike) -> tuple[str, str | None]:
+        """
+        `(label-texts file, its stored prompt embeddings or None)` for a file path, or for the name of a set exported
+        with the model (`label_texts/NAME.json` in the model's folder or Hub repo).
+        """
+        if os.path.isfile(label_texts):
+            embeddings_file = prompt_embeddings_file(label_texts)
+            return str(label_texts), str(embeddings_file) if embeddings_file.is_file() else None
+        name = str(label_texts)
+        if os.path.basename(name) != name or "." in name:
+            raise ValueError(f"Label-texts file not found: {name}")
+        texts_file = self._model_repo_file(f"{EXPORTED_LABEL_TEXTS_DIR}/{name}.json")
+        if texts_file is None:
+            raise ValueError(
+                f"label_texts {name!r} is neither a file nor a label-text set exported with the model "
+                f"({EXPORTED_LABEL_TEXTS_DIR}/{name}.json in {self.model.name_or_path or 'its repo'})."
+            )
+        return texts_file, self._model_repo_file(f"{EXPORTED_LABEL_TEXTS_DIR}/{name}.safetensors")
+
+    def _model_repo_file(self, filename: str) -> str | None:
+        """Local path of `filename` in the model's folder or Hub repo (downloaded if needed), or None if it has none."""
+        if not self.model.name_or_path:
+            return None
+        return cached_file(self.model.name_or_path, filename, _raise_exceptions_for_missing_entries=False)
+
+    def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        text_inputs = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt").to(self.device)
+        return self.model.get_text_features(**text_inputs).pooler_output
+
+    def _decode_short_side(self) -> int | None:
+        """Short side the video processor decodes large files at: its `decode_short_side`, else its resize target."""
+        if self.video_processor.decode_short_side is not None:
+            return self.video_processor.decode_short_side
+        return self.video_processor.size["shortest_edge"] if self.video_processor.do_resize else None
+
+    @staticmethod
+    def _with_view_axis(pixel_values: torch.Tensor) -> torch.Tensor:
+        """(1, T, 3, S, S) or (1, V, T, 3, S, S) -> (1, V, T, 3, S, S)."""
+        return pixel_values.unsqueeze(1) if pixel_values.ndim == 5 else pixel_values
+
+    @staticmethod
+    def _ranked_labels(scores: torch.Tensor, labels: Sequence[str], top_k: int | None) -> list[dict]:
+        order = scores.argsort(descending=True, stable=True).tolist()[:top_k]
+        return [{"label": labels[index], "score": scores[index].item()} for index in order]
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        """
+        Save the model, the processor and this pipeline's code, with the task recorded in the config, so that
+        `pipeline(model=save_directory, trust_remote_code=True)` rebuilds this pipeline.
+        """
+        os.makedirs(save_directory, exist_ok=True)
+        module_file = type(self).__module__.split(".")[-1]
+        self.model.config.custom_pipelines = {
+            TASK: {"impl": f"{module_file}.{type(self).__name__}", "pt": ["AutoModel"], "type": "multimodal"}
+        }
+        custom_object_save(self, save_directory)
+        self.model.save_pretrained(save_directory, **kwargs)
+        self.processor.save_pretrained(save_directory, **kwargs)
+
+
+__all__ = [
+    "DEFAULT_HYPOTHESIS_TEMPLATE",
+    "EXPORTED_LABEL_TEXTS_DIR",
+    "LabelSet",
+    "ZeroShotVideoClassificationPipeline",
+    "build_label_set",
+    "candidate_label_list",
+    "prompt_embeddings_file",
+    "prompts_digest",
+    "save_prompt_embeddings",
+    "timeline_windows",
+]

@@ -1,0 +1,77 @@
+"""Processor for STDD: the video processor and CLIP's tokenizer behind one call."""
+
+from transformers import AutoProcessor, CLIPProcessor
+from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
+from transformers.video_processing_utils import VideoProcessorMixin
+
+from .configuration_stdd import STDDConfig
+from .tokenization_stdd import STDDTokenizer
+from .video_processing_stdd import STDDVideoProcessor, STDDVideosKwargs
+
+
+class STDDProcessingKwargs(ProcessingKwargs, total=False):
+    videos_kwargs: STDDVideosKwargs
+
+
+class STDDProcessor(CLIPProcessor):
+    r"""
+    Turns videos and label texts into STDD inputs: `pixel_values` from an [`STDDVideoProcessor`] and `input_ids` /
+    `attention_mask` from CLIP's tokenizer ([`STDDTokenizer`]). Texts are padded to the longest and truncated to
+    CLIP's 77 tokens unless told otherwise. Video options (`training`, `num_clips`, `num_crops`, ...) can be passed
+    per call.
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> from modeling_stdd import STDDProcessor
+    >>> processor = STDDProcessor.from_clip_defaults(image_size=32, num_frames=4)
+    >>> video = np.zeros((16, 48, 64, 3), dtype=np.uint8)
+    >>> inputs = processor(videos=video, text=["a video of a person dancing."], return_tensors="pt")
+    >>> inputs["pixel_values"].shape, inputs["input_ids"].shape
+    (torch.Size([1, 4, 3, 32, 32]), torch.Size([1, 9]))
+    ```
+    """
+
+    valid_processor_kwargs = STDDProcessingKwargs
+    text_kwargs = {"padding": True, "truncation": True}
+
+    def __init__(self, video_processor=None, tokenizer=None, **kwargs):
+        # CLIPProcessor's own __init__ takes an image processor; STDD's visual input is video.
+        ProcessorMixin.__init__(self, video_processor, tokenizer, **kwargs)
+
+    def check_argument_for_proper_class(self, argument_name, argument):
+        """
+        As in [`ProcessorMixin`], but checks the video processor directly against `VideoProcessorMixin`: without
+        torchvision, transformers' own lookup of that class goes through a placeholder mapping and fails.
+        """
+        if argument_name != "video_processor":
+            return super().check_argument_for_proper_class(argument_name, argument)
+        if not isinstance(argument, VideoProcessorMixin):
+            raise TypeError(
+                f"video_processor must be a video processor (VideoProcessorMixin), got {type(argument).__name__}."
+            )
+        return VideoProcessorMixin
+
+    @classmethod
+    def from_clip_defaults(
+        cls, image_size: int = 224, num_frames: int = 8, **video_processor_kwargs
+    ) -> "STDDProcessor":
+        """
+        The processor for a CLIP checkpoint at `image_size`, built without any download: frames resized to
+        `image_size` on their short side and centre-cropped to `image_size` x `image_size`, CLIP's mean and std,
+        `num_frames` frames per video, and CLIP's tokenizer from the bundled BPE merges. Extra keyword arguments
+        go to [`STDDVideoProcessor`].
+        """
+        video_processor = STDDVideoProcessor(
+            size={"shortest_edge": image_size},
+            crop_size={"height": image_size, "width": image_size},
+            num_frames=num_frames,
+            **video_processor_kwargs,
+        )
+        return cls(video_processor=video_processor, tokenizer=STDDTokenizer())
+
+
+AutoProcessor.register(STDDConfig, STDDProcessor)
+
+__all__ = ["STDDProcessor"]

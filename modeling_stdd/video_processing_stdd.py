@@ -1,0 +1,592 @@
+"""
+Video processor for STDD: decord decoding (at reduced size for large sources), segment-based frame sampling,
+CLIP-sized crops and CLIP normalization. Works without torchvision.
+"""
+
+import io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO, Union
+
+# PyAV first: decord bundles its own FFmpeg libraries, and once they are loaded PyAV's VP8/VP9 encoders fail.
+import av
+import decord
+import numpy as np
+import torch
+import torch.nn.functional as F
+from huggingface_hub.dataclasses import validate_typed_dict
+from PIL import Image
+from transformers.image_processing_utils import BatchFeature
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling, SizeDict
+from transformers.models.auto.video_processing_auto import AutoVideoProcessor
+from transformers.processing_utils import Unpack, VideosKwargs
+from transformers.video_processing_utils import VideoProcessorMixin
+
+from .configuration_stdd import STDDConfig
+
+
+VideoSource = Union[str, os.PathLike, bytes, BinaryIO, np.ndarray, torch.Tensor, list[Image.Image]]
+
+_INTERPOLATION_MODES = {
+    PILImageResampling.NEAREST: "nearest",
+    PILImageResampling.BILINEAR: "bilinear",
+    PILImageResampling.BICUBIC: "bicubic",
+}
+
+
+class STDDVideosKwargs(VideosKwargs, total=False):
+    r"""
+    training (`bool`, *optional*, defaults to `False`):
+        Training augmentation instead of evaluation views: a random frame inside each temporal segment, one random
+        resized crop and one random horizontal flip per video (shared by all its frames). Training always returns
+        one view at `crop_size` (the random resized crop replaces resize and centre crop); `num_clips` and
+        `num_crops` only apply to evaluation.
+    num_clips (`int`, *optional*, defaults to 1):
+        Evaluation: temporal views per video. Clip `c` takes, in each of the `num_frames` segments, the frame at
+        `(c + 0.5) / num_clips` of the segment; one clip takes the segment centres.
+    num_crops (`int`, *optional*, defaults to 1):
+        Evaluation: spatial views per clip, `crop_size` crops evenly spaced along the long side (1: centre crop,
+        3: both ends and the centre).
+    crop_scale (`tuple[float, float]`, *optional*, defaults to `(0.4, 1.0)`):
+        Training: range of the random crop's area, as a fraction of the frame's area.
+    crop_ratio (`tuple[float, float]`, *optional*, defaults to `(3/4, 4/3)`):
+        Training: range of the random crop's aspect ratio (width / height), sampled log-uniformly.
+    flip_probability (`float`, *optional*, defaults to 0.5):
+        Training: probability of flipping a video horizontally.
+    decode_short_side (`int`, *optional*):
+        Sources whose short side is larger are decoded straight to this short side (aspect ratio kept), so a 4K file
+        costs the memory of a small one. Defaults to `size["shortest_edge"]`.
+    """
+
+    training: bool | None
+    num_clips: int | None
+    num_crops: int | None
+    crop_scale: tuple[float, float] | list[float] | None
+    crop_ratio: tuple[float, float] | list[float] | None
+    flip_probability: float | None
+    decode_short_side: int | None
+
+
+# Keyword arguments of transformers' video processors that have no meaning here.
+_UNSUPPORTED_OPTIONS = ("fps", "do_pad", "video_metadata", "return_metadata", "data_format", "input_data_format")
+
+
+# Frame sampling
+
+
+def segment_frame_indices(num_source_frames: int, num_frames: int, offsets: np.ndarray | float) -> np.ndarray:
+    """
+    One frame index per temporal segment: `[0, num_source_frames)` is cut into `num_frames` equal segments and
+    `offsets` (in `[0, 1)`, one per segment or one for all) says where inside its segment each frame is taken.
+    Videos shorter than `num_frames` repeat frames. Returns shape (num_frames,).
+    """
+    segment_length = num_source_frames / num_frames
+    indices = np.floor((np.arange(num_frames) + offsets) * segment_length).astype(np.int64)
+    return np.minimum(indices, num_source_frames - 1)
+
+
+def evaluation_frame_indices(num_source_frames: int, num_frames: int, num_clips: int = 1) -> np.ndarray:
+    """
+    Deterministic sampling, shape (num_clips, num_frames): clip `c` takes the frame at `(c + 0.5) / num_clips` of
+    every segment, so one clip takes the segment centres and several clips interleave evenly.
+    """
+    offsets = (np.arange(num_clips) + 0.5) / num_clips
+    return np.stack([segment_frame_indices(num_source_frames, num_frames, offset) for offset in offsets])
+
+
+def training_frame_indices(
+    num_source_frames: int, num_frames: int, generator: torch.Generator | None = None
+) -> np.ndarray:
+    """Random sampling, shape (1, num_frames): a uniformly random frame inside each segment."""
+    offsets = torch.rand(num_frames, generator=generator, dtype=torch.float64).numpy()
+    return segment_frame_indices(num_source_frames, num_frames, offsets)[None]
+
+
+def sample_frame_indices(
+    num_source_frames: int,
+    num_frames: int | None,
+    training: bool = False,
+    num_clips: int = 1,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
+    """
+    Frame indices of shape (clips, frames) for a video of `num_source_frames` frames: every frame as one clip when
+    `num_frames` is None, else `training_frame_indices` or `evaluation_frame_indices`.
+    """
+    if num_frames is None:
+        return np.arange(num_source_frames)[None]
+    if training:
+        if num_clips != 1:
+            raise ValueError(f"Training samples one clip per video, got num_clips={num_clips}.")
+        return training_frame_indices(num_source_frames, num_frames, generator)
+    return evaluation_frame_indices(num_source_frames, num_frames, num_clips)
+
+
+# Decoding
+
+
+def shortest_edge_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
+    """(height, width) with the short side scaled to `shortest_edge`, aspect ratio kept (long side rounded down)."""
+    short, long = min(height, width), max(height, width)
+    new_long = int(shortest_edge * long / short)
+    return (shortest_edge, new_long) if height <= width else (new_long, shortest_edge)
+
+
+def reduced_decode_size(height: int, width: int, short_side: int | None) -> tuple[int, int] | None:
+    """(height, width) to decode a `height x width` video at, or None to decode at full size (small enough already)."""
+    if short_side is None or min(height, width) <= short_side:
+        return None
+    return shortest_edge_size(height, width, short_side)
+
+
+def read_encoded_video(source) -> tuple[str | bytes, str]:
+    """
+    Check an encoded source and return (path or bytes, name for messages). Paths stay paths (decord reads them
+    itself); bytes and file-like objects are read into memory once.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"Video file not found: {path}")
+        if path.stat().st_size == 0:
+            raise ValueError(f"Video file is empty (0 bytes): {path}")
+        return str(path), str(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), f"<video bytes ({len(source)} bytes)>"
+    else:
+        data = source.read()
+        name = str(getattr(source, "name", f"<file-like {type(source).__name__}>"))
+    if len(data) == 0:
+        raise ValueError(f"Video is empty (0 bytes): {name}")
+    return data, name
+
+
+def _as_input(encoded: str | bytes):
+    """What PyAV and decord open: the path itself, or a fresh in-memory file over the bytes."""
+    return io.BytesIO(encoded) if isinstance(encoded, bytes) else encoded
+
+
+def probe_frame_size(encoded: str | bytes, name: str) -> tuple[int, int]:
+    """(height, width) of the first video stream, read from the container header with PyAV (no frame is decoded)."""
+    try:
+        with av.open(_as_input(encoded)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{name} has no video stream.")
+            codec = container.streams.video[0].codec_context
+            height, width = codec.height, codec.width
+    except av.FFmpegError as error:
+        raise ValueError(f"Could not read {name} as a video (not a video file, or truncated): {error}") from error
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{name}: the video stream reports no frame size ({width}x{height}); the file is damaged.")
+    return height, width
+
+
+def open_video_reader(encoded: str | bytes, name: str, decode_size: tuple[int, int] | None) -> decord.VideoReader:
+    """A decord reader that decodes straight to `decode_size` (height, width), or at full size when it is None."""
+    height, width = decode_size or (-1, -1)
+    try:
+        reader = decord.VideoReader(_as_input(encoded), ctx=decord.cpu(0), width=width, height=height)
+    except (RuntimeError, AssertionError) as error:
+        raise ValueError(f"Could not decode {name} as a video (not a video file, or truncated): {error}") from error
+    return reader
+
+
+def read_frames(reader: decord.VideoReader, indices: np.ndarray, name: str) -> np.ndarray:
+    """Decode the frames at `indices` (any shape, repeats allowed) once each: indices.shape + (H, W, 3) uint8."""
+    unique_indices, positions = np.unique(indices, return_inverse=True)
+    try:
+        frames = reader.get_batch(unique_indices.tolist()).asnumpy()
+    except RuntimeError as error:
+        raise ValueError(f"Could not decode frames of {name}; the file is truncated or corrupt: {error}") from error
+    return frames[positions.reshape(indices.shape)]
+
+
+# Already decoded input
+
+
+def frames_from_decoded(video: np.ndarray | torch.Tensor | Sequence[Image.Image]) -> np.ndarray:
+    """
+    Decoded frames as (N, H, W, 3) uint8 RGB. Accepts arrays or tensors of shape (N, H, W, C) or (N, C, H, W) with
+    C in {1, 3, 4} (gray, RGB, RGBA: alpha is dropped) or (N, H, W) gray; uint8, or floats in [0, 1]; and lists of
+    PIL images of one size, in any mode.
+    """
+    if isinstance(video, (list, tuple)):
+        sizes = {image.size for image in video}
+        if len(sizes) != 1:
+            raise ValueError(f"All PIL frames of a video must have one size, got {sorted(sizes)}.")
+        return np.stack([np.asarray(image.convert("RGB")) for image in video])
+    frames = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+    if frames.ndim == 3:
+        frames = frames[..., None]
+    if frames.ndim != 4 or 0 in frames.shape:
+        raise ValueError(
+            f"A decoded video must have shape (T, H, W, C), (T, C, H, W) or (T, H, W), got {frames.shape}."
+        )
+    if frames.shape[-1] not in (1, 3, 4):
+        if frames.shape[1] not in (1, 3, 4):
+            raise ValueError(f"Cannot find the channel axis (1, 3 or 4 channels) of a video of shape {frames.shape}.")
+        frames = frames.transpose(0, 2, 3, 1)
+    frames = _to_uint8(frames)
+    if frames.shape[-1] == 1:
+        return np.repeat(frames, 3, axis=-1)
+    return np.ascontiguousarray(frames[..., :3])
+
+
+def _to_uint8(frames: np.ndarray) -> np.ndarray:
+    """uint8 frames as they are; float frames in [0, 1] scaled to [0, 255]."""
+    if frames.dtype == np.uint8:
+        return frames
+    if np.issubdtype(frames.dtype, np.floating):
+        if frames.min() < 0 or frames.max() > 1:
+            raise ValueError(
+                f"Float frames must lie in [0, 1], got values in [{frames.min()}, {frames.max()}]; "
+                "pass uint8 for [0, 255]."
+            )
+        return np.round(frames * 255).astype(np.uint8)
+    raise ValueError(f"Frames must be uint8 or float in [0, 1], got dtype {frames.dtype}.")
+
+
+def is_encoded_video(video) -> bool:
+    """Whether `video` is a path, bytes or a file-like object (decoded by decord) rather than decoded frames."""
+    return isinstance(video, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(video, "read")
+
+
+def _is_single_video(video) -> bool:
+    """Whether `video` is one video (encoded, a 3D/4D array or tensor, or a list of PIL images), not a batch."""
+    if is_encoded_video(video):
+        return True
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        return video.ndim in (3, 4)
+    return isinstance(video, (list, tuple)) and len(video) > 0 and isinstance(video[0], Image.Image)
+
+
+def make_video_list(videos) -> list:
+    """A list of single videos from one video, a list of videos, or a (B, T, ...) array or tensor."""
+    if _is_single_video(videos):
+        return [videos]
+    if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5:
+        return list(videos)
+    if isinstance(videos, (list, tuple)) and len(videos) > 0 and all(_is_single_video(video) for video in videos):
+        return list(videos)
+    raise TypeError(
+        "videos must be one video or a non-empty list of videos; a video is a path, bytes, a file-like object, an "
+        "array or tensor of frames (T, H, W, C) / (T, C, H, W) / (T, H, W), or a list of PIL images. "
+        f"Got {type(videos).__name__}."
+    )
+
+
+def load_video_frames(
+    video: VideoSource,
+    num_frames: int | None = 8,
+    training: bool = False,
+    num_clips: int = 1,
+    decode_short_side: int | None = None,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
+    """
+    Turn one video into sampled RGB frames of shape (num_clips, num_frames, H, W, 3), uint8.
+
+    Args:
+        video: a path, `bytes`, a binary file-like object (decoded with decord), or decoded frames (an array or
+            tensor (T, H, W, C) / (T, C, H, W) / (T, H, W), or a list of PIL images).
+        num_frames: frames per clip, one per temporal segment; None keeps every frame (one clip).
+        training: a random frame inside each segment instead of the segment centre.
+        num_clips: evaluation clips (temporal views); training takes one.
+        decode_short_side: encoded sources with a larger short side are decoded straight to this short side.
+        generator: random source for training sampling (defaults to torch's global generator).
+    """
+    if not is_encoded_video(video):
+        frames = frames_from_decoded(video)
+        return frames[sample_frame_indices(len(frames), num_frames, training, num_clips, generator)]
+    encoded, name = read_encoded_video(video)
+    decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
+    reader = open_video_reader(encoded, name, decode_size)
+    indices = sample_frame_indices(len(reader), num_frames, training, num_clips, generator)
+    return read_frames(reader, indices, name)
+
+
+# Spatial transforms on float frames (..., 3, H, W)
+
+
+def resize(frames: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resize (N, 3, H, W) float frames to `size` (height, width), antialiased; a no-op at the same size."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    antialias = mode != "nearest"
+    return F.interpolate(frames, size=size, mode=mode, antialias=antialias, align_corners=None).clamp_(0, 255)
+
+
+def evenly_spaced_offsets(length: int, crop_length: int, count: int) -> list[int]:
+    """Start offsets of `count` crops along one axis: the centre for one, both ends and evenly between for more."""
+    if count == 1:
+        return [(length - crop_length) // 2]
+    return [round((length - crop_length) * index / (count - 1)) for index in range(count)]
+
+
+def spatial_crops(frames: torch.Tensor, crop_height: int, crop_width: int, num_crops: int) -> torch.Tensor:
+    """`num_crops` crops of (..., 3, H, W) frames spread along both axes: (num_crops, ..., 3, crop_h, crop_w)."""
+    height, width = frames.shape[-2:]
+    if crop_height > height or crop_width > width:
+        raise ValueError(f"Cannot crop {crop_height}x{crop_width} out of frames of {height}x{width}.")
+    tops = evenly_spaced_offsets(height, crop_height, num_crops)
+    lefts = evenly_spaced_offsets(width, crop_width, num_crops)
+    return torch.stack(
+        [frames[..., top : top + crop_height, left : left + crop_width] for top, left in zip(tops, lefts)]
+    )
+
+
+def random_resized_crop_box(
+    height: int,
+    width: int,
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    generator: torch.Generator | None = None,
+) -> tuple[int, int, int, int]:
+    """
+    (top, left, crop_height, crop_width) of a random crop whose area is a uniform fraction in `scale` of the frame and
+    whose aspect ratio (width / height) is log-uniform in `ratio`. A box larger than the frame is clipped to it.
+    """
+    uniform = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * uniform[0])
+    aspect = math.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * uniform[1])
+    crop_width = min(width, max(1, round(math.sqrt(area * aspect))))
+    crop_height = min(height, max(1, round(math.sqrt(area / aspect))))
+    top = int(uniform[2] * (height - crop_height + 1))
+    left = int(uniform[3] * (width - crop_width + 1))
+    return top, left, crop_height, crop_width
+
+
+def random_resized_crop(
+    frames: torch.Tensor,
+    output_size: tuple[int, int],
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    mode: str,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One random box (see `random_resized_crop_box`) cut from all (T, 3, H, W) frames and resized to `output_size`."""
+    top, left, crop_height, crop_width = random_resized_crop_box(*frames.shape[-2:], scale, ratio, generator)
+    return resize(frames[..., top : top + crop_height, left : left + crop_width], output_size, mode)
+
+
+def random_horizontal_flip(
+    frames: torch.Tensor, probability: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Flip all frames left-right together with probability `probability`."""
+    return frames.flip(-1) if torch.rand(1, generator=generator).item() < probability else frames
+
+
+class STDDVideoProcessor(VideoProcessorMixin):
+    r"""
+    Turns videos into STDD's `pixel_values`: CLIP-sized, CLIP-normalized frames, `num_frames` per video, one per
+    temporal segment.
+
+    Videos are decoded with decord (paths, `bytes`, file-like objects; large sources straight at reduced size) or
+    taken as decoded frames (arrays, tensors, lists of PIL images). Evaluation: segment centres, shortest side resized
+    to `size["shortest_edge"]`, `crop_size` centre crop; with `num_clips` x `num_crops` views for multi-view testing.
+    Training (`training=True`, per call): a random frame in each segment, a random resized crop and a random
+    horizontal flip. Randomness comes from torch's global generator, so `torch.manual_seed` makes it repeatable.
+
+    Output `pixel_values`: (B, T, 3, S, S), or (B, V, T, 3, S, S) with V = num_clips * num_crops > 1 views ordered
+    clip by clip; a list of per-video tensors when `return_tensors` is None.
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> from modeling_stdd import STDDVideoProcessor
+    >>> video_processor = STDDVideoProcessor(size={"shortest_edge": 32}, crop_size=32, num_frames=4)
+    >>> video = np.zeros((20, 48, 64, 3), dtype=np.uint8)
+    >>> video_processor(video, return_tensors="pt")["pixel_values"].shape
+    torch.Size([1, 4, 3, 32, 32])
+    >>> video_processor(video, num_clips=3, num_crops=3, return_tensors="pt")["pixel_values"].shape
+    torch.Size([1, 9, 4, 3, 32, 32])
+    ```
+    """
+
+    resample = PILImageResampling.BICUBIC
+    image_mean = OPENAI_CLIP_MEAN
+    image_std = OPENAI_CLIP_STD
+    size = {"shortest_edge": 224}
+    crop_size = {"height": 224, "width": 224}
+    default_to_square = False
+    do_resize = True
+    do_center_crop = True
+    do_rescale = True
+    rescale_factor = 1 / 255
+    do_normalize = True
+    do_convert_rgb = True
+    do_sample_frames = True
+    num_frames = 8
+    training = False
+    num_clips = 1
+    num_crops = 1
+    crop_scale = (0.4, 1.0)
+    crop_ratio = (3 / 4, 4 / 3)
+    flip_probability = 0.5
+    decode_short_side = None
+    valid_kwargs = STDDVideosKwargs
+    model_input_names = ["pixel_values"]
+
+    def __init__(self, **kwargs: Unpack[STDDVideosKwargs]):
+        super().__init__(**kwargs)
+        self._set_attributes(**kwargs)
+
+    def preprocess(self, videos, **kwargs: Unpack[STDDVideosKwargs]) -> BatchFeature:
+        """
+        Process one video or a list of videos (see [`load_video_frames`] for the accepted forms) into
+        `pixel_values`. Keyword arguments override this processor's settings for this call only.
+        """
+        options = self._resolve_options(kwargs)
+        pixel_values = [self._process_video(video, options) for video in make_video_list(videos)]
+        return_tensors = options["return_tensors"]
+        if return_tensors is not None:
+            shapes = {tuple(video.shape) for video in pixel_values}
+            if len(shapes) > 1:
+                raise ValueError(
+                    f"Processed videos differ in shape {sorted(shapes)} and cannot be stacked; keep do_resize and "
+                    "do_center_crop on, or pass return_tensors=None."
+                )
+            pixel_values = torch.stack(pixel_values)
+        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
+
+    def load_frames(
+        self,
+        video: VideoSource,
+        training: bool | None = None,
+        num_frames: int | None = None,
+        decode_short_side: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
+        """
+        [`load_video_frames`] with this processor's settings: (clips, T, H, W, 3) uint8 frames, decoded at reduced
+        size for large sources. The arguments override the processor's settings for this call.
+        """
+        training = self.training if training is None else training
+        return load_video_frames(
+            video,
+            num_frames=num_frames or self.num_frames,
+            training=training,
+            num_clips=1 if training else self.num_clips,
+            decode_short_side=self._decode_short_side(
+                decode_short_side or self.decode_short_side, self.do_resize, self.size
+            ),
+            generator=generator,
+        )
+
+    def _resolve_options(self, kwargs: dict) -> dict:
+        """Call options over processor settings, standardized (`size` as a `SizeDict`) and checked."""
+        unknown = set(kwargs) - set(self.valid_kwargs.__annotations__)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments: {sorted(unknown)}.")
+        validate_typed_dict(self.valid_kwargs, kwargs)
+        options = {name: kwargs.get(name, getattr(self, name, None)) for name in self.valid_kwargs.__annotations__}
+        options = self._standardize_kwargs(**options)
+        self._check_options(options)
+        return options
+
+    def _check_options(self, options: dict):
+        """Reject unsupported or out-of-range options early, naming the option."""
+        for name in _UNSUPPORTED_OPTIONS:
+            if options[name]:
+                raise ValueError(f"{type(self).__name__} does not support `{name}`.")
+        if options["do_convert_rgb"] is False:
+            raise ValueError("do_convert_rgb=False is not supported: frames are always converted to RGB.")
+        for name in ("num_frames", "num_clips", "num_crops"):
+            if not isinstance(options[name], int) or options[name] < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {options[name]!r}.")
+        if options["do_resize"] and options["size"].shortest_edge is None:
+            raise ValueError(
+                f"size must give the shortest edge, e.g. {{'shortest_edge': 224}}, got {options['size']}."
+            )
+        if options["do_center_crop"] or options["training"]:
+            if options["crop_size"] is None or options["crop_size"].height is None:
+                raise ValueError(f"crop_size must give height and width, got {options['crop_size']}.")
+        if not options["do_center_crop"] and options["num_crops"] > 1:
+            raise ValueError(f"num_crops={options['num_crops']} needs do_center_crop=True.")
+        if options["resample"] not in _INTERPOLATION_MODES:
+            raise ValueError(f"resample must be one of {[mode.name for mode in _INTERPOLATION_MODES]}.")
+        scale, ratio = options["crop_scale"], options["crop_ratio"]
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"crop_scale must be (low, high) with 0 < low <= high <= 1, got {scale}.")
+        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"crop_ratio must be (low, high) with 0 < low <= high, got {ratio}.")
+        if not 0 <= options["flip_probability"] <= 1:
+            raise ValueError(f"flip_probability must be in [0, 1], got {options['flip_probability']}.")
+
+    @staticmethod
+    def _decode_short_side(decode_short_side: int | None, do_resize: bool, size: SizeDict) -> int | None:
+        """Short side to decode large sources at: the explicit setting, else the resize target, else full size."""
+        if decode_short_side is not None:
+            return decode_short_side
+        return size.shortest_edge if do_resize else None
+
+    def _process_video(self, video: VideoSource, options: dict) -> torch.Tensor:
+        """One video to (T, 3, S, S), or (V, T, 3, S, S) for V > 1 evaluation views."""
+        training = options["training"]
+        frames = load_video_frames(
+            video,
+            num_frames=options["num_frames"] if options["do_sample_frames"] else None,
+            training=training,
+            num_clips=1 if training else options["num_clips"],
+            decode_short_side=self._decode_short_side(
+                options["decode_short_side"], options["do_resize"], options["size"]
+            ),
+        )
+        # (clips, T, H, W, 3) uint8 -> (clips, T, 3, H, W) float
+        frames = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float()
+        views = self._training_view(frames[0], options)[None] if training else self._evaluation_views(frames, options)
+        views = self._rescale_and_normalize(views, options)
+        if options["device"] is not None:
+            views = views.to(options["device"])
+        return views[0] if views.shape[0] == 1 else views
+
+    def _evaluation_views(self, clips: torch.Tensor, options: dict) -> torch.Tensor:
+        """(clips, T, 3, H, W) -> (clips * num_crops, T, 3, h, w): shortest-side resize, then evenly spread crops."""
+        num_clips, num_frames = clips.shape[:2]
+        frames = clips.flatten(0, 1)
+        if options["do_resize"]:
+            target = shortest_edge_size(*frames.shape[-2:], options["size"].shortest_edge)
+            frames = resize(frames, target, _INTERPOLATION_MODES[options["resample"]])
+        if not options["do_center_crop"]:
+            return frames.unflatten(0, (num_clips, num_frames))
+        crop = options["crop_size"]
+        crops = spatial_crops(frames, crop.height, crop.width, options["num_crops"])  # (crops, clips * T, 3, h, w)
+        crops = crops.unflatten(1, (num_clips, num_frames)).transpose(0, 1)  # (clips, crops, T, 3, h, w)
+        return crops.flatten(0, 1)
+
+    def _training_view(self, frames: torch.Tensor, options: dict) -> torch.Tensor:
+        """(T, 3, H, W) -> (T, 3, h, w): one random resized crop and one random flip for all frames of the video."""
+        crop = options["crop_size"]
+        mode = _INTERPOLATION_MODES[options["resample"]]
+        output_size = (crop.height, crop.width)
+        frames = random_resized_crop(frames, output_size, options["crop_scale"], options["crop_ratio"], mode)
+        return random_horizontal_flip(frames, options["flip_probability"])
+
+    @staticmethod
+    def _rescale_and_normalize(frames: torch.Tensor, options: dict) -> torch.Tensor:
+        """Scale pixel values by `rescale_factor` and standardize channels with `image_mean` / `image_std`."""
+        if options["do_rescale"]:
+            frames = frames * options["rescale_factor"]
+        if options["do_normalize"]:
+            mean = torch.tensor(options["image_mean"], dtype=frames.dtype).view(3, 1, 1)
+            std = torch.tensor(options["image_std"], dtype=frames.dtype).view(3, 1, 1)
+            frames = (frames - mean) / std
+        return frames
+
+
+# Imported from its module: `transformers.AutoVideoProcessor` is a placeholder that demands torchvision, which this
+# processor does not use.
+AutoVideoProcessor.register(STDDConfig, STDDVideoProcessor)
+
+__all__ = [
+    "STDDVideoProcessor",
+    "evaluation_frame_indices",
+    "load_video_frames",
+    "make_video_list",
+    "reduced_decode_size",
+    "sample_frame_indices",
+    "training_frame_indices",
+]

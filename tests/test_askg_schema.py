@@ -1,0 +1,183 @@
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+from askg_testing import REPO_ROOT, make_entry, reference_label_db
+from modeling_stdd.askg import Triple, read_askg_file, read_label_db, validate_entries, write_askg_file
+from modeling_stdd.askg.__main__ import main
+from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS, dump_entries
+
+
+def issues_of(entry, key=None):
+    return validate_entries({key or entry.label: entry}).issues
+
+
+def test_triple_parse_and_format():
+    assert Triple.parse(" <hand, holds,  lipstick> ") == Triple("hand", "holds", "lipstick")
+    assert str(Triple("hand", "holds", "lipstick")) == "<hand, holds, lipstick>"
+    for text, reason in [
+        ("<eye, area where makeup goes>", "2 comma-separated parts"),
+        ("<a, b, c, d>", "4 comma-separated parts"),
+        ("<a, , c>", "empty part"),
+        ("a, b, c", "not enclosed"),
+        ("<a, <b>, c>", "'<' or '>' inside"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            Triple.parse(text)
+
+
+def test_a_valid_entry_has_no_issues():
+    assert issues_of(make_entry("stirring coffee")) == []
+
+
+def test_write_then_read_round_trips_including_awkward_names(tmp_path):
+    names = ["massaging person's head", "yes", "tying knot: bowline", "#1 dance"]
+    entries = {name: make_entry(name) for name in names}
+    path = write_askg_file(entries, tmp_path / "db.yml")
+    assert read_askg_file(path) == entries
+    assert validate_entries(read_askg_file(path)).issues == []
+
+
+def test_graph_and_clause_files_merge_by_class(tmp_path):
+    entry = make_entry("stirring coffee")
+    graph, clauses = entry.subset(GRAPH_FIELDS), entry.subset(CLAUSE_FIELDS)
+    write_askg_file({entry.label: graph}, tmp_path / "graph.yml")
+    write_askg_file({entry.label: clauses}, tmp_path / "clauses.yml")
+    assert read_label_db(tmp_path / "graph.yml", tmp_path / "clauses.yml") == {entry.label: entry}
+
+    changed = dataclasses.replace(clauses, label="stirring coffee", xprompt_oo=["where something else happens"])
+    write_askg_file({entry.label: dataclasses.replace(graph, xprompt_oo=entry.xprompt_oo)}, tmp_path / "both.yml")
+    write_askg_file({entry.label: changed}, tmp_path / "other.yml")
+    with pytest.raises(ValueError, match="other.yml: class 'stirring coffee' field 'xprompt_oo' differs"):
+        read_label_db(tmp_path / "both.yml", tmp_path / "other.yml")
+
+
+def test_label_mismatch_in_a_merged_file_is_kept_for_validation(tmp_path):
+    entry = make_entry("wave")
+    write_askg_file({"wave": entry.subset(GRAPH_FIELDS)}, tmp_path / "a.yml")
+    clauses = dataclasses.replace(entry.subset(CLAUSE_FIELDS), label="waving")
+    (tmp_path / "b.yml").write_text(dump_entries({"wave": clauses}))
+    report = validate_entries(read_label_db(tmp_path / "a.yml", tmp_path / "b.yml"))
+    assert [(issue.key, issue.field, issue.severity) for issue in report.issues] == [("wave", "label", "error")]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[a, b]", "expected a mapping from class names"),
+        ("a: [1, 2]", "class 'a' must be a mapping of fields"),
+        ("a:\n  label: a\n  colour: red\n", "class 'a' has unknown fields \\['colour'\\]"),
+        ("a:\n  obj_en_li: [x]\n", "class 'a' field 'label' must be a string"),
+        ("a:\n  label: a\n  obj_en_li: x\n", "class 'a' field 'obj_en_li' must be a list"),
+        ("a:\n  label: a\n  obj_en_li: [{x: 1}]\n", "field 'obj_en_li' item 0 must be a string"),
+        ("a:\n  label: a\na:\n  label: a\n", "duplicate key 'a'"),
+        ("a:\n  label: [a\n", "not valid YAML"),
+    ],
+)
+def test_structural_problems_name_the_file_class_and_field(tmp_path, text, message):
+    path = tmp_path / "broken.yml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as error:
+        read_askg_file(path)
+    assert str(path) in str(error.value)
+
+
+def test_triples_written_as_yaml_lists_are_read_as_triples(tmp_path):
+    path = tmp_path / "db.yml"
+    path.write_text("cut:\n  label: cut\n  act_obj_triples:\n  - [cut, uses, knife]\n  - <cut, needs, board>\n")
+    assert read_askg_file(path)["cut"].action_object_triples == ["<cut, uses, knife>", "<cut, needs, board>"]
+
+
+def test_errors_are_reported_per_class_with_the_field():
+    entry = make_entry("stirring coffee")
+    entry.label = "stirring tea"
+    entry.object_triples[0] = "<right hand, holds spoon>"
+    entry.objects[1] = "  "
+    entry.sub_action_triples[2] = "<scooping some sugar, precedes, pouring milk>"
+    errors = [issue for issue in issues_of(entry, "stirring coffee") if issue.severity == "error"]
+    assert {issue.key for issue in errors} == {"stirring coffee"}
+    assert [issue.field for issue in errors] == ["label", "obj_en_li", "obj_rel_triples", "act_rel_triples"]
+    assert "'pouring milk', which is neither the label nor in sub_act_en_li" in errors[-1].message
+
+
+def test_authoring_rules_are_warnings():
+    entry = make_entry("stirring coffee")
+    entry.objects = entry.objects[:4]
+    entry.sub_actions.append("tasting the coffee")  # the order triples no longer form the chain
+    entry.action_object_triples[0] = "<stirring coffee, uses, teaspoon>"
+    entry.xprompt_oo[0] = "a hand holds a spoon."
+    entry.xprompt_ao.append(entry.xprompt_ao[0])
+    warnings = {issue.field: issue.message for issue in issues_of(entry) if issue.severity == "warning"}
+    assert [issue for issue in issues_of(entry) if issue.severity == "error"] == []
+    assert "has 4 items, the authoring rules ask for 5 to 10" in warnings["obj_en_li"]
+    assert "'teaspoon' is not in obj_en_li" in warnings["act_obj_triples"]
+    assert "is not the chain" in warnings["act_rel_triples"]
+    assert "has duplicates" in warnings["xprompt_ao"]
+    messages = [issue.message for issue in issues_of(entry) if issue.field == "xprompt_oo"]
+    assert any("does not start with 'where '" in message for message in messages)
+    assert any("ends with a period" in message for message in messages)
+
+
+def test_empty_fields_warn_and_missing_fields_warn_when_other_classes_have_them():
+    complete = make_entry("stirring coffee")
+    empty = make_entry("smile")
+    empty.sub_actions, empty.sub_action_triples, empty.xprompt_aa = [], [], []
+    graph_only = make_entry("Wave Hand").subset(GRAPH_FIELDS)
+    twin = make_entry("wave hand").subset(CLAUSE_FIELDS)
+    entries = {"stirring coffee": complete, "smile": empty, "Wave Hand": graph_only, "wave hand": twin}
+    report = validate_entries(entries)
+    assert report.errors == []
+    found = {(issue.key, issue.field, issue.message) for issue in report.warnings}
+    for field_name in ("sub_act_en_li", "act_rel_triples", "xprompt_aa"):
+        assert ("smile", field_name, "is empty") in found
+    hint = "missing, other classes have it (another class differs from this key only in case)"
+    assert ("Wave Hand", "xprompt_oo, xprompt_ao, xprompt_aa", hint) in found
+    assert ("wave hand", ", ".join(GRAPH_FIELDS), hint) in found
+
+
+def test_cli_validate_exit_codes(tmp_path, capsys):
+    good, warned, broken = tmp_path / "good.yml", tmp_path / "warned.yml", tmp_path / "broken.yml"
+    write_askg_file({"stirring coffee": make_entry("stirring coffee")}, good)
+    entry = make_entry("stirring coffee")
+    entry.objects.append(entry.objects[0])
+    write_askg_file({"stirring coffee": entry}, warned)
+    entry = make_entry("stirring coffee")
+    entry.object_triples.append("<spoon, sugar>")
+    write_askg_file({"stirring coffee": entry}, broken)
+
+    assert main(["validate", str(good)]) == 0
+    assert capsys.readouterr().out.strip() == "0 error(s), 0 warning(s)"
+    assert main(["validate", str(warned)]) == 0
+    assert "warning: 'stirring coffee' obj_en_li: has duplicates" in capsys.readouterr().out
+    assert main(["validate", "--strict", str(warned)]) == 1
+    assert main(["validate", str(broken)]) == 1
+    assert "error: 'stirring coffee' obj_rel_triples: item 3" in capsys.readouterr().out
+    assert main(["validate", str(tmp_path / "absent.yml")]) == 1
+    assert "absent.yml" in capsys.readouterr().err
+
+
+def test_module_runs_as_a_command(tmp_path):
+    path = write_askg_file({"stirring coffee": make_entry("stirring coffee")}, tmp_path / "db.yml")
+    completed = subprocess.run(
+        [sys.executable, "-m", "modeling_stdd.askg", "validate", str(path)],
+        capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert "0 error(s), 0 warning(s)" in completed.stdout
+
+
+def test_all_reference_entries_load_and_only_structural_gaps_warn():
+    folder = reference_label_db()
+    datasets = ("ucf101", "hmdb51", "k400")
+    graphs = {name: read_askg_file(folder / f"classes_ASKG_{name}.yml") for name in datasets}
+    clauses = {name: read_askg_file(folder / f"classes_xprompt_{name}.yml") for name in datasets}
+    assert sum(len(entries) for entries in graphs.values()) == 552
+    assert sum(len(entries) for entries in clauses.values()) == 552
+
+    hmdb51 = read_label_db(folder / "classes_ASKG_hmdb51.yml", folder / "classes_xprompt_hmdb51.yml")
+    empty = [issue for issue in validate_entries(hmdb51).issues if issue.message == "is empty"]
+    assert {issue.key for issue in empty} == {"falling to the floor", "smile", "wave"}
+    assert {issue.field for issue in empty} == {"sub_act_en_li", "act_rel_triples", "xprompt_aa"}
+    assert {issue.severity for issue in empty} == {"warning"}

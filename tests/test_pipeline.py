@@ -1,0 +1,374 @@
+"""The zero-shot-video-classification pipeline, its CLI and its registration."""
+
+import ast
+import functools
+import http.server
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_clip_config
+from PIL import Image
+from transformers import pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+import modeling_stdd
+from modeling_stdd import STDDModel, STDDProcessor, ZeroShotVideoClassificationPipeline, class_scores
+from modeling_stdd.askg import LabelTexts
+from modeling_stdd.classify_cli import main as classify_main
+from modeling_stdd.pipeline_stdd import timeline_windows
+from modeling_stdd.video_processing_stdd import load_video_frames
+
+
+REPO = Path(__file__).resolve().parent.parent
+TASK = "zero-shot-video-classification"
+LABELS = ["running", "swimming", "juggling"]
+NUM_FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def stdd_dir(tmp_path_factory):
+    """A tiny saved STDD folder: model (4 frames) and processor."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_stdd")
+    config = modeling_stdd.STDDConfig(**tiny_clip_config(num_frames=NUM_FRAMES).to_dict())
+    STDDModel(config).eval().save_pretrained(path)
+    STDDProcessor.from_clip_defaults(image_size=32, num_frames=NUM_FRAMES).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier(stdd_dir):
+    return pipeline(TASK, model=str(stdd_dir))
+
+
+@pytest.fixture
+def video_path(make_video):
+    return make_video("clip.mp4", num_frames=20)
+
+
+def scores_by_label(predictions: list[dict]) -> dict[str, float]:
+    return {prediction["label"]: prediction["score"] for prediction in predictions}
+
+
+def assert_same_predictions(actual: list[dict], expected: list[dict]):
+    assert [prediction["label"] for prediction in actual] == [prediction["label"] for prediction in expected]
+    assert [prediction["score"] for prediction in actual] == pytest.approx([p["score"] for p in expected], abs=1e-5)
+
+
+def manual_probabilities(classifier, video, prompts, num_clips=1, prompt_class_ids=None) -> torch.Tensor:
+    """Softmax class scores from the processor and the model's own forward, averaged over views."""
+    inputs = classifier.processor(videos=video, text=prompts, return_tensors="pt", num_clips=num_clips)
+    pixel_values = inputs["pixel_values"]
+    views = pixel_values[0] if num_clips > 1 else pixel_values
+    with torch.no_grad():
+        outputs = classifier.model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            pixel_values=views,
+            prompt_class_ids=prompt_class_ids,
+        )
+    return outputs.logits_per_video.softmax(dim=-1).mean(dim=0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Registration and loading
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_task_is_registered_with_stdd_as_the_default_model_class():
+    task, task_info, _ = PIPELINE_REGISTRY.check_task(TASK)
+    assert task_info["impl"] is ZeroShotVideoClassificationPipeline
+    assert task_info["pt"] == (STDDModel,)
+    assert task_info["default"]["model"][0] == "openai/clip-vit-base-patch16"
+
+
+def test_pipeline_loads_stdd_model_and_processor(classifier):
+    assert isinstance(classifier, ZeroShotVideoClassificationPipeline)
+    assert isinstance(classifier.model, STDDModel)
+    assert isinstance(classifier.processor, STDDProcessor)
+
+
+def test_plain_clip_checkpoint_loads_as_stdd_with_default_processor(tiny_clip_dir, video_path):
+    clip_classifier = pipeline(TASK, model=str(tiny_clip_dir))
+    assert isinstance(clip_classifier.model, STDDModel)
+    assert clip_classifier.video_processor.num_frames == clip_classifier.model.config.vision_config.num_frames
+    predictions = clip_classifier(video_path, candidate_labels=LABELS)
+    assert sum(prediction["score"] for prediction in predictions) == pytest.approx(1.0)
+
+
+def test_saved_pipeline_folder_infers_the_task(classifier, tmp_path, video_path):
+    """`pipeline(model=folder)` reads the task from the saved config and loads the pipeline code saved with it."""
+    classifier.save_pretrained(tmp_path / "saved")
+    script = (
+        "import sys, json, modeling_stdd\n"
+        "from transformers import pipeline\n"
+        "classifier = pipeline(model=sys.argv[1], trust_remote_code=True)\n"
+        "print(json.dumps([classifier.task, type(classifier).__name__, classifier(sys.argv[2], candidate_labels=sys.argv[3])]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "saved"), str(video_path), ",".join(LABELS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_MODULES_CACHE": str(tmp_path / "modules")},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    task, class_name, predictions = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (task, class_name) == (TASK, "ZeroShotVideoClassificationPipeline")
+    assert_same_predictions(predictions, classifier(video_path, candidate_labels=LABELS))
+
+
+def test_pipeline_module_imports_only_flat_siblings():
+    """Hub remote code only has the sibling files: relative, flat imports; no `modeling_stdd.` at module level."""
+    tree = ast.parse((REPO / "modeling_stdd" / "pipeline_stdd.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            assert node.level == 1 and "." not in (node.module or ""), ast.unparse(node)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else [alias.name for alias in node.names]
+            assert not any(name.startswith("modeling_stdd") for name in names), ast.unparse(node)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Scores
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_clips", [1, 2])
+def test_scores_equal_processor_and_model_forward(classifier, video_path, num_clips):
+    predictions = classifier(video_path, candidate_labels=LABELS, num_clips=num_clips)
+    expected = manual_probabilities(classifier, video_path, [f"a video of a person {label}." for label in LABELS], num_clips)
+    assert scores_by_label(predictions) == pytest.approx(dict(zip(LABELS, expected.tolist())), abs=1e-5)
+    scores = [prediction["score"] for prediction in predictions]
+    assert scores == sorted(scores, reverse=True)
+    assert sum(scores) == pytest.approx(1.0)
+
+
+def test_comma_separated_labels_template_and_top_k(classifier, video_path):
+    predictions = classifier(video_path, candidate_labels=" running,swimming , juggling", hypothesis_template="{}")
+    expected = manual_probabilities(classifier, video_path, LABELS)
+    assert scores_by_label(predictions) == pytest.approx(dict(zip(LABELS, expected.tolist())), abs=1e-5)
+    assert classifier(video_path, candidate_labels=LABELS, hypothesis_template="{}", top_k=2) == predictions[:2]
+
+
+def test_batch_equals_one_by_one(classifier, make_video):
+    videos = [make_video(f"video_{index}.mp4", num_frames=12 + 6 * index, width=48 + 16 * index) for index in range(3)]
+    batched = classifier(videos, candidate_labels=LABELS, batch_size=2)
+    assert len(batched) == 3
+    for video, predictions in zip(videos, batched):
+        assert_same_predictions(predictions, classifier(video, candidate_labels=LABELS))
+
+
+def test_encoded_inputs_agree(classifier, video_path, tmp_path):
+    """A path, its bytes, a file object and an http URL (served on 127.0.0.1) give the same scores."""
+    expected = classifier(video_path, candidate_labels=LABELS)
+    data = video_path.read_bytes()
+    assert_same_predictions(classifier(data, candidate_labels=LABELS), expected)
+    assert_same_predictions(classifier(io.BytesIO(data), candidate_labels=LABELS), expected)
+    handler = functools.partial(QuietHandler, directory=str(video_path.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        assert_same_predictions(classifier(url + video_path.name, candidate_labels=LABELS, timeout=10), expected)
+        with pytest.raises(ValueError, match="Could not download the video .*missing.mp4"):
+            classifier(url + "missing.mp4", candidate_labels=LABELS, timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+def test_decoded_inputs_agree(classifier):
+    """An array, a tensor, a list of PIL frames and a (B, T, H, W, C) batch of one video give the same scores."""
+    frames = np.random.default_rng(0).integers(0, 256, size=(10, 40, 56, 3), dtype=np.uint8)
+    expected = classifier(frames, candidate_labels=LABELS)
+    assert_same_predictions(classifier(torch.from_numpy(frames), candidate_labels=LABELS), expected)
+    assert_same_predictions(classifier([Image.fromarray(frame) for frame in frames], candidate_labels=LABELS), expected)
+    batch = classifier(frames[None], candidate_labels=LABELS)
+    assert len(batch) == 1
+    assert_same_predictions(batch[0], expected)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Label texts
+# --------------------------------------------------------------------------------------------------------------
+
+
+LABEL_TEXTS = {
+    "running": ["a video of a person running.", "a video of a person running, where the feet leave the ground."],
+    "swimming": [
+        "a video of a person swimming.",
+        "a video of a person swimming, which uses water.",
+        "a video of a person swimming, where breathing follows a stroke.",
+    ],
+}
+
+
+def test_label_texts_are_grouped_and_scored_with_class_scores(classifier, video_path):
+    """Labels with texts use all their prompts; `juggling` (no texts) uses the template; class_scores' grouped rule."""
+    predictions = classifier(video_path, candidate_labels=LABELS, label_texts=LABEL_TEXTS)
+    prompts = [*LABEL_TEXTS["running"], *LABEL_TEXTS["swimming"], "a video of a person juggling."]
+    prompt_class_ids = torch.tensor([0, 0, 1, 1, 1, 2])
+    inputs = classifier.processor(videos=video_path, text=prompts, return_tensors="pt")
+    model = classifier.model
+    with torch.no_grad():
+        frame_embeds = model.get_video_features(inputs["pixel_values"]).pooler_output
+        text_embeds = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).pooler_output
+    normalize = functools.partial(torch.nn.functional.normalize, dim=-1)
+    logits = class_scores(normalize(frame_embeds), normalize(text_embeds), model.logit_scale.exp(), prompt_class_ids)
+    expected = logits.softmax(dim=-1)[0]
+    assert scores_by_label(predictions) == pytest.approx(dict(zip(LABELS, expected.tolist())), abs=1e-5)
+    plain = classifier(video_path, candidate_labels=LABELS)
+    assert scores_by_label(predictions) != pytest.approx(scores_by_label(plain), abs=1e-4)
+
+
+def test_label_texts_as_object_file_or_dict_agree(classifier, video_path, tmp_path):
+    expected = classifier(video_path, candidate_labels=LABELS, label_texts=LABEL_TEXTS)
+    label_texts = LabelTexts(LABEL_TEXTS)
+    path = label_texts.save(tmp_path / "label_texts.json")
+    assert_same_predictions(classifier(video_path, candidate_labels=LABELS, label_texts=label_texts), expected)
+    assert_same_predictions(classifier(video_path, candidate_labels=LABELS, label_texts=str(path)), expected)
+    file_labels_only = classifier(video_path, label_texts=path)
+    assert sorted(scores_by_label(file_labels_only)) == sorted(LABEL_TEXTS)
+
+
+def test_text_tower_runs_once_per_label_set(stdd_dir, video_path, monkeypatch):
+    classifier = pipeline(TASK, model=str(stdd_dir))
+    calls = []
+    get_text_features = classifier.model.get_text_features
+    monkeypatch.setattr(
+        classifier.model, "get_text_features", lambda **inputs: calls.append(1) or get_text_features(**inputs)
+    )
+    first = classifier(video_path, candidate_labels=LABELS, label_texts=LABEL_TEXTS)
+    second = classifier([video_path, video_path], candidate_labels=LABELS, label_texts=LABEL_TEXTS, batch_size=2)
+    assert len(calls) == 1
+    assert_same_predictions(second[0], first)
+    classifier(video_path, candidate_labels=LABELS)
+    assert len(calls) == 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Timelines
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "duration, segment, stride",
+    [(2.4, 1.0, 0.5), (2.4, 1.0, 1.0), (3.0, 1.0, 1.0), (0.5, 2.0, 1.0), (10.0, 3.0, 0.7)],
+)
+def test_timeline_windows_cover_the_duration(duration, segment, stride):
+    windows = timeline_windows(duration, segment, stride)
+    assert windows[0][0] == 0.0 and windows[-1][1] == pytest.approx(duration)
+    for (start, end), (next_start, _) in zip(windows, windows[1:]):
+        assert end - start == pytest.approx(segment)
+        assert next_start == pytest.approx(start + stride) and next_start <= end
+    assert windows[-1][0] < duration
+
+
+def test_timeline_covers_the_video_and_each_window_is_classified_on_its_frames(classifier, make_video):
+    video = make_video("long.mp4", num_frames=24, fps=10)  # 2.4 s
+    timeline = classifier(video, candidate_labels=LABELS, segment_seconds=1.0, stride_seconds=0.5, batch_size=3)
+    bounds = [bound for window in timeline for bound in (window["start"], window["end"])]
+    assert bounds == pytest.approx([bound for window in timeline_windows(2.4, 1.0, 0.5) for bound in window])
+    for window in timeline:
+        assert sorted(scores_by_label(window["labels"])) == sorted(LABELS)
+        assert sum(scores_by_label(window["labels"]).values()) == pytest.approx(1.0)
+    # The first window is frames 0..9: classifying those frames alone gives the same ranking.
+    frames = load_video_frames(video, num_frames=None, decode_short_side=32)[0]
+    assert_same_predictions(timeline[0]["labels"], classifier(frames[:10], candidate_labels=LABELS))
+    # Decoded frames need their frame rate to be cut into seconds.
+    assert len(classifier(frames, candidate_labels=LABELS, segment_seconds=1.0, fps=10)) == 3
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"candidate_labels": []}, "candidate_labels is empty"),
+        ({"candidate_labels": "running, , swimming"}, "empty label"),
+        ({"candidate_labels": ["running", "swimming", "running"]}, r"duplicates: \['running'\]"),
+        ({}, "Give candidate_labels"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person"}, "placeholder"),
+        ({"candidate_labels": LABELS, "top_k": 0}, "top_k"),
+        ({"candidate_labels": LABELS, "segment_seconds": 1.0, "stride_seconds": 2.0}, "stride_seconds"),
+        ({"candidate_labels": LABELS, "label_texts": {"running": []}}, r"label_texts\['running'\]"),
+        ({"candidate_labels": LABELS, "label_texts": "no/such/label_texts.json"}, "Label-texts file not found"),
+    ],
+)
+def test_bad_arguments_raise_clear_value_errors(classifier, video_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        classifier(video_path, **kwargs)
+
+
+def test_missing_or_broken_videos_raise_value_errors_naming_them(classifier, tmp_path):
+    with pytest.raises(ValueError, match="Video file not found: .*nowhere.mp4"):
+        classifier(str(tmp_path / "nowhere.mp4"), candidate_labels=LABELS)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"this is not a video" * 50)
+    with pytest.raises(ValueError, match="broken.mp4"):
+        classifier(broken, candidate_labels=LABELS)
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [("texts.json", '{"running": ["a video of'), ("texts.json", '["not", "an", "object"]'), ("askg.yml", "label: [")],
+)
+def test_unparsable_label_texts_files_raise_value_errors_naming_the_file(classifier, video_path, tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"Could not read label texts from .*{name}"):
+        classifier(video_path, candidate_labels=LABELS, label_texts=path)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_console_script_is_declared():
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = scripts["stdd-classify"].split(":")
+    assert module == "modeling_stdd.classify_cli" and function == "main"
+
+
+def test_cli_prints_rankings_and_json(stdd_dir, video_path, classifier, capsys):
+    assert classify_main([str(video_path), "--labels", ", ".join(LABELS), "--model", str(stdd_dir), "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = classifier(video_path, candidate_labels=LABELS, top_k=2)
+    assert lines[0] == str(video_path)
+    assert [line.split()[-1] for line in lines[1:]] == [prediction["label"] for prediction in expected]
+
+    label_texts = LabelTexts(LABEL_TEXTS).save(video_path.parent / "texts.json")
+    arguments = [str(video_path), str(video_path), "--labels", ",".join(LABELS), "--model", str(stdd_dir)]
+    assert classify_main([*arguments, "--label-texts", str(label_texts), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [result["video"] for result in results] == [str(video_path)] * 2
+    expected = classifier(video_path, candidate_labels=LABELS, label_texts=LABEL_TEXTS)
+    assert_same_predictions(results[0]["result"], expected)
+
+
+def test_cli_reports_errors_with_exit_status_2(stdd_dir, video_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        classify_main([str(video_path), "--labels", "running, running", "--model", str(stdd_dir)])
+    assert exit_info.value.code == 2
+    assert "duplicates" in capsys.readouterr().err

@@ -1,0 +1,257 @@
+import io
+
+import av
+import numpy as np
+import pytest
+import torch
+from modeling_stdd.video_processing_stdd import (
+    STDDVideoProcessor,
+    evaluation_frame_indices,
+    load_video_frames,
+    reduced_decode_size,
+    sample_frame_indices,
+    training_frame_indices,
+)
+from PIL import Image
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from transformers.models.auto.video_processing_auto import AutoVideoProcessor
+
+
+SIZE = 32
+
+
+@pytest.fixture
+def processor():
+    return STDDVideoProcessor(size={"shortest_edge": SIZE}, crop_size=SIZE, num_frames=8)
+
+
+def source_indices(frames: np.ndarray, path) -> np.ndarray:
+    """Index of each of `frames` (..., H, W, 3) in the video at `path`: the closest of PyAV's decoded frames."""
+    with av.open(str(path)) as container:
+        decoded = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]).astype(float)
+    distances = np.abs(frames[..., None, :, :, :].astype(float) - decoded).mean(axis=(-3, -2, -1))
+    return distances.argmin(-1)
+
+
+def test_evaluation_sampling_takes_segment_centres_and_interleaves_clips():
+    np.testing.assert_array_equal(evaluation_frame_indices(16, 8), [[1, 3, 5, 7, 9, 11, 13, 15]])
+    clips = evaluation_frame_indices(80, 4, num_clips=2)
+    np.testing.assert_array_equal(clips, [[5, 25, 45, 65], [15, 35, 55, 75]])
+
+
+def test_short_and_single_frame_videos_repeat_frames():
+    np.testing.assert_array_equal(evaluation_frame_indices(3, 8), [[0, 0, 0, 1, 1, 2, 2, 2]])
+    np.testing.assert_array_equal(evaluation_frame_indices(1, 8), np.zeros((1, 8)))
+    assert training_frame_indices(1, 8).max() == 0
+
+
+def test_training_sampling_stays_inside_segments_and_follows_the_seed():
+    indices = training_frame_indices(80, 8, torch.Generator().manual_seed(0))[0]
+    assert all(10 * t <= index < 10 * (t + 1) for t, index in enumerate(indices))
+    same = training_frame_indices(80, 8, torch.Generator().manual_seed(0))[0]
+    other = training_frame_indices(80, 8, torch.Generator().manual_seed(1))[0]
+    np.testing.assert_array_equal(indices, same)
+    assert not np.array_equal(indices, other)
+    with pytest.raises(ValueError, match="one clip"):
+        sample_frame_indices(80, 8, training=True, num_clips=3)
+
+
+def test_reduced_decode_size_scales_only_large_sources():
+    assert reduced_decode_size(2160, 3840, 224) == (224, 398)
+    assert reduced_decode_size(3840, 2160, 224) == (398, 224)
+    assert reduced_decode_size(200, 3000, 224) is None
+
+
+def test_decoded_frames_are_the_sampled_ones(make_video):
+    path = make_video("clip.mp4", num_frames=16)
+    frames = load_video_frames(path, num_frames=8)
+    assert frames.shape == (1, 8, 48, 64, 3) and frames.dtype == np.uint8
+    np.testing.assert_array_equal(source_indices(frames, path), [[1, 3, 5, 7, 9, 11, 13, 15]])
+
+
+def test_large_sources_are_decoded_at_reduced_size(make_video):
+    path = make_video("clip.mp4", num_frames=4, height=48, width=64)
+    assert load_video_frames(path, num_frames=2, decode_short_side=24).shape == (1, 2, 24, 32, 3)
+    assert load_video_frames(path, num_frames=2, decode_short_side=100).shape == (1, 2, 48, 64, 3)
+
+
+def test_reduced_size_decoding_matches_full_size_decoding_and_resizing(processor, make_video):
+    path = make_video("clip.mp4", num_frames=8)
+    reduced = processor(path, return_tensors="pt")["pixel_values"]  # decoded at 32x42
+    full = processor(path, decode_short_side=48, return_tensors="pt")["pixel_values"]  # decoded at 48x64, resized
+    assert (reduced - full).abs().mean() < 0.1 * full.abs().mean()
+
+
+def test_all_source_kinds_give_the_same_pixel_values(processor, make_video):
+    path = make_video("clip.mp4", num_frames=12)
+    frames = load_video_frames(path, num_frames=None)[0]  # every frame, decoded once: (12, 48, 64, 3)
+    sources = [
+        path,
+        str(path),
+        path.read_bytes(),
+        io.BytesIO(path.read_bytes()),
+        frames,
+        torch.from_numpy(frames),
+        torch.from_numpy(frames).permute(0, 3, 1, 2),
+        [Image.fromarray(frame) for frame in frames],
+    ]
+    # Full-size decoding, so that files go through the same resize as decoded frames.
+    pixel_values = processor(sources, decode_short_side=48, return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (len(sources), 8, 3, SIZE, SIZE)
+    for values in pixel_values[1:]:
+        torch.testing.assert_close(values, pixel_values[0])
+
+
+def test_normalization_uses_clip_mean_and_std(processor):
+    video = np.full((4, 40, 40, 3), 128, dtype=np.uint8)
+    pixel_values = processor(video, return_tensors="pt")["pixel_values"][0]
+    expected = (128 / 255 - torch.tensor(OPENAI_CLIP_MEAN)) / torch.tensor(OPENAI_CLIP_STD)
+    torch.testing.assert_close(pixel_values[:, :, 5, 5], expected.expand(8, 3))
+
+
+def test_multi_view_layout_is_clip_major_with_crops_across_the_long_side(processor, make_video):
+    path = make_video("wide.mp4", num_frames=16, height=32, width=96)
+    views = processor(path, num_clips=2, num_crops=3, return_tensors="pt")["pixel_values"]
+    assert views.shape == (1, 6, 8, 3, SIZE, SIZE)
+    full = processor(path, num_clips=2, do_center_crop=False, return_tensors="pt")["pixel_values"][0]
+    assert full.shape == (2, 8, 3, SIZE, 96)
+    for clip in range(2):
+        for crop, left in enumerate((0, 32, 64)):
+            torch.testing.assert_close(views[0, clip * 3 + crop], full[clip, ..., left : left + SIZE])
+    assert not torch.equal(views[0, 0], views[0, 3])
+
+
+def test_training_is_seeded_random_crop_and_flip(processor, make_video):
+    path = make_video("clip.mp4", num_frames=40)
+
+    def train(seed, **kwargs):
+        torch.manual_seed(seed)
+        return processor(path, training=True, num_clips=3, return_tensors="pt", **kwargs)["pixel_values"]
+
+    assert train(0).shape == (1, 8, 3, SIZE, SIZE)
+    torch.testing.assert_close(train(0), train(0))
+    assert not torch.equal(train(0), train(1))
+    torch.testing.assert_close(train(2, flip_probability=1.0), train(2, flip_probability=0.0).flip(-1))
+    assert not torch.equal(train(0), processor(path, return_tensors="pt")["pixel_values"])
+
+
+def test_one_processor_serves_training_and_evaluation_frames(processor, make_video):
+    path = make_video("clip.mp4", num_frames=80)
+    evaluation = processor.load_frames(path)
+    torch.manual_seed(0)
+    training = processor.load_frames(path, training=True)
+    assert evaluation.shape == training.shape == (1, 8, SIZE, SIZE * 64 // 48, 3)
+    full_size = processor.load_frames(path, decode_short_side=48)
+    np.testing.assert_array_equal(source_indices(full_size, path), [[5, 15, 25, 35, 45, 55, 65, 75]])
+    torch.manual_seed(0)
+    training_indices = source_indices(processor.load_frames(path, training=True, decode_short_side=48), path)[0]
+    assert all(10 * t <= index < 10 * (t + 1) for t, index in enumerate(training_indices))
+    assert list(training_indices) != [5, 15, 25, 35, 45, 55, 65, 75]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi", ".webm"])
+def test_containers(processor, make_video, suffix):
+    path = make_video(f"clip{suffix}", num_frames=16)
+    frames = load_video_frames(path, num_frames=8)
+    np.testing.assert_array_equal(source_indices(frames, path), [[1, 3, 5, 7, 9, 11, 13, 15]])
+    assert processor(path, return_tensors="pt")["pixel_values"].shape == (1, 8, 3, SIZE, SIZE)
+
+
+@pytest.mark.parametrize(
+    "name, num_frames, height, width",
+    [
+        ("short.mp4", 3, 48, 64),
+        ("single_frame.mp4", 1, 48, 64),
+        ("portrait.mp4", 10, 96, 40),
+        ("very_wide.mp4", 10, 16, 200),
+        ("vidéo d'été 日本.mkv", 10, 48, 64),
+    ],
+)
+def test_unusual_videos_are_processed(processor, make_video, name, num_frames, height, width):
+    path = make_video(name, num_frames=num_frames, height=height, width=width)
+    pixel_values = processor(path, return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (1, 8, 3, SIZE, SIZE)
+    assert torch.isfinite(pixel_values).all()
+
+
+def test_grayscale_video_file(processor, tmp_path):
+    path = tmp_path / "gray.mkv"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "gray"
+        for level in range(0, 250, 25):
+            frame = np.full((48, 64), level, dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="gray")))
+        container.mux(stream.encode())
+    frames = load_video_frames(path, num_frames=4)
+    assert frames.shape == (1, 4, 48, 64, 3)
+    assert (frames[..., 0] == frames[..., 1]).all() and (frames[..., 1] == frames[..., 2]).all()
+    assert processor(path, return_tensors="pt")["pixel_values"].shape == (1, 8, 3, SIZE, SIZE)
+
+
+def test_grayscale_and_rgba_decoded_input(processor):
+    gray = np.random.default_rng(0).integers(0, 256, (6, 40, 50), dtype=np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    rgba = np.concatenate([rgb, np.full_like(gray[..., None], 7)], axis=-1)
+    as_rgb = processor(rgb, return_tensors="pt")["pixel_values"]
+    for video in (gray, gray[..., None], rgba, [Image.fromarray(frame) for frame in gray], rgb / 255.0):
+        torch.testing.assert_close(processor(video, return_tensors="pt")["pixel_values"], as_rgb)
+    pil_rgba = [Image.fromarray(frame, mode="RGBA") for frame in rgba]
+    torch.testing.assert_close(processor(pil_rgba, return_tensors="pt")["pixel_values"], as_rgb)
+
+
+def test_bad_files_raise_errors_that_name_them(processor, make_video, tmp_path):
+    missing = tmp_path / "missing.mp4"
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        processor(missing)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.mp4"):
+        processor(empty)
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    with pytest.raises(ValueError, match="notes.mp4"):
+        processor(text)
+    data = make_video("whole.mp4", num_frames=16).read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated.mp4"):
+        processor(truncated)
+    with pytest.raises(ValueError, match="empty"):
+        processor(b"")
+
+
+def test_bad_arguments_are_refused(processor):
+    video = np.zeros((4, 40, 40, 3), dtype=np.uint8)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        processor(video, num_frame=4)
+    with pytest.raises(ValueError, match="fps"):
+        processor(video, fps=2)
+    with pytest.raises(ValueError, match="num_clips"):
+        processor(video, num_clips=0)
+    with pytest.raises(ValueError, match="crop_scale"):
+        processor(video, training=True, crop_scale=(0.5, 2.0))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        processor(video.astype(np.float32) + 2)
+    with pytest.raises(ValueError, match="channel axis"):
+        processor(np.zeros((4, 40, 40, 5), dtype=np.uint8))
+    with pytest.raises(TypeError, match="videos must be"):
+        processor(42)
+
+
+def test_unstacked_output_without_return_tensors(processor):
+    videos = [np.zeros((4, 40, 40, 3), dtype=np.uint8), np.zeros((9, 30, 60, 3), dtype=np.uint8)]
+    pixel_values = processor(videos)["pixel_values"]
+    assert isinstance(pixel_values, list) and [tuple(v.shape) for v in pixel_values] == [(8, 3, SIZE, SIZE)] * 2
+
+
+def test_save_and_load(processor, tmp_path):
+    processor = STDDVideoProcessor(size={"shortest_edge": 48}, crop_size=40, num_frames=4, num_clips=3)
+    processor.save_pretrained(tmp_path)
+    for reloaded in (STDDVideoProcessor.from_pretrained(tmp_path), AutoVideoProcessor.from_pretrained(tmp_path)):
+        assert isinstance(reloaded, STDDVideoProcessor)
+        assert reloaded.to_json_string() == processor.to_json_string()
+    video = np.random.default_rng(0).integers(0, 256, (10, 50, 60, 3), dtype=np.uint8)
+    torch.testing.assert_close(
+        reloaded(video, return_tensors="pt")["pixel_values"], processor(video, return_tensors="pt")["pixel_values"]
+    )
