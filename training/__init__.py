@@ -1,0 +1,1 @@
+"""STDD training, data sets, objective and zero-shot evaluation (`accelerate launch training/train.py`)."""

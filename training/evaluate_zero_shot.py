@@ -1,0 +1,228 @@
+"""
+Zero-shot evaluation of an STDD (or CLIP) checkpoint on videos you have locally, with the protocols of
+STDD_METHOD.md, section 5, or on any one video data set:
+
+    python training/evaluate_zero_shot.py --model outputs/stdd --protocol ucf101 \
+        --video-root UCF-101 --split-dir ucfTrainTestlist --num-clips 3 --output ucf101.json
+
+Top-1 / top-5 come from the `evaluate` metric module shipped in `training/metrics/top_k_accuracy` (loaded by path,
+no download); the JSON holds every split's figures and their mean and std. Several processes work through
+`accelerate launch`.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+# PyAV first: decord bundles its own FFmpeg libraries, and once they are loaded PyAV's VP8/VP9 encoders fail.
+import av  # noqa: F401
+import evaluate
+import numpy as np
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from modeling_stdd import STDDModel, STDDProcessor
+from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set
+from training.data import VideoClipDataset, class_names_of, collate_clips, load_video_dataset
+from training.objective import ClassPrompts, encode_class_prompts
+from training.protocols import (
+    PROTOCOLS,
+    EvaluationSplit,
+    hmdb51_splits,
+    kinetics600_novel_splits,
+    ucf101_splits,
+)
+
+
+TOP_K_METRIC = Path(__file__).resolve().parent / "metrics" / "top_k_accuracy"
+
+
+def load_label_texts(value: str | None) -> LabelTexts | None:
+    """`--label-texts`: None or "none" (plain template), a shipped set's name, or a label-texts / ASKG file."""
+    if value is None or value == "none":
+        return None
+    if value in DATASETS:
+        return LabelTexts.for_dataset(value)
+    if not os.path.isfile(value):
+        raise ValueError(f"--label-texts {value!r} is neither a file nor a shipped set ({', '.join(DATASETS)}).")
+    return LabelTexts.from_file(value)
+
+
+def class_prompts(
+    model: STDDModel, tokenizer, class_names: list[str], label_texts: LabelTexts | None,
+    template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
+) -> ClassPrompts:
+    """Prompt embeddings of `class_names`: their label texts, or `template` for classes the texts lack."""
+    label_set = build_label_set(class_names, template, label_texts)
+    return encode_class_prompts(
+        model, tokenizer, list(label_set.prompts), label_set.prompt_class_ids, len(class_names)
+    )
+
+
+@torch.no_grad()
+def predict(
+    model: STDDModel, loader, prompts: ClassPrompts, accelerator: Accelerator, description: str = "eval",
+    interpolate_pos_encoding: bool = False,
+):
+    """
+    Class probabilities of every video of `loader` (a softmax over the classes per view, averaged over the views)
+    and the labels, gathered from all processes: `(scores (N, K) float numpy, labels (N,) int numpy)`.
+    """
+    model.eval()
+    prompts = prompts.to(accelerator.device)
+    all_scores, all_labels = [], []
+    for batch in tqdm(loader, desc=description, disable=not accelerator.is_local_main_process, leave=False):
+        pixel_values = batch["pixel_values"]
+        if pixel_values.ndim == 5:  # one view: (B, T, 3, S, S)
+            pixel_values = pixel_values.unsqueeze(1)
+        batch_size, num_views = pixel_values.shape[:2]
+        outputs = model(
+            pixel_values=pixel_values.flatten(0, 1).to(model.dtype),
+            text_embeds=prompts.text_embeds.to(model.dtype),
+            prompt_class_ids=prompts.prompt_class_ids,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+        )
+        scores = outputs.logits_per_video.float().softmax(-1).unflatten(0, (batch_size, num_views)).mean(1)
+        scores, labels = accelerator.gather_for_metrics((scores, batch["labels"]))
+        all_scores.append(scores.cpu())
+        all_labels.append(labels.cpu())
+    return torch.cat(all_scores).numpy(), torch.cat(all_labels).numpy()
+
+
+def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k=(1, 5)) -> dict[str, float]:
+    """Top-k accuracies in percent, computed by the shipped `evaluate` metric module."""
+    metric = evaluate.load(str(TOP_K_METRIC))
+    result = metric.compute(predictions=scores.tolist(), references=labels.tolist(), k=list(k))
+    return {name: 100 * value for name, value in result.items()}
+
+
+def summarize(per_split: dict[str, dict[str, float]]) -> dict:
+    """Per-split figures plus their mean and (population) std over splits."""
+    names = next(iter(per_split.values())).keys()
+    values = {name: np.array([split[name] for split in per_split.values()]) for name in names}
+    return {
+        "splits": per_split,
+        "mean": {name: float(array.mean()) for name, array in values.items()},
+        "std": {name: float(array.std()) for name, array in values.items()},
+    }
+
+
+def evaluation_loader(dataset, processor, batch_size: int, num_workers: int, skip_unreadable: bool, **views):
+    clips = VideoClipDataset(dataset, processor.video_processor, training=False, skip_unreadable=skip_unreadable,
+                             **views)
+    return torch.utils.data.DataLoader(
+        clips, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_clips
+    )
+
+
+def protocol_splits(args, label_texts: LabelTexts | None) -> list[EvaluationSplit]:
+    label_names = None if label_texts is None else label_texts.labels
+    if args.protocol == "ucf101":
+        return ucf101_splits(args.video_root, args.split_dir, label_names)
+    if args.protocol == "hmdb51":
+        return hmdb51_splits(args.video_root, args.split_dir, label_names)
+    if args.protocol == "kinetics600_novel":
+        return kinetics600_novel_splits(args.video_root, args.list_file, args.index_to_class, label_names)
+    dataset = load_video_dataset(args.data, args.video_root, args.index_to_class, split=args.split)
+    return [EvaluationSplit(args.split, dataset)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="folder or Hub id of an STDD or CLIP checkpoint")
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="a section-5 protocol; without it, --data is evaluated")
+    parser.add_argument("--data", help="a folder of class sub-folders, a list file or a Hub dataset id")
+    parser.add_argument("--split", default="test", help="the split of a Hub dataset (default: test)")
+    parser.add_argument("--video-root", help="folder the videos (or list-file paths) are under")
+    parser.add_argument("--split-dir", help="UCF101 ucfTrainTestlist/ or HMDB51 testTrainMulti_7030_splits/")
+    parser.add_argument("--list-file", help="Kinetics-600: the novel-class list file (relative/path,label_index)")
+    parser.add_argument("--index-to-class", help="JSON {index: class name} of a list file")
+    parser.add_argument(
+        "--label-texts",
+        help="label-texts JSON / ASKG YAML file, a shipped set name, or 'none' (default: the protocol's shipped set)",
+    )
+    parser.add_argument("--template", default=DEFAULT_HYPOTHESIS_TEMPLATE, help="prompt of classes without texts")
+    parser.add_argument("--num-frames", type=int, help="frames per view (default: the model's num_frames)")
+    parser.add_argument("--num-clips", type=int, default=1, help="temporal views per video (paper: 3)")
+    parser.add_argument("--num-crops", type=int, default=1, help="spatial views per clip")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--fail-on-unreadable-video", action="store_true", help="stop instead of skipping a bad file")
+    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    parser.add_argument("--output", required=True, help="JSON file for the results (written atomically)")
+    return parser
+
+
+def check_args(args, parser: argparse.ArgumentParser):
+    if args.protocol is None and args.data is None:
+        parser.error("give --protocol (ucf101, hmdb51, kinetics600_novel) or --data")
+    if args.protocol in ("ucf101", "hmdb51") and (args.video_root is None or args.split_dir is None):
+        parser.error(f"--protocol {args.protocol} needs --video-root and --split-dir")
+    if args.protocol == "kinetics600_novel" and None in (args.video_root, args.list_file, args.index_to_class):
+        parser.error("--protocol kinetics600_novel needs --video-root, --list-file and --index-to-class")
+    for name in ("num_clips", "num_crops", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.num_workers < 0:
+        parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    if args.label_texts is None and args.protocol is not None:
+        args.label_texts = args.protocol
+
+
+def write_json_atomically(path: str | os.PathLike, data) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, path)
+    return path
+
+
+def load_processor(model_path: str, model: STDDModel, num_frames: int | None) -> STDDProcessor:
+    """The checkpoint's STDD processor, or CLIP's preprocessing at the model's image size for a plain CLIP one."""
+    num_frames = num_frames or model.config.vision_config.num_frames
+    try:
+        processor = STDDProcessor.from_pretrained(model_path)
+    except (OSError, ValueError, TypeError):
+        return STDDProcessor.from_clip_defaults(model.config.vision_config.image_size, num_frames)
+    processor.video_processor.num_frames = num_frames
+    return processor
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(args, parser)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    model = STDDModel.from_pretrained(args.model).to(accelerator.device).eval()
+    processor = load_processor(args.model, model, args.num_frames)
+    label_texts = load_label_texts(args.label_texts)
+    per_split = {}
+    for split in protocol_splits(args, label_texts):
+        prompts = class_prompts(model, processor.tokenizer, split.class_names, label_texts, args.template)
+        loader = evaluation_loader(
+            split.dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
+            num_clips=args.num_clips, num_crops=args.num_crops,
+        )
+        scores, labels = predict(model, accelerator.prepare(loader), prompts, accelerator, split.name)
+        per_split[split.name] = {**top_k_accuracy(scores, labels), "num_videos": int(len(labels))}
+        accelerator.print(f"{split.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in per_split[split.name].items()))
+    results = {
+        "model": args.model,
+        "protocol": args.protocol or "custom",
+        "views": {"num_clips": args.num_clips, "num_crops": args.num_crops},
+        **summarize({name: {k: v for k, v in split.items() if k != "num_videos"} for name, split in per_split.items()}),
+        "num_videos": {name: split["num_videos"] for name, split in per_split.items()},
+    }
+    if accelerator.is_main_process:
+        write_json_atomically(args.output, results)
+        accelerator.print(f"mean top1 {results['mean']['top1']:.2f} +- {results['std']['top1']:.2f} -> {args.output}")
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)

@@ -1,0 +1,759 @@
+"""
+Train STDD (STDD_METHOD.md, section 4) and evaluate it zero-shot on classes it never saw:
+
+    accelerate launch training/train.py
+
+With no data arguments this runs the embedded job: it builds (once, cached) a synthetic motion data set of real
+mp4 files whose class names compose appearance and motion, trains a tiny STDD from a tiny random CLIP, trains the
+frame-mean baseline (plain CLIP, `stca_layers=[]`) with the same budget, evaluates both zero-shot on held-out
+classes and writes `eval_results.json` and the trained model folder to `--output-dir`.
+
+With your data (`--train-data`, `--eval-data`, `--base-model`), it is the paper's recipe: frozen text tower and
+prompt embeddings from the label texts, cross-entropy on the class scores plus distillation towards the frozen
+starting image tower, AdamW with warm-up and cosine decay, gradient clipping, mixed precision and gradient
+accumulation through accelerate, a checkpoint per epoch (resumable) and uniform weight averaging over chosen
+epochs. Every option can also come from a YAML file (`--config run.yaml`, keys named like the flags).
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# PyAV first: decord bundles its own FFmpeg libraries, and once they are loaded PyAV's VP8/VP9 encoders fail.
+import av  # noqa: F401
+import torch
+import yaml
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.tracking import GeneralTracker
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
+
+from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
+from modeling_stdd.askg import LabelTexts
+from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set, save_prompt_embeddings
+from training.data import (
+    SYNTHETIC_PROMPT,
+    SyntheticMotionSpec,
+    VideoClipDataset,
+    build_synthetic_motion_dataset,
+    class_names_of,
+    collate_clips,
+    load_video_dataset,
+)
+from training.evaluate_zero_shot import (
+    class_prompts,
+    evaluation_loader,
+    load_label_texts,
+    predict,
+    top_k_accuracy,
+    write_json_atomically,
+)
+from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Defaults: the embedded job (no data arguments) and the paper's recipe (your data)
+# ----------------------------------------------------------------------------------------------------------------------
+
+# Tiny random CLIP of the embedded job: 32 px frames, 8 px patches (4x4 grid), width 64, 3 vision layers.
+TINY_CLIP_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+TINY_CLIP_VISION = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4, patch_size=8)
+TINY_CLIP_PROJECTION_DIM = 64
+# CLIP's trained temperature (logit scale 100); the random text tower's prompt embeddings sit close together.
+TINY_CLIP_LOGIT_SCALE = math.log(100.0)
+# STCA settings of the embedded job. channel_fold 16 moves c = 4 channels to each temporal side. Window masking is
+# off: on a 4x4 patch grid the kept patches of consecutive frames sit a whole patch (8 px) apart, more than the
+# object moves per frame, and the tiny model then does not learn the direction of motion within the budget.
+EMBEDDED_STCA = dict(channel_fold=16, mask_rate=0.0)
+
+EMBEDDED_DEFAULTS = dict(
+    num_frames=8,
+    image_size=32,
+    batch_size=16,
+    epochs=22,
+    learning_rate=3e-3,
+    warmup_epochs=2,
+    distillation_weight=0.0,
+    average_epochs="last:4",
+    num_workers=1,
+    template=SYNTHETIC_PROMPT,
+)
+# The authors' schedule (section 4): 22 epochs, 2 of warm-up, lr 3.33e-6 at batch 32, distillation weight 2.
+PAPER_DEFAULTS = dict(
+    num_frames=8,
+    image_size=None,
+    batch_size=32,
+    epochs=22,
+    learning_rate=3.33e-6,
+    warmup_epochs=2,
+    distillation_weight=2.0,
+    average_epochs="last:4",
+    num_workers=4,
+    template=DEFAULT_HYPOTHESIS_TEMPLATE,
+)
+BASELINE_NAME = "frame_mean_baseline"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--config", help="YAML file of options (keys named like the flags); flags given here override it")
+    add("--base-model", help="Hub id or folder of a CLIP or STDD checkpoint (embedded job: a tiny random CLIP)")
+    add("--train-data", help="folder of class sub-folders, list file (relative/path,label_index) or Hub dataset id")
+    add("--eval-data", help="zero-shot evaluation data, same forms; its classes may be unseen in training")
+    add("--video-root", help="folder the paths of a --train-data list file are relative to")
+    add("--index-to-class", help='JSON {"0": "class name", ...} of a --train-data list file')
+    add("--eval-video-root", help="as --video-root, for --eval-data (default: --video-root)")
+    add("--eval-index-to-class", help="as --index-to-class, for --eval-data (default: --index-to-class)")
+    add("--train-split", default="train", help="split of a Hub --train-data (default: train)")
+    add("--eval-split", default="test", help="split of a Hub --eval-data (default: test)")
+    add("--video-column", default="video", help="video column of a Hub dataset")
+    add("--label-column", default="label", help="class label column of a Hub dataset")
+    add("--label-texts", help="label-texts JSON or ASKG YAML (label -> prompts), or a shipped set name")
+    add("--template", help="prompt of classes without label texts (default: 'a video of a person {}.')")
+    add("--output-dir", default="outputs/stdd", help="where checkpoints, the model and eval_results.json go")
+    add("--synthetic-data-dir", help="cache folder of the embedded job's synthetic data (default: ~/.cache/stdd)")
+    add("--num-frames", type=int, help="frames per clip")
+    add("--image-size", type=int, help="frame side in pixels (default: the model's)")
+    add("--batch-size", type=int, help="clips per process and step")
+    add("--gradient-accumulation-steps", type=int, default=1)
+    add("--epochs", type=int, help="training epochs")
+    add("--max-steps", type=int, help="optimizer steps in all; overrides --epochs")
+    add("--learning-rate", type=float, help="peak AdamW learning rate")
+    add("--weight-decay", type=float, default=0.01)
+    add("--warmup-epochs", type=float, help="linear warm-up length in epochs, then cosine decay to 0")
+    add("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: off)")
+    add("--distillation-weight", type=float, help="weight of the distillation term (section 4; paper: 2.0)")
+    add("--mixed-precision", choices=("no", "fp16", "bf16"), help="default: accelerate's configuration, else no")
+    add("--gradient-checkpointing", action="store_true", help="recompute activations in backward to save memory")
+    add("--seed", type=int, default=0)
+    add("--resume-from-checkpoint", help="a checkpoint folder, or 'latest' (the newest one in --output-dir)")
+    add("--average-epochs", help="epochs whose weights are averaged: 'last:N', '18-22', '20,21,22' or 'none'")
+    add("--save-total-limit", type=int, default=2, help="epoch checkpoints kept (the newest)")
+    add("--num-workers", type=int, help="DataLoader worker processes")
+    add("--eval-batch-size", type=int, help="clips per evaluation batch (default: --batch-size)")
+    add("--fail-on-unreadable-video", action="store_true", help="stop on an unreadable video instead of skipping it")
+    add("--frame-mean-baseline", dest="frame_mean_baseline", action="store_true", default=None,
+        help="also train the frame-mean baseline (plain CLIP) with the same budget (default in the embedded job)")
+    add("--no-frame-mean-baseline", dest="frame_mean_baseline", action="store_false")
+    add("--report-to", default="jsonl", help="accelerate trackers, comma-separated (jsonl, tensorboard, wandb, all, none)")
+    return parser
+
+
+def read_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
+    """Options from a YAML mapping whose keys are flag names (`learning-rate` or `learning_rate`)."""
+    if not os.path.isfile(path):
+        parser.error(f"--config {path}: file not found")
+    try:
+        options = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as error:
+        parser.error(f"--config {path}: not valid YAML: {error}")
+    if not isinstance(options, dict):
+        parser.error(f"--config {path}: expected a mapping of option names to values")
+    known = {action.dest for action in parser._actions} - {"help", "config"}
+    options = {str(key).replace("-", "_"): value for key, value in options.items()}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        parser.error(f"--config {path}: unknown options {unknown}")
+    return options
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    config_path = parser.parse_known_args(argv)[0].config
+    if config_path:
+        parser.set_defaults(**read_config_file(config_path, parser))
+    args = parser.parse_args(argv)
+    args.embedded = args.train_data is None
+    defaults = EMBEDDED_DEFAULTS if args.embedded else PAPER_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.frame_mean_baseline is None:
+        args.frame_mean_baseline = args.embedded
+    if args.eval_batch_size is None:
+        args.eval_batch_size = args.batch_size
+    check_args(args, parser)
+    return args
+
+
+def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """Every bad argument gets a message naming the flag."""
+    positive = ("num_frames", "batch_size", "gradient_accumulation_steps", "epochs", "eval_batch_size",
+                "save_total_limit")
+    for name in positive + ("max_steps", "image_size"):
+        value = getattr(args, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            parser.error(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+    for name in ("warmup_epochs", "distillation_weight", "weight_decay", "max_grad_norm"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not args.learning_rate > 0:
+        parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
+    if args.num_workers < 0:
+        parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    if args.embedded:
+        data_flags = ("eval_data", "video_root", "index_to_class", "label_texts")
+        given = [f"--{name.replace('_', '-')}" for name in data_flags if getattr(args, name) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} need --train-data (without it the embedded synthetic job runs)")
+    elif args.base_model is None:
+        parser.error("--train-data needs --base-model (a CLIP or STDD checkpoint, e.g. openai/clip-vit-base-patch16)")
+    if args.frame_mean_baseline and not args.embedded and args.eval_data is None:
+        parser.error("--frame-mean-baseline compares zero-shot results: give --eval-data")
+    resume = args.resume_from_checkpoint
+    if resume not in (None, "latest"):
+        if not os.path.isdir(resume):
+            parser.error(f"--resume-from-checkpoint {resume}: not a folder (give a checkpoint folder or 'latest')")
+        if args.frame_mean_baseline:
+            parser.error("--resume-from-checkpoint PATH resumes one run; with --frame-mean-baseline use 'latest'")
+    if args.template is not None and args.template.count("{}") != 1:
+        parser.error(f"--template must contain '{{}}' exactly once, got {args.template!r}")
+    try:
+        parse_average_epochs(args.average_epochs, num_epochs=None)
+    except ValueError as error:
+        parser.error(f"--average-epochs: {error}")
+    for name in ("train_data", "eval_data"):
+        check_list_file_flags(args, name, parser)
+    if args.label_texts is not None:
+        try:
+            args.label_texts_object = load_label_texts(args.label_texts)
+        except (ValueError, FileNotFoundError) as error:
+            parser.error(f"--label-texts: {error}")
+    if args.report_to not in ("none", "all"):
+        for tracker in args.report_to.split(","):
+            if not tracker.strip():
+                parser.error(f"--report-to {args.report_to!r} has an empty tracker name")
+
+
+def check_list_file_flags(args, name: str, parser: argparse.ArgumentParser):
+    """A list-file source needs a video root and an index-to-class JSON."""
+    source = getattr(args, name)
+    if source is None or not os.path.isfile(source):
+        return
+    prefix = "eval_" if name == "eval_data" else ""
+    root = getattr(args, f"{prefix}video_root") or args.video_root
+    index = getattr(args, f"{prefix}index_to_class") or args.index_to_class
+    flag = f"--{name.replace('_', '-')}"
+    if root is None or not os.path.isdir(root):
+        parser.error(f"{flag} {source} is a list file: give --{prefix.replace('_', '-')}video-root, an existing folder")
+    if index is None or not os.path.isfile(index):
+        parser.error(f"{flag} {source} is a list file: give --{prefix.replace('_', '-')}index-to-class, a JSON file")
+
+
+def parse_average_epochs(value, num_epochs: int | None) -> list[int]:
+    """
+    The epochs (1-based) to average: 'none' -> [], 'last:N' -> the last N, or a list of epochs and ranges
+    ('18-22', '20,21,22', a YAML list). With `num_epochs` None only the syntax is checked.
+    """
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(item) for item in value)
+    text = str(value).strip().lower()
+    if text == "none":
+        return []
+    if text.startswith("last:"):
+        count = text[len("last:"):]
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"'last:N' needs an integer N >= 1, got {value!r}")
+        if num_epochs is None:
+            return []
+        return list(range(max(1, num_epochs - int(count) + 1), num_epochs + 1))
+    epochs = set()
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"expected 'none', 'last:N' or epochs like '18-22' / '20,21,22', got {value!r}")
+        epochs.update(range(int(low), int(high if dash else low) + 1))
+    if min(epochs) < 1:
+        raise ValueError(f"epochs are counted from 1, got {value!r}")
+    if num_epochs is not None and max(epochs) > num_epochs:
+        raise ValueError(f"{value!r} names epoch {max(epochs)} but training runs {num_epochs} epochs")
+    return sorted(epochs)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Trackers, progress and weight averaging
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class JsonLinesTracker(GeneralTracker):
+    """An accelerate tracker that appends one JSON object per `log` call to `<run dir>/log.jsonl`."""
+
+    name = "jsonl"
+    requires_logging_directory = False
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.path = Path(run_dir) / "log.jsonl"
+
+    @property
+    def tracker(self):
+        return self.path
+
+    def store_init_configuration(self, values: dict):
+        self.log({"config": values})
+
+    def log(self, values: dict, step: int | None = None, **kwargs):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as file:
+            file.write(json.dumps({"step": step, **values}, default=str) + "\n")
+
+
+def trackers(report_to: str, run_dir: Path):
+    if report_to == "none":
+        return None
+    names = [name.strip() for name in report_to.split(",")]
+    return [JsonLinesTracker(run_dir) if name == "jsonl" else name for name in names]
+
+
+@dataclass
+class TrainingProgress:
+    """Where a run stands, saved with every checkpoint."""
+
+    epoch: int = 0
+    global_step: int = 0
+    skipped_videos: int = 0
+
+    def state_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def load_state_dict(self, state: dict):
+        self.__dict__.update(state)
+
+
+@dataclass
+class WeightAverager:
+    """Uniform average of the trainable weights at the end of the chosen epochs (kept as a float32 running sum)."""
+
+    epochs: list[int]
+    total: dict[str, torch.Tensor] = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, model: STDDModel, epoch: int):
+        if epoch not in self.epochs:
+            return
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                weights = parameter.detach().float().cpu()
+                self.total[name] = self.total[name] + weights if name in self.total else weights.clone()
+        self.count += 1
+
+    def apply_to(self, model: STDDModel) -> bool:
+        """Replace the model's trainable weights by the average; False when no epoch was averaged."""
+        if not self.count:
+            return False
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, total in self.total.items():
+                parameters[name].copy_(total / self.count)
+        return True
+
+    def state_dict(self) -> dict:
+        return {"epochs": self.epochs, "total": self.total, "count": self.count}
+
+    def load_state_dict(self, state: dict):
+        self.epochs, self.total, self.count = state["epochs"], state["total"], state["count"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Model, processor and data
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """What a training run needs, resolved from the arguments."""
+
+    base_model: str
+    model_overrides: dict
+    processor: STDDProcessor
+    train_dataset: object
+    eval_dataset: object | None
+    label_texts: LabelTexts | None
+    template: str
+
+
+def save_tiny_random_clip(directory: Path, image_size: int, seed: int) -> Path:
+    """The embedded job's starting point: a tiny random `CLIPModel`, saved once as a plain CLIP checkpoint."""
+    if (directory / "config.json").is_file():
+        return directory
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config=TINY_CLIP_TEXT,
+        vision_config={**TINY_CLIP_VISION, "image_size": image_size},
+        projection_dim=TINY_CLIP_PROJECTION_DIM,
+        logit_scale_init_value=TINY_CLIP_LOGIT_SCALE,
+    )
+    partial = directory.with_name(f".{directory.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    CLIPModel(config).save_pretrained(partial)
+    os.replace(partial, directory)
+    return directory
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("STDD_CACHE", Path.home() / ".cache" / "stdd"))
+
+
+def base_processor(base_model: str, image_size: int, num_frames: int, **video_options) -> STDDProcessor:
+    """The checkpoint's STDD processor when it has one, else CLIP's preprocessing at `image_size`."""
+    try:
+        processor = STDDProcessor.from_pretrained(base_model)
+    except (OSError, ValueError, TypeError, KeyError):
+        return STDDProcessor.from_clip_defaults(image_size, num_frames, **video_options)
+    video_processor = processor.video_processor
+    video_processor.num_frames = num_frames
+    video_processor.size = {"shortest_edge": image_size}
+    video_processor.crop_size = {"height": image_size, "width": image_size}
+    for name, value in video_options.items():
+        setattr(video_processor, name, value)
+    return processor
+
+
+def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
+    """Data sets, processor and starting checkpoint; the embedded job builds its synthetic data and tiny CLIP."""
+    if args.embedded:
+        cache = Path(args.synthetic_data_dir) if args.synthetic_data_dir else default_cache_dir()
+        with accelerator.main_process_first():  # the main process builds the cache, the others then read it
+            data_dir = build_synthetic_motion_dataset(cache)
+            base_model = args.base_model or str(
+                save_tiny_random_clip(cache / f"tiny-random-clip-{args.image_size}px-seed{args.seed}",
+                                      args.image_size, args.seed)
+            )
+        # No flips (they turn "moving left" into "moving right") and mild crops that keep the shape in view.
+        processor = STDDProcessor.from_clip_defaults(
+            args.image_size, args.num_frames, flip_probability=0.0, crop_scale=(0.8, 1.0)
+        )
+        return Job(
+            base_model=base_model,
+            model_overrides={**EMBEDDED_STCA, "num_frames": args.num_frames},
+            processor=processor,
+            train_dataset=load_video_dataset(str(data_dir / "train")),
+            eval_dataset=load_video_dataset(str(data_dir / "eval")),
+            label_texts=LabelTexts.from_file(data_dir / "label_texts.json"),
+            template=args.template,
+        )
+    config = STDDConfig.from_pretrained(args.base_model)
+    image_size = args.image_size or config.vision_config.image_size
+    with accelerator.main_process_first():
+        train_dataset = load_video_dataset(
+            args.train_data, args.video_root, args.index_to_class, args.train_split,
+            args.video_column, args.label_column,
+        )
+        eval_dataset = None
+        if args.eval_data is not None:
+            eval_dataset = load_video_dataset(
+                args.eval_data, args.eval_video_root or args.video_root,
+                args.eval_index_to_class or args.index_to_class, args.eval_split,
+                args.video_column, args.label_column,
+            )
+    return Job(
+        base_model=args.base_model,
+        model_overrides={"num_frames": args.num_frames},
+        processor=base_processor(args.base_model, image_size, args.num_frames),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        label_texts=getattr(args, "label_texts_object", None),
+        template=args.template,
+    )
+
+
+def load_model(job: Job, overrides: dict, image_size: int) -> tuple[STDDModel, bool]:
+    """The starting STDD model, and whether frames of `image_size` need interpolated position embeddings."""
+    model = STDDModel.from_pretrained(job.base_model, **job.model_overrides, **overrides)
+    return model, image_size != model.config.vision_config.image_size
+
+
+def training_loader(job: Job, args, accelerator: Accelerator):
+    clips = VideoClipDataset(
+        job.train_dataset, job.processor.video_processor, training=True,
+        skip_unreadable=not args.fail_on_unreadable_video,
+    )
+    if len(clips) < args.batch_size * accelerator.num_processes:
+        raise ValueError(
+            f"--train-data has {len(clips)} videos, fewer than one batch ({args.batch_size} x "
+            f"{accelerator.num_processes} processes); lower --batch-size."
+        )
+    return torch.utils.data.DataLoader(
+        clips, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers,
+        collate_fn=collate_clips, persistent_workers=False,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+CHECKPOINT_PREFIX = "epoch_"
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Finished epoch checkpoints of a run, oldest first (partial ones start with '.' and are not listed)."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [path for path in folder.iterdir() if path.is_dir() and path.name.startswith(CHECKPOINT_PREFIX)]
+    return sorted(found, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]))
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, epoch: int, keep: int) -> Path:
+    """`accelerator.save_state` into a hidden folder, renamed into place once every process has written its part."""
+    final = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{epoch:04d}"
+    partial = final.with_name(f".{final.name}.partial")
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(partial, final)
+        for old in checkpoint_dirs(run_dir)[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def checkpoint_to_resume(resume: str | None, run_dir: Path) -> Path | None:
+    if resume is None:
+        return None
+    if resume != "latest":
+        return Path(resume)
+    found = checkpoint_dirs(run_dir)
+    return found[-1] if found else None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainedRun:
+    model: STDDModel
+    interpolate_pos_encoding: bool
+    summary: dict
+
+
+def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> TrainedRun:
+    """Train one model; returns it with its weights averaged over the chosen epochs."""
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=trackers(args.report_to, run_dir),
+        project_dir=str(run_dir),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(args.seed)
+    image_size = args.image_size or job.processor.video_processor.crop_size["height"]
+    model, interpolate = load_model(job, overrides, image_size)
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    teacher = FrozenImageTower(model).to(accelerator.device) if args.distillation_weight else None
+    prompts = class_prompts(model, job.processor.tokenizer, class_names_of(job.train_dataset), job.label_texts,
+                            job.template).to(accelerator.device)
+    module = STDDTrainingModule(model, args.distillation_weight)
+    module.train()
+    optimizer = torch.optim.AdamW(
+        [parameter for parameter in module.parameters() if parameter.requires_grad],
+        lr=args.learning_rate, weight_decay=args.weight_decay,
+    )
+    loader = training_loader(job, args, accelerator)
+    module, optimizer, loader = accelerator.prepare(module, optimizer, loader)
+
+    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    total_steps = args.max_steps or steps_per_epoch * args.epochs
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    warmup_steps = min(round(args.warmup_epochs * steps_per_epoch), total_steps)
+    # The prepared scheduler advances once per process at every optimizer step.
+    scheduler = accelerator.prepare(get_cosine_schedule_with_warmup(
+        optimizer, warmup_steps * accelerator.num_processes, total_steps * accelerator.num_processes
+    ))
+    progress = TrainingProgress()
+    averager = WeightAverager(parse_average_epochs(args.average_epochs, num_epochs))
+    accelerator.register_for_checkpointing(progress, averager)
+
+    resume_from = checkpoint_to_resume(args.resume_from_checkpoint, run_dir)
+    if resume_from is not None:
+        accelerator.print(f"[{name}] resuming from {resume_from}")
+        accelerator.load_state(str(resume_from))
+    accelerator.init_trackers(name, config={k: v for k, v in vars(args).items() if k != "label_texts_object"})
+    accelerator.print(
+        f"[{name}] {len(job.train_dataset)} training videos, {prompts.num_classes} classes, {num_epochs} epochs x "
+        f"{steps_per_epoch} steps, {accelerator.num_processes} process(es), averaging epochs {averager.epochs or 'none'}"
+    )
+    started = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=progress.global_step, desc=name,
+               disable=not accelerator.is_local_main_process)
+    epoch_loss = {}
+    for epoch in range(progress.epoch + 1, num_epochs + 1):
+        loader.set_epoch(epoch)
+        epoch_loss = train_epoch(args, accelerator, module, teacher, prompts, optimizer, scheduler, loader,
+                                 progress, total_steps, interpolate, bar)
+        progress.epoch = epoch
+        averager.add(accelerator.unwrap_model(module).model, epoch)
+        accelerator.log({"epoch": epoch, **{f"epoch_{k}": v for k, v in epoch_loss.items()}},
+                        step=progress.global_step)
+        accelerator.print(f"[{name}] epoch {epoch}/{num_epochs}: " +
+                          ", ".join(f"{k} {v:.4f}" for k, v in epoch_loss.items()) +
+                          f", skipped videos {progress.skipped_videos}")
+        save_checkpoint(accelerator, run_dir, epoch, args.save_total_limit)
+    bar.close()
+    model = accelerator.unwrap_model(module).model
+    averaged = averager.apply_to(model)
+    accelerator.end_training()
+    summary = {
+        "epochs": num_epochs,
+        "optimizer_steps": progress.global_step,
+        "seconds": round(time.perf_counter() - started, 1),
+        "skipped_videos": progress.skipped_videos,
+        "averaged_epochs": averager.epochs if averaged else [],
+        **{f"last_epoch_{k}": v for k, v in epoch_loss.items()},
+    }
+    return TrainedRun(model.eval(), interpolate, summary)
+
+
+def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optimizer, scheduler, loader,
+                progress: TrainingProgress, total_steps: int, interpolate: bool, bar) -> dict[str, float]:
+    """One pass over the loader (stopping at `total_steps`); returns the epoch's mean loss terms."""
+    module.train()
+    totals = {"loss": 0.0, "cross_entropy": 0.0, "distillation": 0.0}
+    batches = 0
+    for batch in loader:
+        if progress.global_step >= total_steps:
+            break
+        with accelerator.accumulate(module):
+            teacher_embeds = None
+            if teacher is not None:
+                with accelerator.autocast():
+                    teacher_embeds = teacher(batch["pixel_values"], interpolate_pos_encoding=interpolate)
+            outputs = module(batch["pixel_values"], batch["labels"], prompts, teacher_embeds, interpolate)
+            accelerator.backward(outputs["loss"])
+            if accelerator.sync_gradients and args.max_grad_norm:
+                accelerator.clip_grad_norm_(module.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        progress.skipped_videos += int(accelerator.reduce(batch["num_skipped"], reduction="sum"))
+        batches += 1
+        for key in totals:
+            totals[key] += outputs[key].item()
+        if accelerator.sync_gradients:
+            progress.global_step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{outputs['loss'].item():.3f}")
+            accelerator.log({"loss": outputs["loss"].item(), "cross_entropy": outputs["cross_entropy"].item(),
+                             "distillation": outputs["distillation"].item(), "lr": scheduler.get_last_lr()[0],
+                             "skipped_videos": progress.skipped_videos}, step=progress.global_step)
+    return {key: value / max(batches, 1) for key, value in totals.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Evaluation and saving
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def evaluate_run(args, job: Job, run: TrainedRun) -> dict[str, float]:
+    """Zero-shot top-1 / top-5 (percent) on the evaluation data, one view per video."""
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    prompts = class_prompts(run.model, job.processor.tokenizer, eval_class_names(job), job.label_texts, job.template)
+    loader = evaluation_loader(job.eval_dataset, job.processor, args.eval_batch_size, args.num_workers,
+                               not args.fail_on_unreadable_video)
+    scores, labels = predict(run.model.to(accelerator.device), accelerator.prepare(loader), prompts, accelerator,
+                             interpolate_pos_encoding=run.interpolate_pos_encoding)
+    return top_k_accuracy(scores, labels, k=(1, 5))
+
+
+def save_model_folder(run: TrainedRun, job: Job, folder: Path):
+    """
+    `save_pretrained` of the model and processor, plus `label_texts/{train,eval}.json`: the prompts of the training
+    and evaluation classes with their prompt embeddings next to them (the layout the pipeline and Hub export read).
+    """
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    run.model.save_pretrained(partial)
+    job.processor.save_pretrained(partial)
+    for split, class_names in (("train", class_names_of(job.train_dataset)), ("eval", eval_class_names(job))):
+        if not class_names:
+            continue
+        label_set = build_label_set(class_names, job.template, job.label_texts)
+        texts = LabelTexts(label_set_texts(label_set), source=f"{split} classes of {job.base_model}")
+        texts_file = texts.save(partial / "label_texts" / f"{split}.json")
+        prompts = class_prompts(run.model, job.processor.tokenizer, class_names, job.label_texts, job.template)
+        save_prompt_embeddings(texts_file, list(label_set.prompts), prompts.text_embeds)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+
+
+def label_set_texts(label_set) -> dict[str, list[str]]:
+    """Label -> prompts of a pipeline `LabelSet` (one prompt per label when it has no prompt groups)."""
+    class_ids = label_set.prompt_class_ids or range(len(label_set.labels))
+    texts = {label: [] for label in label_set.labels}
+    for prompt, class_id in zip(label_set.prompts, class_ids):
+        texts[label_set.labels[class_id]].append(prompt)
+    return texts
+
+
+def eval_class_names(job: Job) -> list[str]:
+    return class_names_of(job.eval_dataset) if job.eval_dataset is not None else []
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    job = prepare_job(args, accelerator)
+    runs = [("stdd", {}, output_dir)]
+    if args.frame_mean_baseline:
+        runs.append((BASELINE_NAME, {"stca_layers": []}, output_dir / BASELINE_NAME))
+    results = {"zero_shot": {}, "training": {}}
+    for name, overrides, run_dir in runs:
+        run = train_run(args, job, name, overrides, run_dir)
+        results["training"][name] = run.summary
+        if job.eval_dataset is not None:
+            results["zero_shot"][name] = evaluate_run(args, job, run)
+            accelerator.print(f"[{name}] zero-shot on {len(job.eval_dataset)} videos of "
+                              f"{len(eval_class_names(job))} unseen classes: " +
+                              ", ".join(f"{k} {v:.1f}" for k, v in results["zero_shot"][name].items()))
+        if accelerator.is_main_process:
+            save_model_folder(run, job, run_dir / "model")
+        accelerator.wait_for_everyone()
+    results["settings"] = {
+        "job": "embedded synthetic motion" if args.embedded else "custom",
+        "base_model": job.base_model,
+        "model_overrides": job.model_overrides,
+        **{key: getattr(args, key) for key in ("num_frames", "batch_size", "epochs", "max_steps", "learning_rate",
+                                              "warmup_epochs", "distillation_weight", "average_epochs", "seed")},
+        "num_processes": accelerator.num_processes,
+    }
+    if accelerator.is_main_process:
+        write_json_atomically(output_dir / "eval_results.json", results)
+        print_summary(results)
+    return results
+
+
+def print_summary(results: dict):
+    if not results["zero_shot"]:
+        return
+    print("\nzero-shot results (percent):")
+    for name, figures in results["zero_shot"].items():
+        seconds = results["training"][name]["seconds"]
+        print(f"  {name:<22} top1 {figures['top1']:5.1f}  top5 {figures['top5']:5.1f}  (trained in {seconds:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
