@@ -41,15 +41,31 @@ from training.protocols import (
 TOP_K_METRIC = Path(__file__).resolve().parent / "metrics" / "top_k_accuracy"
 
 
-def load_label_texts(value: str | None) -> LabelTexts | None:
-    """`--label-texts`: None or "none" (plain template), a shipped set's name, or a label-texts / ASKG file."""
-    if value is None or value == "none":
+def make_accelerator(**kwargs) -> Accelerator:
+    """
+    An `Accelerator` that runs on the CPU when the machine has no accelerator: processes started by
+    `accelerate launch --multi_gpu --num_processes N` then form a CPU (gloo) process group.
+    """
+    return Accelerator(cpu=not torch.accelerator.is_available(), **kwargs)
+
+
+def load_label_texts(values: str | list[str] | None) -> LabelTexts | None:
+    """
+    `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name and label-texts JSON
+    / ASKG YAML files, merged in order (a label in several sets keeps the prompts of the last one).
+    """
+    values = [values] if isinstance(values, str) else list(values or [])
+    if values in ([], ["none"]):
         return None
-    if value in DATASETS:
-        return LabelTexts.for_dataset(value)
-    if not os.path.isfile(value):
-        raise ValueError(f"--label-texts {value!r} is neither a file nor a shipped set ({', '.join(DATASETS)}).")
-    return LabelTexts.from_file(value)
+    texts = {}
+    for value in values:
+        if value in DATASETS:
+            texts.update(LabelTexts.for_dataset(value).texts)
+        elif os.path.isfile(value):
+            texts.update(LabelTexts.from_file(value).texts)
+        else:
+            raise ValueError(f"{value!r} is neither a file nor a shipped label-text set ({', '.join(DATASETS)}).")
+    return LabelTexts(texts, source=", ".join(values))
 
 
 def class_prompts(
@@ -143,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index-to-class", help="JSON {index: class name} of a list file")
     parser.add_argument(
         "--label-texts",
-        help="label-texts JSON / ASKG YAML file, a shipped set name, or 'none' (default: the protocol's shipped set)",
+        nargs="+",
+        help="label-texts JSON / ASKG YAML files or shipped set names, or 'none' (default: the protocol's shipped set)",
     )
     parser.add_argument("--template", default=DEFAULT_HYPOTHESIS_TEMPLATE, help="prompt of classes without texts")
     parser.add_argument("--num-frames", type=int, help="frames per view (default: the model's num_frames)")
@@ -197,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(args, parser)
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    accelerator = make_accelerator(mixed_precision=args.mixed_precision)
     model = STDDModel.from_pretrained(args.model).to(accelerator.device).eval()
     processor = load_processor(args.model, model, args.num_frames)
     label_texts = load_label_texts(args.label_texts)

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
 
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
-from modeling_stdd.askg import LabelTexts
+from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set, save_prompt_embeddings
 from training.data import (
     SYNTHETIC_PROMPT,
@@ -51,11 +51,12 @@ from training.evaluate_zero_shot import (
     class_prompts,
     evaluation_loader,
     load_label_texts,
+    make_accelerator,
     predict,
     top_k_accuracy,
     write_json_atomically,
 )
-from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule
+from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -77,11 +78,11 @@ EMBEDDED_DEFAULTS = dict(
     num_frames=8,
     image_size=32,
     batch_size=16,
-    epochs=22,
+    epochs=12,
     learning_rate=3e-3,
-    warmup_epochs=2,
+    warmup_epochs=1,
     distillation_weight=0.0,
-    average_epochs="last:4",
+    average_epochs="last:3",
     num_workers=1,
     template=SYNTHETIC_PROMPT,
 )
@@ -121,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--eval-split", default="test", help="split of a Hub --eval-data (default: test)")
     add("--video-column", default="video", help="video column of a Hub dataset")
     add("--label-column", default="label", help="class label column of a Hub dataset")
-    add("--label-texts", help="label-texts JSON or ASKG YAML (label -> prompts), or a shipped set name")
+    add("--label-texts", nargs="+",
+        help="label-texts JSON / ASKG YAML files or shipped set names (ucf101, hmdb51, kinetics400, ...), merged")
     add("--template", help="prompt of classes without label texts (default: 'a video of a person {}.')")
     add("--output-dir", default="outputs/stdd", help="where checkpoints, the model and eval_results.json go")
     add("--synthetic-data-dir", help="cache folder of the embedded job's synthetic data (default: ~/.cache/stdd)")
@@ -227,11 +229,9 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
         parser.error(f"--average-epochs: {error}")
     for name in ("train_data", "eval_data"):
         check_list_file_flags(args, name, parser)
-    if args.label_texts is not None:
-        try:
-            args.label_texts_object = load_label_texts(args.label_texts)
-        except (ValueError, FileNotFoundError) as error:
-            parser.error(f"--label-texts: {error}")
+    for value in args.label_texts or []:
+        if value != "none" and value not in DATASETS and not os.path.isfile(value):
+            parser.error(f"--label-texts {value}: neither a file nor a shipped set ({', '.join(DATASETS)})")
     if args.report_to not in ("none", "all"):
         for tracker in args.report_to.split(","):
             if not tracker.strip():
@@ -465,7 +465,7 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
         processor=base_processor(args.base_model, image_size, args.num_frames),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        label_texts=getattr(args, "label_texts_object", None),
+        label_texts=load_label_texts(args.label_texts),
         template=args.template,
     )
 
@@ -550,7 +550,7 @@ class TrainedRun:
 
 def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> TrainedRun:
     """Train one model; returns it with its weights averaged over the chosen epochs."""
-    accelerator = Accelerator(
+    accelerator = make_accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=trackers(args.report_to, run_dir),
@@ -561,7 +561,7 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     image_size = args.image_size or job.processor.video_processor.crop_size["height"]
     model, interpolate = load_model(job, overrides, image_size)
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     teacher = FrozenImageTower(model).to(accelerator.device) if args.distillation_weight else None
     prompts = class_prompts(model, job.processor.tokenizer, class_names_of(job.train_dataset), job.label_texts,
                             job.template).to(accelerator.device)
@@ -590,7 +590,7 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     if resume_from is not None:
         accelerator.print(f"[{name}] resuming from {resume_from}")
         accelerator.load_state(str(resume_from))
-    accelerator.init_trackers(name, config={k: v for k, v in vars(args).items() if k != "label_texts_object"})
+    accelerator.init_trackers(name, config=vars(args))
     accelerator.print(
         f"[{name}] {len(job.train_dataset)} training videos, {prompts.num_classes} classes, {num_epochs} epochs x "
         f"{steps_per_epoch} steps, {accelerator.num_processes} process(es), averaging epochs {averager.epochs or 'none'}"
@@ -614,7 +614,8 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     bar.close()
     model = accelerator.unwrap_model(module).model
     averaged = averager.apply_to(model)
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # end_training would also end the process group that evaluation needs
+        tracker.finish()
     summary = {
         "epochs": num_epochs,
         "optimizer_steps": progress.global_step,
@@ -668,7 +669,7 @@ def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optim
 
 def evaluate_run(args, job: Job, run: TrainedRun) -> dict[str, float]:
     """Zero-shot top-1 / top-5 (percent) on the evaluation data, one view per video."""
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    accelerator = make_accelerator(mixed_precision=args.mixed_precision)
     prompts = class_prompts(run.model, job.processor.tokenizer, eval_class_names(job), job.label_texts, job.template)
     loader = evaluation_loader(job.eval_dataset, job.processor, args.eval_batch_size, args.num_workers,
                                not args.fail_on_unreadable_video)
@@ -692,7 +693,8 @@ def save_model_folder(run: TrainedRun, job: Job, folder: Path):
         label_set = build_label_set(class_names, job.template, job.label_texts)
         texts = LabelTexts(label_set_texts(label_set), source=f"{split} classes of {job.base_model}")
         texts_file = texts.save(partial / "label_texts" / f"{split}.json")
-        prompts = class_prompts(run.model, job.processor.tokenizer, class_names, job.label_texts, job.template)
+        prompts = encode_class_prompts(run.model, job.processor.tokenizer, list(label_set.prompts),
+                                       label_set.prompt_class_ids, len(class_names))
         save_prompt_embeddings(texts_file, list(label_set.prompts), prompts.text_embeds)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
@@ -714,7 +716,7 @@ def eval_class_names(job: Job) -> list[str]:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    accelerator = make_accelerator(mixed_precision=args.mixed_precision)
     job = prepare_job(args, accelerator)
     runs = [("stdd", {}, output_dir)]
     if args.frame_mean_baseline:
@@ -742,6 +744,7 @@ def main(argv: list[str] | None = None) -> dict:
     if accelerator.is_main_process:
         write_json_atomically(output_dir / "eval_results.json", results)
         print_summary(results)
+    accelerator.end_training()
     return results
 
 

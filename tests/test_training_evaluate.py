@@ -1,0 +1,206 @@
+"""Zero-shot evaluation: the shipped top-k metric module, the section-5 protocols and the evaluation script."""
+
+import json
+
+import evaluate
+import numpy as np
+import pytest
+import torch
+
+from modeling_stdd import STDDModel, STDDProcessor
+from training.evaluate_zero_shot import TOP_K_METRIC, main, summarize, top_k_accuracy
+from training.protocols import (
+    KINETICS600_CLASSES_PER_SPLIT,
+    class_key,
+    hmdb51_splits,
+    kinetics600_novel_splits,
+    match_class_names,
+    ucf101_splits,
+)
+
+
+@pytest.fixture(scope="module")
+def metric():
+    return evaluate.load(str(TOP_K_METRIC))
+
+
+def test_metric_module_top_k(metric):
+    scores = [[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5]]
+    assert metric.compute(predictions=scores, references=[2, 0, 0], k=[1, 2, 3]) == {
+        "top1": pytest.approx(1 / 3), "top2": pytest.approx(2 / 3), "top3": 1.0
+    }
+
+
+def test_metric_module_breaks_ties_by_class_index_and_caps_k(metric):
+    tied = [[0.5, 0.5, 0.5]]
+    assert metric.compute(predictions=tied, references=[0], k=1) == {"top1": 1.0}
+    assert metric.compute(predictions=tied, references=[2], k=[1, 2]) == {"top1": 0.0, "top2": 0.0}
+    assert metric.compute(predictions=tied, references=[2], k=[5]) == {"top5": 1.0}
+
+
+def test_metric_module_rejects_bad_input(metric):
+    with pytest.raises(ValueError, match="class indices"):
+        metric.compute(predictions=[[0.1, 0.9]], references=[2])
+    with pytest.raises(ValueError, match="positive integer"):
+        metric.compute(predictions=[[0.1, 0.9]], references=[1], k=[0])
+
+
+def test_top_k_accuracy_agrees_with_a_direct_count():
+    rng = np.random.default_rng(0)
+    scores, labels = rng.random((50, 10)), rng.integers(0, 10, 50)
+    result = top_k_accuracy(scores, labels, k=(1, 5))
+    top5 = np.argsort(-scores, axis=1)[:, :5]
+    assert result["top1"] == pytest.approx(100 * np.mean(scores.argmax(1) == labels))
+    assert result["top5"] == pytest.approx(100 * np.mean([label in row for label, row in zip(labels, top5)]))
+
+
+def test_summarize_mean_and_std():
+    summary = summarize({"split_1": {"top1": 50.0}, "split_2": {"top1": 70.0}})
+    assert summary["mean"] == {"top1": 60.0} and summary["std"] == {"top1": 10.0}
+
+
+def test_class_names_are_matched_across_spellings():
+    assert class_key("ApplyEyeMakeup") == class_key("Apply Eye Makeup") == class_key("apply_eye_makeup")
+    assert match_class_names(["brush_hair", "YoYo"], ["Yo Yo", "brush hair"], "x") == ["brush hair", "Yo Yo"]
+    assert match_class_names(["brush_hair"], None, "x") == ["brush hair"]
+    with pytest.raises(ValueError, match="no label texts"):
+        match_class_names(["Surfing"], ["Yo Yo"], "UCF101")
+
+
+def write_ucf101_layout(root):
+    """A UCF101-like tree with two classes and its ucfTrainTestlist folder (three test lists)."""
+    split_dir = root / "ucfTrainTestlist"
+    split_dir.mkdir(parents=True)
+    (split_dir / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 YoYo\n")
+    for split in (1, 2, 3):
+        lines = [f"ApplyEyeMakeup/v_ApplyEyeMakeup_g0{split}_c01.avi", f"YoYo/v_YoYo_g0{split}_c01.avi"]
+        (split_dir / f"testlist0{split}.txt").write_text("\n".join(lines) + "\n")
+    return split_dir
+
+
+def test_ucf101_three_splits(tmp_path):
+    split_dir = write_ucf101_layout(tmp_path)
+    splits = ucf101_splits(tmp_path / "videos", split_dir, ["Apply Eye Makeup", "Yo Yo"])
+    assert [split.name for split in splits] == ["split_1", "split_2", "split_3"]
+    assert splits[0].class_names == ["Apply Eye Makeup", "Yo Yo"]
+    assert splits[2].dataset["label"] == [0, 1]
+    assert splits[1].dataset[1]["video"]["path"] == str(tmp_path / "videos" / "YoYo" / "v_YoYo_g02_c01.avi")
+    (split_dir / "testlist02.txt").write_text("Surfing/v_Surfing_g01_c01.avi\n")
+    with pytest.raises(ValueError, match="no class of classInd"):
+        ucf101_splits(tmp_path / "videos", split_dir)
+    (split_dir / "testlist03.txt").unlink()
+
+
+def test_ucf101_missing_split_file_is_named(tmp_path):
+    split_dir = write_ucf101_layout(tmp_path)
+    (split_dir / "testlist03.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="testlist03.txt"):
+        ucf101_splits(tmp_path, split_dir)
+
+
+def test_hmdb51_splits_keep_test_videos_only(tmp_path):
+    for split in (1, 2, 3):
+        for folder in ("brush_hair", "cartwheel"):
+            lines = [f"{folder}_a.avi 1", f"{folder}_b.avi 2", f"{folder}_c.avi 0", f"{folder}_d{split}.avi 2"]
+            (tmp_path / f"{folder}_test_split{split}.txt").write_text("\n".join(lines) + "\n")
+    splits = hmdb51_splits(tmp_path / "hmdb", tmp_path)
+    assert splits[0].class_names == ["brush hair", "cartwheel"]
+    assert len(splits[1].dataset) == 4
+    paths = [video["path"] for video in splits[2].dataset["video"]]
+    assert str(tmp_path / "hmdb" / "cartwheel" / "cartwheel_d3.avi") in paths
+    assert not any(path.endswith(("_a.avi", "_c.avi")) for path in paths)
+
+
+def test_kinetics600_novel_splits_are_fixed_random_160_class_subsets(tmp_path):
+    num_classes = 180
+    (tmp_path / "index.json").write_text(json.dumps({str(index): f"class {index}" for index in range(num_classes)}))
+    (tmp_path / "list.csv").write_text("".join(f"val/c{index}/v.mp4,{index}\n" for index in range(num_classes)))
+    splits = kinetics600_novel_splits(tmp_path, tmp_path / "list.csv", tmp_path / "index.json")
+    again = kinetics600_novel_splits(tmp_path, tmp_path / "list.csv", tmp_path / "index.json")
+    assert [split.class_names for split in splits] == [split.class_names for split in again]
+    assert all(len(split.class_names) == KINETICS600_CLASSES_PER_SPLIT for split in splits)
+    assert len({tuple(split.class_names) for split in splits}) == 3
+    for split in splits:
+        assert sorted(split.dataset["label"]) == list(range(KINETICS600_CLASSES_PER_SPLIT))
+        for video, label in zip(split.dataset["video"], split.dataset["label"]):
+            assert video["path"].endswith(f"c{split.class_names[label].split()[1]}/v.mp4")
+
+
+@pytest.fixture
+def stdd_folder(tiny_clip_dir, tmp_path):
+    """A saved STDD model with its processor (4 frames at 32 px)."""
+    folder = tmp_path / "stdd"
+    STDDModel.from_pretrained(tiny_clip_dir, num_frames=4).save_pretrained(folder)
+    STDDProcessor.from_clip_defaults(image_size=32, num_frames=4).save_pretrained(folder)
+    return folder
+
+
+def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_path, make_video):
+    for name in ("waving", "clapping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for index in range(2):
+            make_video(f"{name}{index}.mp4", num_frames=8).rename(tmp_path / "data" / name / f"{index}.mp4")
+    (tmp_path / "texts.json").write_text(json.dumps({"waving": ["a person waving.", "someone waves a hand."]}))
+    output = tmp_path / "results" / "custom.json"
+    results = main([
+        "--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-clips", "2", "--num-crops", "2",
+        "--batch-size", "3", "--num-workers", "0", "--label-texts", str(tmp_path / "texts.json"),
+        "--output", str(output),
+    ])
+    assert json.loads(output.read_text()) == results
+    assert results["views"] == {"num_clips": 2, "num_crops": 2}
+    assert results["num_videos"] == {"test": 4}
+    assert set(results["splits"]["test"]) == {"top1", "top5"}
+    assert 0 <= results["mean"]["top1"] <= 100 and results["std"]["top1"] == 0.0
+    assert results["splits"]["test"]["top5"] == 100.0  # two classes: always in the top 5
+
+
+def test_evaluation_script_runs_the_ucf101_protocol(stdd_folder, tmp_path, make_video):
+    split_dir = write_ucf101_layout(tmp_path)
+    for line in (split_dir / "testlist01.txt").read_text().split() + (split_dir / "testlist02.txt").read_text().split() + (split_dir / "testlist03.txt").read_text().split():
+        target = tmp_path / "videos" / line
+        target.parent.mkdir(parents=True, exist_ok=True)
+        make_video(target.name, num_frames=6).rename(target)
+    results = main([
+        "--model", str(stdd_folder), "--protocol", "ucf101", "--video-root", str(tmp_path / "videos"),
+        "--split-dir", str(split_dir), "--label-texts", "none", "--num-workers", "0",
+        "--output", str(tmp_path / "ucf101.json"),
+    ])
+    assert list(results["splits"]) == ["split_1", "split_2", "split_3"]
+    top1 = [split["top1"] for split in results["splits"].values()]
+    assert results["mean"]["top1"] == pytest.approx(np.mean(top1))
+    assert results["std"]["top1"] == pytest.approx(np.std(top1))
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ([], "give --protocol"),
+        (["--protocol", "ucf101"], "needs --video-root and --split-dir"),
+        (["--protocol", "kinetics600_novel", "--video-root", "x"], "needs --video-root, --list-file"),
+        (["--data", "x", "--num-clips", "0"], "--num-clips must be >= 1"),
+    ],
+)
+def test_evaluation_script_rejects_bad_arguments(arguments, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["--model", "m", "--output", "o.json", *arguments])
+    assert message in capsys.readouterr().err
+
+
+def test_predictions_average_softmax_over_views(stdd_folder):
+    from accelerate import Accelerator
+
+    from training.evaluate_zero_shot import predict
+    from training.objective import encode_class_prompts
+
+    model = STDDModel.from_pretrained(stdd_folder).eval()
+    processor = STDDProcessor.from_pretrained(stdd_folder)
+    prompts = encode_class_prompts(model, processor.tokenizer, ["a.", "b.", "c."], None, 3)
+    torch.manual_seed(0)
+    views = torch.randn(2, 3, 4, 3, 32, 32)
+    batches = [{"pixel_values": views, "labels": torch.tensor([0, 1])}]
+    scores, labels = predict(model, batches, prompts, Accelerator())
+    with torch.no_grad():
+        logits = model(pixel_values=views.flatten(0, 1), text_embeds=prompts.text_embeds).logits_per_video
+    expected = logits.softmax(-1).unflatten(0, (2, 3)).mean(1)
+    assert np.allclose(scores, expected.numpy(), atol=1e-6) and labels.tolist() == [0, 1]

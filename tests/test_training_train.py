@@ -1,0 +1,246 @@
+"""training/train.py on tiny data: arguments, a full run, resuming, unreadable videos and `accelerate launch`."""
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_stdd import STDDModel, STDDProcessor
+from modeling_stdd.askg import LabelTexts
+from training import train
+from training.data import SyntheticMotionSpec, build_synthetic_motion_dataset
+from training.train import main, parse_args, parse_average_epochs
+
+
+REPO = Path(__file__).resolve().parent.parent
+CLASSES = ("clapping", "waving", "jumping")
+
+
+@pytest.fixture
+def tiny_data(tmp_path, make_video):
+    """Training folder with 3 classes x 3 clips, evaluation folder with 2 other classes x 2 clips, label texts."""
+    for split, classes, count in (("train", CLASSES, 3), ("eval", ("running", "sitting"), 2)):
+        for name in classes:
+            (tmp_path / split / name).mkdir(parents=True)
+            for index in range(count):
+                make_video(f"{split}-{name}-{index}.mp4", num_frames=8).rename(tmp_path / split / name / f"{index}.mp4")
+    LabelTexts({"running": ["a person running.", "someone jogging."], "clapping": ["hands clapping."]}).save(
+        tmp_path / "texts.json"
+    )
+    return tmp_path
+
+
+def tiny_arguments(tiny_data, tiny_clip_dir, output_dir, *extra):
+    return [
+        "--base-model", str(tiny_clip_dir), "--train-data", str(tiny_data / "train"),
+        "--eval-data", str(tiny_data / "eval"), "--label-texts", str(tiny_data / "texts.json"),
+        "--output-dir", str(output_dir), "--num-frames", "4", "--batch-size", "3", "--num-workers", "0",
+        "--learning-rate", "1e-3", "--warmup-epochs", "0.5", *extra,
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
+        (["--learning-rate", "0"], "--learning-rate must be > 0"),
+        (["--warmup-epochs", "-1"], "--warmup-epochs must be >= 0"),
+        (["--distillation-weight", "-2"], "--distillation-weight must be >= 0"),
+        (["--mixed-precision", "fp8"], "invalid choice: 'fp8'"),
+        (["--average-epochs", "last:x"], "--average-epochs"),
+        (["--average-epochs", "3-x"], "--average-epochs"),
+        (["--eval-data", "somewhere"], "need --train-data"),
+        (["--train-data", "x"], "--train-data needs --base-model"),
+        (["--resume-from-checkpoint", "/no/such/checkpoint"], "not a folder"),
+        (["--template", "a video"], "--template must contain '{}'"),
+        (["--num-workers", "-1"], "--num-workers must be >= 0"),
+        (["--epochs", "abc"], "invalid int value"),
+    ],
+)
+def test_bad_arguments_get_a_clear_message(arguments, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(arguments)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_list_file_without_root_is_rejected(tmp_path, capsys, tiny_clip_dir):
+    (tmp_path / "list.csv").write_text("a.mp4,0\n")
+    with pytest.raises(SystemExit):
+        parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path / "list.csv")])
+    assert "is a list file: give --video-root" in capsys.readouterr().err
+
+
+def test_missing_label_texts_file_is_rejected(tmp_path, capsys, tiny_clip_dir):
+    with pytest.raises(SystemExit):
+        parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path),
+                     "--label-texts", str(tmp_path / "none.json")])
+    assert "--label-texts" in capsys.readouterr().err
+
+
+def test_yaml_config_sets_options_and_flags_override_it(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("learning-rate: 0.01\nbatch_size: 4\naverage-epochs: [2, 3]\nseed: 7\n")
+    args = parse_args(["--config", str(config), "--seed", "3"])
+    assert (args.learning_rate, args.batch_size, args.seed) == (0.01, 4, 3)
+    assert parse_average_epochs(args.average_epochs, 12) == [2, 3]
+    config.write_text("learning_rat: 0.01\n")
+    with pytest.raises(SystemExit):
+        parse_args(["--config", str(config)])
+    assert "unknown options ['learning_rat']" in capsys.readouterr().err
+    config.write_text("batch-size: 0\n")
+    with pytest.raises(SystemExit):
+        parse_args(["--config", str(config)])
+    assert "--batch-size must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_defaults_of_the_embedded_job_and_of_custom_data(tiny_clip_dir, tmp_path):
+    embedded = parse_args([])
+    assert embedded.embedded and embedded.frame_mean_baseline and embedded.image_size == 32
+    custom = parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path)])
+    assert not custom.embedded and not custom.frame_mean_baseline
+    assert (custom.learning_rate, custom.distillation_weight, custom.epochs) == (3.33e-6, 2.0, 22)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("none", []), ("last:3", [8, 9, 10]), ("last:20", list(range(1, 11))), ("8-10", [8, 9, 10]),
+     ("2,4,6-7", [2, 4, 6, 7]), ([9, 10], [9, 10])],
+)
+def test_average_epochs(value, expected):
+    assert parse_average_epochs(value, num_epochs=10) == expected
+
+
+def test_average_epochs_beyond_training_is_an_error():
+    with pytest.raises(ValueError, match="names epoch 12 but training runs 10 epochs"):
+        parse_average_epochs("11-12", num_epochs=10)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_custom_data_run_with_distillation_baseline_and_averaging(tiny_data, tiny_clip_dir, tmp_path):
+    output = tmp_path / "out"
+    results = main(tiny_arguments(
+        tiny_data, tiny_clip_dir, output, "--epochs", "2", "--distillation-weight", "2.0", "--frame-mean-baseline",
+        "--average-epochs", "1-2", "--gradient-accumulation-steps", "2",
+    ))
+    assert json.loads((output / "eval_results.json").read_text()) == results
+    assert set(results["zero_shot"]) == {"stdd", "frame_mean_baseline"}
+    assert set(results["zero_shot"]["stdd"]) == {"top1", "top5"}
+    summary = results["training"]["stdd"]
+    assert summary["averaged_epochs"] == [1, 2] and summary["epochs"] == 2
+    assert summary["optimizer_steps"] == 4  # 3 batches per epoch: steps after batches 2 and 3 (end of epoch)
+    assert summary["last_epoch_distillation"] > 0
+
+    model = STDDModel.from_pretrained(output / "model")
+    baseline = STDDModel.from_pretrained(output / "frame_mean_baseline" / "model")
+    assert model.config.vision_config.stca_layers is None and baseline.config.vision_config.stca_layers == []
+    assert not any("projector" in name for name in load_file(output / "model" / "model.safetensors"))
+    processor = STDDProcessor.from_pretrained(output / "model")
+    assert processor.video_processor.num_frames == 4
+    eval_texts = LabelTexts.from_file(output / "model" / "label_texts" / "eval.json")
+    assert eval_texts.texts == {"running": ["a person running.", "someone jogging."],
+                                "sitting": ["a video of a person sitting."]}
+    assert (output / "model" / "label_texts" / "train.safetensors").is_file()
+    # the averaged weights: the mean of the two epochs' weights, the text tower untouched
+    start = STDDModel.from_pretrained(tiny_clip_dir)
+    assert torch.equal(model.text_model.embeddings.token_embedding.weight,
+                       start.text_model.embeddings.token_embedding.weight)
+    log = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+    assert any("config" in entry for entry in log) and any("loss" in entry for entry in log)
+
+
+def final_weights(folder: Path) -> dict:
+    return load_file(folder / "model" / "model.safetensors")
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_data, tiny_clip_dir, tmp_path, monkeypatch):
+    extra = ("--epochs", "3", "--average-epochs", "2-3", "--seed", "11", "--num-workers", "1")
+    main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "straight", *extra))
+
+    save_checkpoint = train.save_checkpoint
+
+    def crash_after_epoch_2(accelerator, run_dir, epoch, keep):
+        saved = save_checkpoint(accelerator, run_dir, epoch, keep)
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return saved
+
+    monkeypatch.setattr(train, "save_checkpoint", crash_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "resumed", *extra))
+    monkeypatch.setattr(train, "save_checkpoint", save_checkpoint)
+    checkpoints = sorted(path.name for path in (tmp_path / "resumed" / "checkpoints").iterdir())
+    assert checkpoints == ["epoch_0001", "epoch_0002"]
+    results = main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "resumed", *extra,
+                                  "--resume-from-checkpoint", "latest"))
+    assert results["training"]["stdd"]["optimizer_steps"] == 9
+
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    # a save_total_limit of 2 keeps the two newest checkpoints
+    assert sorted(path.name for path in (tmp_path / "resumed" / "checkpoints").iterdir()) == [
+        "epoch_0002", "epoch_0003"
+    ]
+
+
+def test_unreadable_videos_are_skipped_and_counted(tiny_data, tiny_clip_dir, tmp_path):
+    (tiny_data / "train" / "waving" / "1.mp4").write_bytes(b"\x00" * 100)
+    results = main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "out", "--epochs", "1",
+                                  "--distillation-weight", "0"))
+    assert results["training"]["stdd"]["skipped_videos"] == 1
+    with pytest.raises(ValueError, match="1.mp4"):
+        main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "strict", "--epochs", "1",
+                            "--fail-on-unreadable-video"))
+
+
+def test_embedded_job_builds_its_data_and_compares_with_the_baseline(tmp_path, monkeypatch):
+    small = SyntheticMotionSpec(train_videos_per_class=1, eval_videos_per_class=1, num_frames=8, pixels_per_frame=2.0)
+    monkeypatch.setattr(train, "build_synthetic_motion_dataset",
+                        functools.partial(build_synthetic_motion_dataset, spec=small))
+    results = main(["--output-dir", str(tmp_path / "out"), "--synthetic-data-dir", str(tmp_path / "cache"),
+                    "--max-steps", "2", "--num-workers", "0"])
+    assert set(results["zero_shot"]) == {"stdd", "frame_mean_baseline"}
+    assert all(set(figures) == {"top1", "top5"} for figures in results["zero_shot"].values())
+    assert results["training"]["stdd"]["optimizer_steps"] == 2
+    assert results["settings"]["model_overrides"]["mask_rate"] == 0.0
+    saved = tmp_path / "out" / "model"
+    assert STDDModel.from_pretrained(saved).config.vision_config.image_size == 32
+    assert STDDProcessor.from_pretrained(saved).video_processor.flip_probability == 0.0
+    assert len(LabelTexts.from_file(saved / "label_texts" / "eval.json")) == 12
+    assert (tmp_path / "cache" / "tiny-random-clip-32px-seed0" / "config.json").is_file()
+
+
+def test_accelerate_launch_with_two_cpu_processes(tiny_data, tiny_clip_dir, tmp_path):
+    """Several processes only through accelerate: two CPU processes, no `accelerate config` on this machine."""
+    home = tmp_path / "home"
+    home.mkdir()
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "training/train.py",
+        *tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "out", "--batch-size", "2", "--max-steps", "2",
+                        "--epochs", "1", "--average-epochs", "none"),
+    ]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "HF_HOME": str(home / "hf"), "HOME": str(home),
+                   "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=environment)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert results["settings"]["num_processes"] == 2
+    assert results["training"]["stdd"]["optimizer_steps"] == 2
+    assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
