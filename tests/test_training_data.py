@@ -113,7 +113,8 @@ def test_authors_ucf101_list_and_index_files(tmp_path):
 
 
 def test_hub_dataset_columns_are_renamed_and_labels_encoded(monkeypatch, tmp_path):
-    hub_rows = Dataset.from_dict({"clip": ["a.mp4", "b.mp4", "c.mp4"], "action": ["run", "walk", "run"], "x": [1, 2, 3]})
+    columns = {"clip": ["a.mp4", "b.mp4", "c.mp4"], "action": ["run", "walk", "run"], "extra": [1, 2, 3]}
+    hub_rows = Dataset.from_dict(columns)
     monkeypatch.setattr(data, "load_dataset", lambda dataset_id, split, cache_dir=None: hub_rows)
     dataset = load_video_dataset("user/videos", video_column="clip", label_column="action")
     assert dataset.column_names == ["video", "label"]
@@ -187,11 +188,10 @@ def test_opposite_directions_cover_the_same_positions():
     """Start points are symmetric: the object positions of 'left' and 'right' clips have the same distribution."""
     spec = SyntheticMotionSpec()
     rng = np.random.default_rng(0)
-    positions = {
-        motion: np.concatenate([[object_center(frame)[0] for frame in render_motion_clip("red", "square", motion, spec, rng)]
-                                for _ in range(200)])
-        for motion in ("left", "right")
-    }
+    positions = {}
+    for motion in ("left", "right"):
+        clips = [render_motion_clip("red", "square", motion, spec, rng) for _ in range(200)]
+        positions[motion] = np.array([object_center(frame)[0] for clip in clips for frame in clip])
     assert abs(positions["left"].mean() - positions["right"].mean()) < 0.5
     assert abs(np.percentile(positions["left"], 10) - np.percentile(positions["right"], 10)) < 1.0
 

@@ -296,7 +296,9 @@ def render_motion_clip(color: str, shape: str, motion: str, spec: SyntheticMotio
     travel = spec.pixels_per_frame * (spec.num_frames - 1)
     free = spec_size - object_size
     if travel > free:
-        raise ValueError(f"A path of {travel:.0f} px does not fit a {spec_size} px frame with a {object_size} px object.")
+        raise ValueError(
+            f"A path of {travel:.0f} px does not fit a {spec_size} px frame with a {object_size} px object."
+        )
     dx, dy = SYNTHETIC_MOTIONS[motion]
     position = rng.uniform(0, free, size=2)  # (x, y) of the top-left corner at frame 0
     along = rng.uniform(0, free - travel)

@@ -23,11 +23,13 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
+from transformers import AutoConfig
+from transformers.image_utils import SizeDict
 
-from modeling_stdd import STDDModel, STDDProcessor
+from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set
-from training.data import VideoClipDataset, class_names_of, collate_clips, load_video_dataset
+from training.data import VideoClipDataset, collate_clips, load_video_dataset
 from training.objective import ClassPrompts, encode_class_prompts
 from training.protocols import (
     PROTOCOLS,
@@ -199,14 +201,19 @@ def write_json_atomically(path: str | os.PathLike, data) -> Path:
     return path
 
 
-def load_processor(model_path: str, model: STDDModel, num_frames: int | None) -> STDDProcessor:
-    """The checkpoint's STDD processor, or CLIP's preprocessing at the model's image size for a plain CLIP one."""
-    num_frames = num_frames or model.config.vision_config.num_frames
-    try:
-        processor = STDDProcessor.from_pretrained(model_path)
-    except (OSError, ValueError, TypeError):
-        return STDDProcessor.from_clip_defaults(model.config.vision_config.image_size, num_frames)
-    processor.video_processor.num_frames = num_frames
+def load_processor(model_path: str, image_size: int, num_frames: int) -> STDDProcessor:
+    """
+    The processor of a checkpoint saved by STDD training, or CLIP's preprocessing for a plain CLIP checkpoint; either
+    way set to `num_frames` frames of `image_size` pixels.
+    """
+    if AutoConfig.from_pretrained(model_path).model_type != STDDConfig.model_type:
+        return STDDProcessor.from_clip_defaults(image_size, num_frames)
+    processor = STDDProcessor.from_pretrained(model_path)
+    video_processor = processor.video_processor
+    video_processor.num_frames = num_frames
+    if video_processor.crop_size.height != image_size:
+        video_processor.size = SizeDict(shortest_edge=image_size)
+        video_processor.crop_size = SizeDict(height=image_size, width=image_size)
     return processor
 
 
@@ -216,7 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
     check_args(args, parser)
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
     model = STDDModel.from_pretrained(args.model).to(accelerator.device).eval()
-    processor = load_processor(args.model, model, args.num_frames)
+    vision_config = model.config.vision_config
+    processor = load_processor(args.model, vision_config.image_size, args.num_frames or vision_config.num_frames)
     label_texts = load_label_texts(args.label_texts)
     per_split = {}
     for split in protocol_splits(args, label_texts):

@@ -70,13 +70,13 @@ def _require_file(path: Path, what: str) -> Path:
 def ucf101_splits(video_root: str, split_dir: str, label_names: list[str] | None = None) -> list[EvaluationSplit]:
     """UCF101's three test splits from the official `ucfTrainTestlist` folder (`classInd.txt`, `testlist0N.txt`)."""
     split_dir, video_root = Path(split_dir), Path(video_root)
+    class_index_file = _require_file(split_dir / "classInd.txt", "UCF101 classInd.txt")
     folders = []
-    for line_number, line in enumerate(_require_file(split_dir / "classInd.txt", "UCF101 classInd.txt")
-                                       .read_text().splitlines(), start=1):
+    for line_number, line in enumerate(class_index_file.read_text().splitlines(), start=1):
         if line.strip():
             index, _, folder = line.strip().partition(" ")
             if not index.isdigit() or int(index) != len(folders) + 1 or not folder:
-                raise ValueError(f"{split_dir / 'classInd.txt'}, line {line_number}: expected `{len(folders) + 1} Name`.")
+                raise ValueError(f"{class_index_file}, line {line_number}: expected `{len(folders) + 1} ClassName`.")
             folders.append(folder.strip())
     class_names = match_class_names(folders, label_names, "UCF101")
     label_of_folder = {folder: index for index, folder in enumerate(folders)}

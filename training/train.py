@@ -40,7 +40,6 @@ from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set, save_prompt_embeddings
 from training.data import (
     SYNTHETIC_PROMPT,
-    SyntheticMotionSpec,
     VideoClipDataset,
     build_synthetic_motion_dataset,
     class_names_of,
@@ -51,6 +50,7 @@ from training.evaluate_zero_shot import (
     class_prompts,
     evaluation_loader,
     load_label_texts,
+    load_processor,
     make_accelerator,
     predict,
     top_k_accuracy,
@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--frame-mean-baseline", dest="frame_mean_baseline", action="store_true", default=None,
         help="also train the frame-mean baseline (plain CLIP) with the same budget (default in the embedded job)")
     add("--no-frame-mean-baseline", dest="frame_mean_baseline", action="store_false")
-    add("--report-to", default="jsonl", help="accelerate trackers, comma-separated (jsonl, tensorboard, wandb, all, none)")
+    add("--report-to", default="jsonl",
+        help="accelerate trackers, comma-separated (jsonl, tensorboard, wandb, all, none)")
     return parser
 
 
@@ -407,21 +408,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("STDD_CACHE", Path.home() / ".cache" / "stdd"))
 
 
-def base_processor(base_model: str, image_size: int, num_frames: int, **video_options) -> STDDProcessor:
-    """The checkpoint's STDD processor when it has one, else CLIP's preprocessing at `image_size`."""
-    try:
-        processor = STDDProcessor.from_pretrained(base_model)
-    except (OSError, ValueError, TypeError, KeyError):
-        return STDDProcessor.from_clip_defaults(image_size, num_frames, **video_options)
-    video_processor = processor.video_processor
-    video_processor.num_frames = num_frames
-    video_processor.size = {"shortest_edge": image_size}
-    video_processor.crop_size = {"height": image_size, "width": image_size}
-    for name, value in video_options.items():
-        setattr(video_processor, name, value)
-    return processor
-
-
 def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
     """Data sets, processor and starting checkpoint; the embedded job builds its synthetic data and tiny CLIP."""
     if args.embedded:
@@ -462,7 +448,7 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
     return Job(
         base_model=args.base_model,
         model_overrides={"num_frames": args.num_frames},
-        processor=base_processor(args.base_model, image_size, args.num_frames),
+        processor=load_processor(args.base_model, image_size, args.num_frames),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         label_texts=load_label_texts(args.label_texts),
@@ -593,7 +579,8 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     accelerator.init_trackers(name, config=vars(args))
     accelerator.print(
         f"[{name}] {len(job.train_dataset)} training videos, {prompts.num_classes} classes, {num_epochs} epochs x "
-        f"{steps_per_epoch} steps, {accelerator.num_processes} process(es), averaging epochs {averager.epochs or 'none'}"
+        f"{steps_per_epoch} steps, {accelerator.num_processes} process(es), "
+        f"averaging epochs {averager.epochs or 'none'}"
     )
     started = time.perf_counter()
     bar = tqdm(total=total_steps, initial=progress.global_step, desc=name,

@@ -53,5 +53,7 @@ class TopKAccuracy(evaluate.Metric):
         reference_scores = scores[np.arange(len(references)), references][:, None]
         class_index = np.arange(num_classes)[None]
         # Rank of the reference: classes scoring higher, plus tied classes with a lower index.
-        ranks = (scores > reference_scores).sum(1) + ((scores == reference_scores) & (class_index < references[:, None])).sum(1)
+        higher = (scores > reference_scores).sum(1)
+        tied_before = ((scores == reference_scores) & (class_index < references[:, None])).sum(1)
+        ranks = higher + tied_before
         return {f"top{value}": float((ranks < min(value, num_classes)).mean()) for value in ks}
