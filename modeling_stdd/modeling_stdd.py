@@ -176,7 +176,7 @@ def mix_channels(tokens: torch.Tensor, scale: int, channels_per_side: int) -> to
 
 
 def sequence_token_index(kept_index: torch.LongTensor) -> torch.LongTensor:
-    """Token positions (0 = CLS, 1 + p = patch p) of the cross-attention sequence `[CLS, kept]`: (BT, n) -> (BT, 1 + n)."""
+    """Token positions (0 = CLS, 1 + p = patch p) of the sequence `[CLS, kept]`: (BT, n) -> (BT, 1 + n)."""
     return torch.cat([torch.zeros_like(kept_index[:, :1]), kept_index + 1], dim=1)
 
 
@@ -196,7 +196,8 @@ def pad_cross_tokens(full: torch.Tensor, cross: torch.Tensor, kept_index: torch.
 # statistics of x (sigma including eps), z = (x - mu) / sigma, and mu', sigma' those of x', every unchanged channel has
 # z'_i = ratio * z_i + offset (ratio = sigma / sigma', offset = (mu - mu') / sigma'), and the first 2c channels have
 # z' = ratio * z + offset + delta / sigma'. A projection P(y) = W y + b after LayerNorm (gamma, beta) therefore gives
-#     P(LN(x')) = ratio * P(LN(x)) + (1 - ratio) * (W beta + b) + offset * W gamma + W[:, :2c] (gamma[:2c] * delta / sigma')
+#     P(LN(x')) = ratio * P(LN(x)) + (1 - ratio) * (W beta + b) + offset * W gamma
+#                 + W[:, :2c] (gamma[:2c] * delta / sigma')
 # so the q/k/v of every mixed token follow from the plain path's at rank 2c + 2 cost.
 # --------------------------------------------------------------------------------------------------------------
 
@@ -245,7 +246,9 @@ def normalized_projection_basis(
     `layer_norm` (gamma, beta): `(2 + channels, out_features)`, what its output changes along when channels move.
     """
     gamma = layer_norm.weight
-    return torch.cat([(weight @ layer_norm.bias + bias)[None], (weight @ gamma)[None], (weight[:, :channels] * gamma[:channels]).T])
+    bias_term = (weight @ layer_norm.bias + bias)[None]  # (1, out_features)
+    gain_term = (weight @ gamma)[None]  # (1, out_features)
+    return torch.cat([bias_term, gain_term, (weight[:, :channels] * gamma[:channels]).T])
 
 
 def layer_norm_change_coefficients(
@@ -314,6 +317,9 @@ class STDDEncoderLayer(CLIPEncoderLayer):
         """
         hidden_states: `(B * T, L, D)`, the T frames of a video adjacent; `patch_grid` is the (rows, columns) of
         patches of each frame (default: the config's). Returns `(B * T, L, D)`.
+
+        `config.stca_implementation` picks `fast_stca` or `reference_stca`; attention maps (`output_attentions`) are
+        recorded from `self_attn` calls, which only the reference path makes, so it runs when they are requested.
         """
         if not self.use_stca or num_frames is None:
             return super().forward(hidden_states, attention_mask, **kwargs)
