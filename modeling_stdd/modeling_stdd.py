@@ -232,23 +232,17 @@ def multi_head_attention(
     return output.reshape(*input_shape, -1)
 
 
-def fused_qkv_parameters(attention: CLIPAttention) -> tuple[torch.Tensor, torch.Tensor]:
-    """`attention`'s q, k and v projections stacked into one: weight `(3 * D, D)` and bias `(3 * D,)`."""
-    projections = (attention.q_proj, attention.k_proj, attention.v_proj)
-    return torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections])
-
-
-def normalized_projection_basis(
-    layer_norm: nn.LayerNorm, weight: torch.Tensor, bias: torch.Tensor, channels: int
-) -> torch.Tensor:
+def normalized_projection_basis(layer_norm: nn.LayerNorm, projections: list[nn.Linear], channels: int) -> torch.Tensor:
     """
-    Rows `[W beta + b, W gamma, (W[:, :channels] * gamma[:channels])^T]` of the projection `(W, b)` applied after
-    `layer_norm` (gamma, beta): `(2 + channels, out_features)`, what its output changes along when channels move.
+    Rows `[W beta + b, W gamma, (W[:, :channels] * gamma[:channels])^T]` of the `projections` (W, b), stacked along
+    their outputs, applied after `layer_norm` (gamma, beta): `(2 + channels, sum of out_features)`, what their
+    outputs change along when channels move.
     """
     gamma = layer_norm.weight
-    bias_term = (weight @ layer_norm.bias + bias)[None]  # (1, out_features)
-    gain_term = (weight @ gamma)[None]  # (1, out_features)
-    return torch.cat([bias_term, gain_term, (weight[:, :channels] * gamma[:channels]).T])
+    bias_term = torch.cat([p.weight @ layer_norm.bias + p.bias for p in projections])  # (sum of out_features,)
+    gain_term = torch.cat([p.weight @ gamma for p in projections])
+    low_rank = torch.cat([p.weight[:, :channels] * gamma[:channels] for p in projections]).T  # (channels, ...)
+    return torch.cat([bias_term[None], gain_term[None], low_rank])
 
 
 def layer_norm_change_coefficients(
@@ -363,9 +357,10 @@ class STDDEncoderLayer(CLIPEncoderLayer):
         `reference_stca`. hidden_states: `(B * T, L, D)` -> (`full`, `padded`), both `(B * T, L, D)`.
         """
         attention = self.self_attn
-        qkv_weight, qkv_bias = fused_qkv_parameters(attention)
-        plain_qkv = nn.functional.linear(self.layer_norm1(hidden_states), qkv_weight, qkv_bias)  # (BT, L, 3D)
-        plain = multi_head_attention(attention, *plain_qkv.chunk(3, dim=-1), attention_mask, **kwargs)  # (BT, L, D)
+        projections = [attention.q_proj, attention.k_proj, attention.v_proj]
+        normed = self.layer_norm1(hidden_states)
+        plain_qkv = [projection(normed) for projection in projections]  # 3 x (BT, L, D)
+        plain = multi_head_attention(attention, *plain_qkv, attention_mask, **kwargs)  # (BT, L, D)
         full = hidden_states + attention.out_proj(plain)
         kept_index = self.sample_kept_patches(
             hidden_states.shape[0] // num_frames, num_frames, patch_grid or self.config.patch_grid, hidden_states.device
@@ -373,10 +368,11 @@ class STDDEncoderLayer(CLIPEncoderLayer):
         frames, sequence_length, width = hidden_states.shape
         rows = sequence_rows(kept_index, sequence_length)  # (BT * (1 + n),)
         sequence = hidden_states.flatten(0, 1).index_select(0, rows).view(frames, -1, width)  # (BT, 1 + n, D)
-        sequence_qkv = plain_qkv.flatten(0, 1).index_select(0, rows).view(frames, -1, 3 * width)  # (BT, 1 + n, 3D)
+        sequence_qkv = torch.cat([p.flatten(0, 1).index_select(0, rows) for p in plain_qkv], dim=-1)  # (BT(1 + n), 3D)
+        sequence_qkv = sequence_qkv.view(frames, -1, 3 * width)  # (BT, 1 + n, 3D)
         delta = self.mixing_deltas(sequence[:, 1:].unflatten(0, kept_index.shape[:2]))  # (S, BT, 1 + n, 2c)
         ratio, coefficients = layer_norm_change_coefficients(sequence, delta, self.layer_norm1.eps)
-        basis = normalized_projection_basis(self.layer_norm1, qkv_weight, qkv_bias, delta.shape[-1])  # (2 + 2c, 3D)
+        basis = normalized_projection_basis(self.layer_norm1, projections, delta.shape[-1])  # (2 + 2c, 3D)
         scale_qkv = (coefficients @ basis).addcmul_(ratio, sequence_qkv)  # (S, BT, 1 + n, 3D)
         attended = sum(multi_head_attention(attention, *qkv.chunk(3, dim=-1), None, **kwargs) for qkv in scale_qkv)
         cross = sequence + attention.out_proj(attended / len(scale_qkv))  # (BT, 1 + n, D)

@@ -109,7 +109,7 @@ def test_layer_norm_correction_reproduces_the_projection_of_changed_tokens():
     tokens = 3 * torch.randn(5, width, generator=generator) + 2
     delta = 4 * torch.randn(2, 5, changed, generator=generator)  # two scales
     ratio, coefficients = layer_norm_change_coefficients(tokens, delta, layer_norm.eps)
-    basis = normalized_projection_basis(layer_norm, projection.weight, projection.bias, changed)
+    basis = normalized_projection_basis(layer_norm, [projection], changed)
     actual = ratio * projection(layer_norm(tokens)) + coefficients @ basis
     moved = tokens + torch.nn.functional.pad(delta, (0, width - changed))
     torch.testing.assert_close(actual, projection(layer_norm(moved)), atol=1e-5, rtol=1e-5)
