@@ -9,6 +9,8 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
+STCA_IMPLEMENTATIONS = ("fast", "reference")
+
 
 def _divisor_at_least(side: int, stride: int) -> int:
     """Smallest divisor of `side` that is >= `stride`; `side` itself when the stride is larger than the side."""
@@ -39,6 +41,11 @@ class STDDVisionConfig(CLIPVisionConfig):
         Training: permute the per-frame masks of each video in time. Evaluation is always deterministic.
     stca_layers (`list[int]`, *optional*):
         Indices of the layers that run STCA; `None` means every layer and `[]` turns STCA off (plain CLIP).
+    stca_implementation (`str`, defaults to `"fast"`):
+        How STCA is computed: `"reference"` runs LN1, q/k/v, attention and the output projection on the mixed tokens
+        of every temporal scale, as the method reads; `"fast"` derives the mixed tokens' q/k/v from the plain path's
+        plus a rank-2c correction and projects the mean over scales once. Both give the same result (up to float
+        rounding) and draw the same random numbers in training.
     """
 
     model_type = "stdd_vision_model"
@@ -53,6 +60,7 @@ class STDDVisionConfig(CLIPVisionConfig):
     spatial_repeat: bool = True
     temporal_shuffle: bool = True
     stca_layers: list[int] | tuple[int, ...] | None = None
+    stca_implementation: str = "fast"
 
     def __post_init__(self, **kwargs):
         self.mask_stride = list(self.mask_stride)
@@ -108,6 +116,11 @@ class STDDVisionConfig(CLIPVisionConfig):
             raise ValueError(
                 f"stca_layers must be None or layer indices in [0, {self.num_hidden_layers - 1}], "
                 f"got {self.stca_layers!r}."
+            )
+        if self.stca_implementation not in STCA_IMPLEMENTATIONS:
+            raise ValueError(
+                f"stca_implementation must be one of {', '.join(map(repr, STCA_IMPLEMENTATIONS))}, "
+                f"got {self.stca_implementation!r}."
             )
 
 
@@ -170,6 +183,7 @@ STDD_VISION_FIELDS = (
     "spatial_repeat",
     "temporal_shuffle",
     "stca_layers",
+    "stca_implementation",
 )
 
 __all__ = ["STDDConfig", "STDDTextConfig", "STDDVisionConfig"]

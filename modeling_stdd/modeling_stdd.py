@@ -17,7 +17,13 @@ import torch
 from torch import nn
 from transformers import CLIPModel, CLIPVisionModel
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
-from transformers.models.clip.modeling_clip import CLIPEncoder, CLIPEncoderLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.clip.modeling_clip import (
+    CLIPAttention,
+    CLIPEncoder,
+    CLIPEncoderLayer,
+    eager_attention_forward,
+)
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
@@ -169,14 +175,101 @@ def mix_channels(tokens: torch.Tensor, scale: int, channels_per_side: int) -> to
     return mixed
 
 
+def sequence_token_index(kept_index: torch.LongTensor) -> torch.LongTensor:
+    """Token positions (0 = CLS, 1 + p = patch p) of the sequence `[CLS, kept]`: (BT, n) -> (BT, 1 + n)."""
+    return torch.cat([torch.zeros_like(kept_index[:, :1]), kept_index + 1], dim=1)
+
+
 def pad_cross_tokens(full: torch.Tensor, cross: torch.Tensor, kept_index: torch.LongTensor) -> torch.Tensor:
     """
     Padding: start from the plain path `full` (BT, L, D) and overwrite CLS and every kept patch with `cross`
     (BT, 1 + n, D); `kept_index` (BT, n) holds patch indices (0 .. N - 1). Masked patches keep `full`.
     """
-    token_index = torch.cat([torch.zeros_like(kept_index[:, :1]), kept_index + 1], dim=1)  # (BT, 1 + n)
-    token_index = token_index.unsqueeze(-1).expand(-1, -1, full.shape[-1])
+    token_index = sequence_token_index(kept_index).unsqueeze(-1).expand(-1, -1, full.shape[-1])
     return full.scatter(1, token_index, cross)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fast STCA: the cross-attention q/k/v derived from the plain path's (STDD_METHOD.md, "Cost")
+#
+# A mixed token x' differs from its kept token x only in its first 2c channels, by delta. With mu, sigma LayerNorm's
+# statistics of x (sigma including eps), z = (x - mu) / sigma, and mu', sigma' those of x', every unchanged channel has
+# z'_i = ratio * z_i + offset (ratio = sigma / sigma', offset = (mu - mu') / sigma'), and the first 2c channels have
+# z' = ratio * z + offset + delta / sigma'. A projection P(y) = W y + b after LayerNorm (gamma, beta) therefore gives
+#     P(LN(x')) = ratio * P(LN(x)) + (1 - ratio) * (W beta + b) + offset * W gamma
+#                 + W[:, :2c] (gamma[:2c] * delta / sigma')
+# so the q/k/v of every mixed token follow from the plain path's at rank 2c + 2 cost.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def multi_head_attention(
+    attention: CLIPAttention,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: Unpack[TransformersKwargs],
+) -> torch.Tensor:
+    """
+    `attention`'s multi-head attention on already projected queries, keys and values `(B', L', D)`, before its output
+    projection, with the attention implementation (eager, sdpa, ...) of its config. Returns `(B', L', D)`.
+    """
+    input_shape = queries.shape[:-1]
+    hidden_shape = (*input_shape, -1, attention.head_dim)
+    attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+        attention.config._attn_implementation, eager_attention_forward
+    )
+    output, _ = attention_interface(
+        attention,
+        queries.view(hidden_shape).transpose(1, 2),
+        keys.view(hidden_shape).transpose(1, 2),
+        values.view(hidden_shape).transpose(1, 2),
+        attention_mask,
+        scaling=attention.scale,
+        dropout=attention.dropout if attention.training else 0.0,
+        **kwargs,
+    )
+    return output.reshape(*input_shape, -1)
+
+
+def normalized_projection_basis(layer_norm: nn.LayerNorm, projections: list[nn.Linear], channels: int) -> torch.Tensor:
+    """
+    Rows `[W beta + b, W gamma, (W[:, :channels] * gamma[:channels])^T]` of the `projections` (W, b), stacked along
+    their outputs, applied after `layer_norm` (gamma, beta): `(2 + channels, sum of out_features)`, what their
+    outputs change along when channels move.
+    """
+    gamma = layer_norm.weight
+    bias_term = torch.cat([p.weight @ layer_norm.bias + p.bias for p in projections])  # (sum of out_features,)
+    gain_term = torch.cat([p.weight @ gamma for p in projections])
+    low_rank = torch.cat([p.weight[:, :channels] * gamma[:channels] for p in projections]).T  # (channels, ...)
+    return torch.cat([bias_term[None], gain_term[None], low_rank])
+
+
+def layer_norm_change_coefficients(
+    tokens: torch.Tensor, delta: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    How a projection after LayerNorm changes when the first 2c channels of `tokens` (..., D) change by `delta`
+    (S, ..., 2c), one change per scale. Returns `ratio` (S, ..., 1) and `coefficients` (S, ..., 2 + 2c) such that
+    `P(LN(tokens + delta)) = ratio * P(LN(tokens)) + coefficients @ normalized_projection_basis(...)`.
+    """
+    width = tokens.shape[-1]
+    mean = tokens.mean(dim=-1, keepdim=True)
+    centered = tokens - mean
+    variance = centered.square().mean(dim=-1, keepdim=True)  # two passes: much faster than var_mean on CPU
+    changed = centered[..., : delta.shape[-1]]  # (..., 2c)
+    mean_shift = delta.sum(dim=-1, keepdim=True) / width
+    new_variance = variance + (delta * (2 * changed + delta)).sum(dim=-1, keepdim=True) / width - mean_shift**2
+    new_inverse_std = torch.rsqrt(new_variance + eps)
+    ratio = torch.sqrt(variance + eps) * new_inverse_std
+    return ratio, torch.cat([1 - ratio, -mean_shift * new_inverse_std, delta * new_inverse_std], dim=-1)
+
+
+def sequence_rows(kept_index: torch.LongTensor, sequence_length: int) -> torch.LongTensor:
+    """Rows of `(B * T * L, ...)` that make each frame's `[CLS, kept]` sequence: (B, T, n) -> (B * T * (1 + n),)."""
+    token_index = sequence_token_index(kept_index.flatten(0, 1))  # (BT, 1 + n)
+    frame_start = torch.arange(token_index.shape[0], device=token_index.device).unsqueeze(-1) * sequence_length
+    return (frame_start + token_index).flatten()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -193,7 +286,6 @@ def _window_geometry(grid: tuple[int, int], window: tuple[int, int]) -> torch.Lo
     if key not in _WINDOW_GEOMETRY:
         _WINDOW_GEOMETRY[key] = window_slot_patch_index(grid, window)
     return _WINDOW_GEOMETRY[key]
-
 
 
 class STDDEncoderLayer(CLIPEncoderLayer):
@@ -219,16 +311,86 @@ class STDDEncoderLayer(CLIPEncoderLayer):
         """
         hidden_states: `(B * T, L, D)`, the T frames of a video adjacent; `patch_grid` is the (rows, columns) of
         patches of each frame (default: the config's). Returns `(B * T, L, D)`.
+
+        `config.stca_implementation` picks `fast_stca` or `reference_stca`; attention maps (`output_attentions`) are
+        recorded from `self_attn` calls, which only the reference path makes, so it runs when they are requested.
         """
         if not self.use_stca or num_frames is None:
             return super().forward(hidden_states, attention_mask, **kwargs)
+        if self.config.stca_implementation == "fast" and not kwargs.get("output_attentions"):
+            full, padded = self.fast_stca(hidden_states, attention_mask, num_frames, patch_grid, **kwargs)
+        else:
+            full, padded = self.reference_stca(hidden_states, attention_mask, num_frames, patch_grid, **kwargs)
+        return padded + self.mlp(self.layer_norm2(full))
+
+    def reference_stca(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        num_frames: int,
+        patch_grid: tuple[int, int] | None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Steps 1-5 as the method reads: the plain path, then LN1, attention and its projections on the mixed tokens of
+        every scale. hidden_states: `(B * T, L, D)` -> (`full`, `padded`), both `(B * T, L, D)`.
+        """
         full = hidden_states + self.self_attn(self.layer_norm1(hidden_states), attention_mask, **kwargs)[0]
         kept_index = self.sample_kept_patches(
             hidden_states.shape[0] // num_frames, num_frames, patch_grid or self.config.patch_grid, hidden_states.device
         )
         cross = self.space_time_cross_attention(hidden_states, kept_index, **kwargs)
-        padded = pad_cross_tokens(full, cross, kept_index.flatten(0, 1))
-        return padded + self.mlp(self.layer_norm2(full))
+        return full, pad_cross_tokens(full, cross, kept_index.flatten(0, 1))
+
+    def fast_stca(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        num_frames: int,
+        patch_grid: tuple[int, int] | None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Steps 1-5 with the plain path's q/k/v reused: every scale's q/k/v are the plain ones at `[CLS, kept]` plus a
+        rank-(2c + 2) correction (see `layer_norm_change_coefficients`); only the attention itself runs per scale, and
+        the output projection runs once on the mean over scales. Draws the same random numbers, in the same order, as
+        `reference_stca`. hidden_states: `(B * T, L, D)` -> (`full`, `padded`), both `(B * T, L, D)`.
+        """
+        attention = self.self_attn
+        projections = [attention.q_proj, attention.k_proj, attention.v_proj]
+        normed = self.layer_norm1(hidden_states)
+        plain_qkv = [projection(normed) for projection in projections]  # 3 x (BT, L, D)
+        plain = multi_head_attention(attention, *plain_qkv, attention_mask, **kwargs)  # (BT, L, D)
+        full = hidden_states + attention.out_proj(plain)
+        kept_index = self.sample_kept_patches(
+            hidden_states.shape[0] // num_frames, num_frames, patch_grid or self.config.patch_grid, hidden_states.device
+        )
+        frames, sequence_length, width = hidden_states.shape
+        rows = sequence_rows(kept_index, sequence_length)  # (BT * (1 + n),)
+        sequence = hidden_states.flatten(0, 1).index_select(0, rows).view(frames, -1, width)  # (BT, 1 + n, D)
+        sequence_qkv = torch.cat([p.flatten(0, 1).index_select(0, rows) for p in plain_qkv], dim=-1)  # (BT(1 + n), 3D)
+        sequence_qkv = sequence_qkv.view(frames, -1, 3 * width)  # (BT, 1 + n, 3D)
+        delta = self.mixing_deltas(sequence[:, 1:].unflatten(0, kept_index.shape[:2]))  # (S, BT, 1 + n, 2c)
+        ratio, coefficients = layer_norm_change_coefficients(sequence, delta, self.layer_norm1.eps)
+        basis = normalized_projection_basis(self.layer_norm1, projections, delta.shape[-1])  # (2 + 2c, 3D)
+        scale_qkv = (coefficients @ basis).addcmul_(ratio, sequence_qkv)  # (S, BT, 1 + n, 3D)
+        attended = sum(multi_head_attention(attention, *qkv.chunk(3, dim=-1), None, **kwargs) for qkv in scale_qkv)
+        cross = sequence + attention.out_proj(attended / len(scale_qkv))  # (BT, 1 + n, D)
+        cross[..., : delta.shape[-1]] += delta.mean(dim=0)
+        padded = full.flatten(0, 1).index_copy(0, rows, cross.flatten(0, 1)).view_as(full)
+        return full, padded
+
+    def mixing_deltas(self, kept: torch.Tensor) -> torch.Tensor:
+        """
+        What channel mixing adds to the first 2c channels of each `[CLS, kept]` token, per temporal scale (0 for CLS).
+
+        kept: `(B, T, n, D)` -> `(S, B * T, 1 + n, 2c)`.
+        """
+        kept_channels = kept[..., : 2 * self.channels_per_side]
+        mixed = torch.stack(
+            [mix_channels(kept_channels, scale, self.channels_per_side) for scale in self.config.temporal_scales]
+        )
+        return nn.functional.pad((mixed - kept_channels).flatten(1, 2), (0, 0, 1, 0))
 
     def sample_kept_patches(
         self, batch_size: int, num_frames: int, patch_grid: tuple[int, int], device

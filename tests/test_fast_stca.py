@@ -1,0 +1,134 @@
+"""The fast STCA path against the reference one (STDD_METHOD.md, "Cost"): same outputs, gradients and random draws."""
+
+import pytest
+import torch
+from conftest import tiny_clip_config
+from test_modeling_stdd import literal_stca_layer
+from transformers import CLIPModel
+from transformers.models.clip.modeling_clip import CLIPAttention
+
+from modeling_stdd import STDDModel, STDDVisionConfig
+from modeling_stdd.modeling_stdd import layer_norm_change_coefficients, normalized_projection_basis
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("clip")
+    CLIPModel(tiny_clip_config()).save_pretrained(path)
+    return path
+
+
+def fast_and_reference(clip_dir, **settings):
+    return [
+        STDDModel.from_pretrained(clip_dir, channel_fold=8, stca_implementation=implementation, **settings)
+        for implementation in ("fast", "reference")
+    ]
+
+
+def run(model, pixel_values, seed=0):
+    """Outputs and weight gradients of one forward + backward, masks drawn from `seed`."""
+    torch.manual_seed(seed)
+    output = model.get_video_features(pixel_values)
+    output.pooler_output.square().sum().backward()
+    gradients = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    return output.last_hidden_state, output.pooler_output, gradients
+
+
+def assert_same_outputs_and_gradients(fast, reference, pixel_values):
+    fast_hidden, fast_pooled, fast_gradients = run(fast, pixel_values)
+    reference_hidden, reference_pooled, reference_gradients = run(reference, pixel_values)
+    torch.testing.assert_close(fast_hidden, reference_hidden, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast_pooled, reference_pooled, atol=1e-5, rtol=1e-5)
+    assert fast_gradients.keys() == reference_gradients.keys() and len(fast_gradients) > 0
+    for name, gradient in reference_gradients.items():
+        tolerance = 1e-5 * max(gradient.abs().max().item(), 1.0)
+        torch.testing.assert_close(fast_gradients[name], gradient, atol=tolerance, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("num_frames, temporal_scales", [(1, [1, 2]), (3, [1]), (5, [1, 2]), (4, [3, 1])])
+def test_fast_path_matches_reference_outputs_and_gradients(
+    clip_dir, attn_implementation, training, num_frames, temporal_scales
+):
+    fast, reference = fast_and_reference(
+        clip_dir, attn_implementation=attn_implementation, temporal_scales=temporal_scales
+    )
+    pixel_values = torch.randn(2, num_frames, 3, 32, 32, generator=torch.Generator().manual_seed(num_frames))
+    assert_same_outputs_and_gradients(fast.train(training), reference.train(training), pixel_values)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(channel_fold=2),  # every channel moves: the correction is full rank
+        dict(mask_rate=0.0, spatial_repeat=False, temporal_shuffle=False),
+        dict(stca_layers=[1], mask_stride=[1, 4, 4], temporal_scales=[2]),
+    ],
+)
+def test_fast_path_matches_reference_across_stca_settings(clip_dir, settings):
+    fast, reference = (
+        STDDModel.from_pretrained(clip_dir, stca_implementation=implementation, **settings).train()
+        for implementation in ("fast", "reference")
+    )
+    assert_same_outputs_and_gradients(fast, reference, torch.randn(1, 4, 3, 32, 32))
+
+
+def test_training_draws_the_same_random_numbers_with_attention_dropout(clip_dir):
+    pixel_values = torch.randn(2, 3, 3, 32, 32)
+    pooled, next_draws = [], []
+    for model in fast_and_reference(clip_dir, attn_implementation="eager"):
+        for module in model.modules():
+            if isinstance(module, CLIPAttention):
+                module.dropout = 0.3
+        pooled.append(run(model.train(), pixel_values, seed=7)[1])
+        next_draws.append(torch.rand(4))  # the generator moved on by as many draws on both paths
+    torch.testing.assert_close(pooled[0], pooled[1], atol=1e-5, rtol=1e-5)
+    assert torch.equal(next_draws[0], next_draws[1])
+
+
+def test_layer_matches_the_literal_reading_on_both_paths(clip_dir):
+    for model in fast_and_reference(clip_dir):
+        layer = model.vision_model.encoder.layers[0]
+        hidden_states = torch.randn(2 * 3, 17, 32, generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            expected = literal_stca_layer(layer, hidden_states, 3)
+            actual = layer(hidden_states, None, num_frames=3)
+        torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_layer_norm_correction_reproduces_the_projection_of_changed_tokens():
+    generator = torch.Generator().manual_seed(0)
+    width, changed = 24, 6
+    layer_norm = torch.nn.LayerNorm(width)
+    projection = torch.nn.Linear(width, 10)
+    with torch.no_grad():
+        for parameter in (layer_norm.weight, layer_norm.bias):
+            parameter.copy_(torch.randn(width, generator=generator))
+    tokens = 3 * torch.randn(5, width, generator=generator) + 2
+    delta = 4 * torch.randn(2, 5, changed, generator=generator)  # two scales
+    ratio, coefficients = layer_norm_change_coefficients(tokens, delta, layer_norm.eps)
+    basis = normalized_projection_basis(layer_norm, [projection], changed)
+    actual = ratio * projection(layer_norm(tokens)) + coefficients @ basis
+    moved = tokens + torch.nn.functional.pad(delta, (0, width - changed))
+    torch.testing.assert_close(actual, projection(layer_norm(moved)), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_maps_are_returned_on_the_fast_setting(clip_dir):
+    fast, reference = fast_and_reference(clip_dir, attn_implementation="eager")
+    pixel_values = torch.randn(1, 2, 3, 32, 32)
+    with torch.no_grad():
+        fast_attentions = fast.eval().vision_model(pixel_values, output_attentions=True).attentions
+        reference_attentions = reference.eval().vision_model(pixel_values, output_attentions=True).attentions
+    assert len(fast_attentions) == len(reference_attentions) > 0
+    for fast_map, reference_map in zip(fast_attentions, reference_attentions):
+        torch.testing.assert_close(fast_map, reference_map)
+
+
+def test_stca_implementation_is_validated_and_routed_at_load(clip_dir):
+    with pytest.raises(ValueError, match="stca_implementation must be one of 'fast', 'reference', got 'quick'"):
+        STDDVisionConfig(stca_implementation="quick")
+    assert STDDVisionConfig().stca_implementation == "fast"
+    model = STDDModel.from_pretrained(clip_dir, stca_implementation="reference")
+    assert model.config.vision_config.stca_implementation == "reference"
