@@ -13,7 +13,6 @@ no download); the JSON holds every split's figures and their mean and std. Sever
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 # PyAV first: decord bundles its own FFmpeg libraries, and once they are loaded PyAV's VP8/VP9 encoders fail.
@@ -250,4 +249,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -746,4 +745,3 @@ def print_summary(results: dict):
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)
