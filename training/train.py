@@ -31,6 +31,7 @@ import yaml
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.tracking import GeneralTracker
 from accelerate.utils import set_seed
+from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
 
@@ -379,8 +380,8 @@ class Job:
     base_model: str
     model_overrides: dict
     processor: STDDProcessor
-    train_dataset: object
-    eval_dataset: object | None
+    train_dataset: Dataset
+    eval_dataset: Dataset | None
     label_texts: LabelTexts | None
     template: str
 
