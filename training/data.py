@@ -213,10 +213,10 @@ class VideoClipDataset(torch.utils.data.Dataset):
         )
 
     def decode(self, video: dict) -> torch.Tensor:
+        """One row's video (`{"path", "bytes"}`) to `(T, 3, S, S)`, or `(V, T, 3, S, S)` for several views."""
         source = video["bytes"] if video.get("bytes") else video["path"]
-        return self.video_processor(source, training=self.training, return_tensors="pt", **self.views)[
-            "pixel_values"
-        ][0]
+        outputs = self.video_processor(source, training=self.training, return_tensors="pt", **self.views)
+        return outputs["pixel_values"][0]
 
 
 def collate_clips(items: list[dict]) -> dict:
