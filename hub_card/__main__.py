@@ -14,7 +14,11 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a complete Hub repo folder for a trained model")
     export.add_argument("--model-dir", required=True, help="saved STDDModel or CLIPModel folder (or a CLIP Hub id)")
     export.add_argument("--output-dir", required=True, help="the repo folder to write")
-    export.add_argument("--eval-results", help="JSON file of evaluation results, for the card's model-index")
+    export.add_argument(
+        "--eval-results",
+        help="evaluation results for the card's model-index: the JSON of training/evaluate_zero_shot.py or "
+        "training/train.py, or a list of results",
+    )
     export.add_argument(
         "--label-texts",
         nargs="+",

@@ -89,13 +89,20 @@ def is_hub_model_id(value: str | None) -> bool:
 
 def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
     """
-    Read evaluation results from a JSON file: `{"results": [entry, ...]}` or a list of entries, each entry
+    Read evaluation results from a JSON file in one of three forms:
+
+    - what `training/evaluate_zero_shot.py` writes (`{"protocol": "ucf101", "mean": {"top1": ...}, "std": ...}`):
+      one result per metric, `mean ± std` over the protocol's splits;
+    - what `training/train.py` writes (`eval_results.json`, `{"zero_shot": {"stdd": {"top1": ...}, ...}}`): the
+      STDD run's zero-shot figures on the training job's held-out classes;
+    - `{"results": [entry, ...]}` or a list of entries, each entry
 
         {"dataset": "ucf101", "dataset_name": "UCF101", "split": "test", "config": "split_1",
          "metric": "accuracy", "metric_name": "Top-1 accuracy", "value": 0.853}
 
-    `dataset`, `metric` and `value` are required (`value` a number, or a string such as "85.3 ± 0.4"); the task is
-    zero-shot action recognition. Errors name the file, the entry and the field.
+      with `dataset`, `metric` and `value` required (`value` a number, or a string such as "85.3 ± 0.4").
+
+    The task is zero-shot action recognition. Errors name the file, the entry and the field.
     """
     path = Path(path)
     try:
@@ -104,10 +111,48 @@ def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
         raise FileNotFoundError(f"evaluation results file {path} does not exist") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON: {error}") from error
-    entries = data.get("results") if isinstance(data, Mapping) else data
+    entries = stdd_output_entries(data) if isinstance(data, Mapping) else None
+    if entries is None:
+        entries = data.get("results") if isinstance(data, Mapping) else data
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f'{path}: expected a non-empty list of results, or an object with a "results" list')
+        raise ValueError(
+            f'{path}: expected a non-empty list of results, an object with a "results" list, or the output of '
+            "training/train.py or training/evaluate_zero_shot.py"
+        )
     return [_eval_result(entry, f"{path}: results[{index}]") for index, entry in enumerate(entries)]
+
+
+METRIC_NAMES = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}
+
+
+def stdd_output_entries(data: Mapping) -> list[dict] | None:
+    """Result entries from the JSON of `evaluate_zero_shot.py` or `train.py`; None for any other object."""
+    if isinstance(data.get("mean"), Mapping) and isinstance(data.get("std"), Mapping) and "protocol" in data:
+        return [
+            {
+                "dataset": str(data["protocol"]),
+                "split": "test",
+                "metric": f"{name}_accuracy",
+                "metric_name": f"{METRIC_NAMES.get(name, name)} (mean ± std over splits)",
+                "value": f"{mean:.1f} ± {data['std'][name]:.1f}",
+            }
+            for name, mean in data["mean"].items()
+        ]
+    stdd_run = data.get("zero_shot", {}).get("stdd") if isinstance(data.get("zero_shot"), Mapping) else None
+    if isinstance(stdd_run, Mapping):
+        settings = data.get("settings") or {}
+        dataset = settings.get("eval_data") or "synthetic-motion"  # train.py's embedded job has no --eval-data
+        return [
+            {
+                "dataset": dataset,
+                "split": "held-out classes",
+                "metric": f"{name}_accuracy",
+                "metric_name": METRIC_NAMES.get(name, name),
+                "value": value,
+            }
+            for name, value in stdd_run.items()
+        ]
+    return None
 
 
 def _eval_result(entry, where: str) -> EvalResult:

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
 from safetensors import safe_open
 
 from hub_card import check_model_card, check_repo_folder, export_repo, plan_upload, push_repo, read_eval_results
 from hub_card.__main__ import main
-from hub_card.card import LICENSE
+from hub_card.card import LICENSE, card_metadata
 from hub_card.export import CONFIG_AUTO_MAP, code_files
 from modeling_stdd import STDDModel, STDDProcessor, STDDTokenizer
 from modeling_stdd.askg import LabelTexts
@@ -375,6 +376,31 @@ def test_eval_results_errors_name_the_file_entry_and_field(tmp_path):
     path.write_text(json.dumps([{"dataset": "ucf101", "metric": "accuracy", "value": 0.9, "top5": 1.0}]))
     with pytest.raises(ValueError, match=r"results\[0\]: unknown fields \['top5'\]"):
         read_eval_results(path)
+
+
+def test_eval_results_read_the_outputs_of_training_and_zero_shot_evaluation(tmp_path):
+    protocol = tmp_path / "ucf101.json"
+    protocol.write_text(json.dumps({
+        "model": "outputs/stdd/model", "protocol": "ucf101", "views": {"num_clips": 3, "num_crops": 1},
+        "splits": {"split_1": {"top1": 80.0, "top5": 95.0}, "split_2": {"top1": 82.0, "top5": 96.0}},
+        "mean": {"top1": 81.0, "top5": 95.5}, "std": {"top1": 1.0, "top5": 0.5},
+    }))
+    results = read_eval_results(protocol)
+    assert [(r.dataset_type, r.metric_type, r.metric_value) for r in results] == [
+        ("ucf101", "top1_accuracy", "81.0 ± 1.0"), ("ucf101", "top5_accuracy", "95.5 ± 0.5")
+    ]
+    training = tmp_path / "eval_results.json"
+    training.write_text(json.dumps({
+        "zero_shot": {"stdd": {"top1": 100.0, "top5": 100.0}, "frame_mean_baseline": {"top1": 33.3, "top5": 99.5}},
+        "training": {}, "settings": {"job": "embedded synthetic motion", "eval_data": None},
+    }))
+    results = read_eval_results(training)
+    assert [(r.dataset_type, r.metric_type, r.metric_value) for r in results] == [
+        ("synthetic-motion", "top1_accuracy", 100.0), ("synthetic-motion", "top5_accuracy", 100.0)
+    ]
+    model_index = card_metadata("tiny-stdd", eval_results=results).to_dict()["model-index"]
+    _, round_trip = model_index_to_eval_results(model_index)
+    assert [(r.dataset_type, r.metric_value) for r in round_trip] == [("synthetic-motion", 100.0)] * 2
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -724,8 +724,9 @@ def main(argv: list[str] | None = None) -> dict:
         "job": "embedded synthetic motion" if args.embedded else "custom",
         "base_model": job.base_model,
         "model_overrides": job.model_overrides,
-        **{key: getattr(args, key) for key in ("num_frames", "batch_size", "epochs", "max_steps", "learning_rate",
-                                              "warmup_epochs", "distillation_weight", "average_epochs", "seed")},
+        **{key: getattr(args, key) for key in ("train_data", "eval_data", "num_frames", "batch_size", "epochs",
+                                              "max_steps", "learning_rate", "warmup_epochs", "distillation_weight",
+                                              "average_epochs", "seed")},
         "num_processes": accelerator.num_processes,
     }
     if accelerator.is_main_process:
