@@ -24,6 +24,7 @@ import modeling_stdd
 from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.configuration_stdd import STDD_VISION_FIELDS
+from modeling_stdd.file_utils import move_into_place
 from modeling_stdd.pipeline_stdd import (
     EXPORTED_LABEL_TEXTS_DIR,
     ZeroShotVideoClassificationPipeline,
@@ -269,22 +270,6 @@ def apply_default_permissions(folder: Path) -> None:
     os.umask(umask)
     for path in [folder, *folder.rglob("*")]:
         os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def move_into_place(staging_dir: Path, output_dir: Path) -> None:
-    """Replace `output_dir` by `staging_dir`; an old folder is renamed aside first, removed once the new one is in."""
-    if not output_dir.exists():
-        os.rename(staging_dir, output_dir)
-        return
-    replaced = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.replaced-", dir=output_dir.parent))
-    os.rename(output_dir, replaced / output_dir.name)
-    try:
-        os.rename(staging_dir, output_dir)
-    except BaseException:
-        os.rename(replaced / output_dir.name, output_dir)
-        raise
-    finally:
-        shutil.rmtree(replaced, ignore_errors=True)
 
 
 def export_repo(

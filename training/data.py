@@ -26,6 +26,7 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Video, load_dataset
 
 from modeling_stdd.askg import LabelTexts
+from modeling_stdd.file_utils import move_into_place
 from modeling_stdd.video_io import write_video
 
 
@@ -347,8 +348,7 @@ def build_synthetic_motion_dataset(root: str | os.PathLike, spec: SyntheticMotio
     texts = {name: [SYNTHETIC_PROMPT.format(name)] for name in train_classes + held_out_classes}
     LabelTexts(texts, source="synthetic motion set").save(partial / "label_texts.json")
     (partial / "manifest.json").write_text(expected)
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(partial, directory)
+    move_into_place(partial, directory)
     return directory
 
 

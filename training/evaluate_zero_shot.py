@@ -27,6 +27,7 @@ from transformers.image_utils import SizeDict
 
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.file_utils import write_text_atomically
 from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
 from training.objective import ClassPrompts, encode_class_prompts
@@ -192,12 +193,7 @@ def check_args(args, parser: argparse.ArgumentParser):
 
 
 def write_json_atomically(path: str | os.PathLike, data) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, path)
-    return path
+    return write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def load_processor(model_path: str, image_size: int, num_frames: int) -> STDDProcessor:

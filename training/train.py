@@ -37,6 +37,7 @@ from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
 
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.file_utils import move_into_place
 from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set, save_prompt_embeddings
 from training.data import (
     SYNTHETIC_PROMPT,
@@ -400,7 +401,7 @@ def save_tiny_random_clip(directory: Path, image_size: int, seed: int) -> Path:
     partial = directory.with_name(f".{directory.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     CLIPModel(config).save_pretrained(partial)
-    os.replace(partial, directory)
+    move_into_place(partial, directory)
     return directory
 
 
@@ -505,8 +506,7 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, epoch: int, keep: i
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
+        move_into_place(partial, final)
         for old in checkpoint_dirs(run_dir)[:-keep]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
@@ -683,8 +683,7 @@ def save_model_folder(run: TrainedRun, job: Job, folder: Path):
         prompts = encode_class_prompts(run.model, job.processor.tokenizer, list(label_set.prompts),
                                        label_set.prompt_class_ids, len(class_names))
         save_prompt_embeddings(texts_file, list(label_set.prompts), prompts.text_embeds)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(partial, folder)
+    move_into_place(partial, folder)
 
 
 def label_set_texts(label_set) -> dict[str, list[str]]:

@@ -15,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 
 from .schema import CLAUSE_FIELDS, ASKGEntry, entries_from_yaml_text, read_label_db, validate_entries
-from .schema import entries_with_errors, write_text_atomically
+from ..file_utils import write_text_atomically
+from .schema import entries_with_errors
 
 
 # Our eight templates. They mix the video framing with the photo framing CLIP was pretrained on (each frame is

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from ..file_utils import write_text_atomically
+
 
 @dataclass(frozen=True)
 class Triple:
@@ -264,23 +266,6 @@ def dump_entries(entries: Mapping[str, ASKGEntry]) -> str:
                 lines.append(f"  {name}: []")
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
-
-
-def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` (UTF-8) to a temporary file next to `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_askg_file(entries: Mapping[str, ASKGEntry], path: str | os.PathLike) -> Path:
