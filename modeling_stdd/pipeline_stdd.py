@@ -190,6 +190,17 @@ def save_prompt_embeddings(texts_file: str | os.PathLike, prompts: Sequence[str]
     return path
 
 
+def encode_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = TEXT_BATCH_SIZE) -> torch.Tensor:
+    """Un-normalized text-tower embeddings `(len(prompts), projection_dim)` of `prompts`, `batch_size` at a time."""
+    embeds = []
+    with torch.no_grad():
+        for start in range(0, len(prompts), batch_size):
+            batch = list(prompts[start : start + batch_size])
+            inputs = tokenizer(batch, padding=True, truncation=True, return_tensors="pt").to(model.device)
+            embeds.append(model.get_text_features(**inputs).pooler_output)
+    return torch.cat(embeds)
+
+
 def build_label_set(
     candidate_labels: str | Sequence[str] | None,
     hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
@@ -485,9 +496,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         if all(embeds is not None for embeds in stored):
             text_embeds = torch.stack(stored)
         else:
-            batches = [prompts[start : start + TEXT_BATCH_SIZE] for start in range(0, len(prompts), TEXT_BATCH_SIZE)]
-            with torch.no_grad():
-                text_embeds = torch.cat([self._encode_prompts(batch) for batch in batches])
+            text_embeds = encode_prompts(self.model, self.tokenizer, prompts)
         prompt_class_ids = None
         if label_set.prompt_class_ids is not None:
             prompt_class_ids = torch.tensor(label_set.prompt_class_ids, device=text_embeds.device)
@@ -510,8 +519,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 logger.warning(f"{embeddings_file} holds embeddings of other prompts; ignoring it.")
                 return False
             text_embeds = file.get_tensor("text_embeds").to(self.device, self.model.dtype)
-        with torch.no_grad():
-            sample = self._encode_prompts(prompts[:PROMPTS_TO_VERIFY])
+        sample = encode_prompts(self.model, self.tokenizer, prompts[:PROMPTS_TO_VERIFY])
         cosine = torch.nn.functional.cosine_similarity(sample.float(), text_embeds[: len(sample)].float(), dim=-1)
         if cosine.min() < MIN_VERIFIED_COSINE:
             logger.warning(f"{embeddings_file} was computed by another model (cosine {cosine.min():.4f}); ignoring it.")
@@ -543,10 +551,6 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         if not self.model.name_or_path:
             return None
         return cached_file(self.model.name_or_path, filename, _raise_exceptions_for_missing_entries=False)
-
-    def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
-        text_inputs = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt").to(self.device)
-        return self.model.get_text_features(**text_inputs).pooler_output
 
     def _decode_short_side(self) -> int | None:
         """Short side the video processor decodes large files at: its `decode_short_side`, else its resize target."""
@@ -586,6 +590,7 @@ __all__ = [
     "ZeroShotVideoClassificationPipeline",
     "build_label_set",
     "candidate_label_list",
+    "encode_prompts",
     "prompt_embeddings_file",
     "prompts_digest",
     "save_prompt_embeddings",

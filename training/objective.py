@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from modeling_stdd import STDDModel, class_scores
+from modeling_stdd.pipeline_stdd import encode_prompts
 
 
 # Residual projector: f' = f + PROJECTOR_SCALE * Proj(f).
@@ -84,13 +85,8 @@ def encode_class_prompts(
     batch_size: int = 256,
 ) -> ClassPrompts:
     """Encode `prompts` with the model's text tower in batches of `batch_size` (see `ClassPrompts`)."""
-    device = model.logit_scale.device
-    embeds = []
-    for start in range(0, len(prompts), batch_size):
-        inputs = tokenizer(prompts[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
-        embeds.append(model.get_text_features(**inputs.to(device)).pooler_output.float())
-    text_embeds = nn.functional.normalize(torch.cat(embeds), dim=-1)
-    class_ids = None if prompt_class_ids is None else torch.tensor(prompt_class_ids, device=device)
+    text_embeds = nn.functional.normalize(encode_prompts(model, tokenizer, prompts, batch_size).float(), dim=-1)
+    class_ids = None if prompt_class_ids is None else torch.tensor(prompt_class_ids, device=text_embeds.device)
     return ClassPrompts(text_embeds, class_ids, num_classes)
 
 

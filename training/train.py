@@ -546,6 +546,7 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     set_seed(args.seed)
     image_size = args.image_size or job.processor.video_processor.crop_size["height"]
     model, interpolate = load_model(job, overrides, image_size)
+    model.to(accelerator.device)  # the class prompts below are encoded on the training device
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     teacher = FrozenImageTower(model).to(accelerator.device) if args.distillation_weight else None
