@@ -8,6 +8,11 @@ reports medians over rounds and their ratio to CLIP's median.
     eval   forward under `torch.inference_mode`
     train  forward + backward of `pooler_output.float().square().mean()` (no optimizer update)
 
+"paired ratio" is the median over rounds of a row's time over CLIP's time in the same round, which cancels most of the
+drift of a shared machine. "FLOP ratio" counts the floating-point operations of one step with
+`torch.utils.flop_counter` (matrix products and attention, with eager attention so that every product is counted): the
+cost a perfectly efficient implementation would pay, free of timing noise.
+
 Peak memory is what one step allocates beyond the weights and the input: on CUDA from the caching allocator's
 statistics, on CPU from the process's peak resident set (each measured in a fresh process).
 
@@ -29,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from transformers import CLIPConfig, CLIPModel, XCLIPConfig, XCLIPModel  # noqa: E402
 
 from modeling_stdd import STDDConfig, STDDModel  # noqa: E402
@@ -57,6 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--modes", nargs="+", default=["eval", "train"], choices=["eval", "train"])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    parser.add_argument("--no-flops", action="store_true", help="skip counting floating-point operations")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -168,6 +175,15 @@ def time_rows(args: argparse.Namespace, mode: str) -> dict[str, list[float]]:
     return seconds
 
 
+def step_flops(name: str, mode: str, args: argparse.Namespace) -> int:
+    """Floating-point operations of one step of a row, counted with eager attention so that every product shows."""
+    counting = argparse.Namespace(**{**vars(args), "attn_implementation": "eager", "compile": False})
+    step = make_step(name, build_model(name, counting), mode, counting)
+    with FlopCounterMode(display=False) as counter:
+        step(make_video(counting))
+    return counter.get_total_flops()
+
+
 def _resident_kib(field: str) -> int:
     """`VmRSS` or `VmHWM` of this process, in KiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -217,12 +233,17 @@ def main(argv=None):
     for mode in args.modes:
         seconds = time_rows(args, mode)
         base = statistics.median(seconds["clip"])
+        clip_flops = None if args.no_flops else step_flops("clip", mode, args)
         for name, values in seconds.items():
             results[(name, mode)] = dict(
                 median_ms=1000 * statistics.median(values),
                 ratio=statistics.median(values) / base,
+                paired_ratio=statistics.median(value / clip for value, clip in zip(values, seconds["clip"])),
                 best_ratio=min(values) / min(seconds["clip"]),
             )
+            if not args.no_flops:
+                flops = step_flops(name, mode, args)
+                results[(name, mode)].update(gflops=flops / 1e9, flop_ratio=flops / clip_flops)
             if not args.no_memory:
                 results[(name, mode)]["peak_mib"] = peak_memory_mib(name, mode, args)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -233,12 +254,14 @@ def main(argv=None):
         f"scales {args.temporal_scales}  ViT {args.hidden_size}w x {args.num_layers}L /{args.patch_size} "
         f"@ {args.image_size}px  rounds {args.rounds}  load avg {load}"
     )
-    print("| model | mode | median ms | ratio vs CLIP | best/best ratio | peak MiB |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| model | mode | median ms | ratio vs CLIP | paired ratio | best/best ratio | GFLOP | FLOP ratio | peak MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for (name, mode), row in results.items():
         peak = f"{row['peak_mib']:.0f}" if "peak_mib" in row else "-"
+        gflops, flop_ratio = (f"{row['gflops']:.1f}", f"{row['flop_ratio']:.3f}") if "gflops" in row else ("-", "-")
         print(
-            f"| {name} | {mode} | {row['median_ms']:.0f} | {row['ratio']:.3f} | {row['best_ratio']:.3f} | {peak} |"
+            f"| {name} | {mode} | {row['median_ms']:.0f} | {row['ratio']:.3f} | {row['paired_ratio']:.3f} "
+            f"| {row['best_ratio']:.3f} | {gflops} | {flop_ratio} | {peak} |"
         )
     if args.json:
         rows = [dict(model=name, mode=mode, **row) for (name, mode), row in results.items()]
