@@ -142,8 +142,22 @@ def test_unreadable_video_is_skipped_and_counted(video_folder, processor, caplog
     assert "unreadable" in caplog.text and "0.mp4" in caplog.text
     batch = collate_clips([clips[index] for index in range(len(clips))])
     assert batch["num_skipped"].item() == 1 and batch["pixel_values"].shape == (4, 4, 3, 32, 32)
+    assert batch["readable"].all()
     with pytest.raises(ValueError, match="0.mp4"):
         VideoClipDataset(dataset, processor.video_processor, training=True, skip_unreadable=False)[row]
+
+
+def test_evaluation_leaves_an_unreadable_video_out_instead_of_replacing_it(video_folder, processor):
+    broken = video_folder / "waving" / "0.mp4"
+    broken.write_bytes(b"not a video at all")
+    dataset = load_video_dataset(str(video_folder))
+    row = next(index for index, video in enumerate(dataset["video"]) if video["path"] == str(broken))
+    clips = VideoClipDataset(dataset, processor.video_processor, training=False)
+    assert clips[row] == {"pixel_values": None, "labels": dataset[row]["label"], "num_skipped": 1}
+    batch = collate_clips([clips[index] for index in range(len(clips))])
+    assert batch["readable"].tolist() == [index != row for index in range(len(clips))]
+    assert batch["pixel_values"].shape == (3, 4, 3, 32, 32) and batch["labels"].shape == (4,)
+    assert collate_clips([clips[row]])["pixel_values"] is None
 
 
 def test_evaluation_views(video_folder, processor):

@@ -154,6 +154,33 @@ def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_
     assert results["splits"]["test"]["top5"] == 100.0  # two classes: always in the top 5
 
 
+def test_unreadable_videos_are_left_out_of_the_scores_and_counted(stdd_folder, tmp_path, make_video, caplog):
+    for name in ("waving", "clapping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for index in range(3):
+            make_video(f"{name}{index}.mp4", num_frames=8).rename(tmp_path / "data" / name / f"{index}.mp4")
+    (tmp_path / "data" / "waving" / "1.mp4").write_bytes(b"not a video")
+    (tmp_path / "data" / "clapping" / "0.mp4").write_bytes(b"")
+    results = main([
+        "--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--batch-size", "2", "--num-workers", "0",
+        "--label-texts", "none", "--output", str(tmp_path / "out.json"),
+    ])
+    # The two bad files are neither scored nor replaced by a neighbour, which would count that neighbour twice.
+    assert results["num_videos"] == {"test": 4}
+    assert results["num_unreadable"] == {"test": 2}
+    assert "1.mp4" in caplog.text and "0.mp4" in caplog.text
+
+
+def test_a_split_without_a_readable_video_is_an_error(stdd_folder, tmp_path):
+    (tmp_path / "data" / "waving").mkdir(parents=True)
+    (tmp_path / "data" / "waving" / "0.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="no readable video in split 'test'"):
+        main([
+            "--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-workers", "0",
+            "--label-texts", "none", "--output", str(tmp_path / "out.json"),
+        ])
+
+
 def test_evaluation_script_runs_the_ucf101_protocol(stdd_folder, tmp_path, make_video):
     split_dir = write_ucf101_layout(tmp_path)
     listed = [line for split in (1, 2, 3) for line in (split_dir / f"testlist0{split}.txt").read_text().split()]
@@ -198,9 +225,13 @@ def test_predictions_average_softmax_over_views(stdd_folder):
     prompts = encode_class_prompts(model, processor.tokenizer, ["a.", "b.", "c."], None, 3)
     torch.manual_seed(0)
     views = torch.randn(2, 3, 4, 3, 32, 32)
-    batches = [{"pixel_values": views, "labels": torch.tensor([0, 1])}]
-    scores, labels = predict(model, batches, prompts, Accelerator())
+    # The middle video of the first batch and the whole second batch could not be read.
+    batches = [
+        {"pixel_values": views, "labels": torch.tensor([0, 2, 1]), "readable": torch.tensor([True, False, True])},
+        {"pixel_values": None, "labels": torch.tensor([2]), "readable": torch.tensor([False])},
+    ]
+    scores, labels, num_unreadable = predict(model, batches, prompts, Accelerator())
     with torch.no_grad():
         logits = model(pixel_values=views.flatten(0, 1), text_embeds=prompts.text_embeds).logits_per_video
     expected = logits.softmax(-1).unflatten(0, (2, 3)).mean(1)
-    assert np.allclose(scores, expected.numpy(), atol=1e-6) and labels.tolist() == [0, 1]
+    assert np.allclose(scores, expected.numpy(), atol=1e-6) and labels.tolist() == [0, 1] and num_unreadable == 2

@@ -201,9 +201,12 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_data, tiny_
 
 def test_unreadable_videos_are_skipped_and_counted(tiny_data, tiny_clip_dir, tmp_path):
     (tiny_data / "train" / "waving" / "1.mp4").write_bytes(b"\x00" * 100)
+    (tiny_data / "eval" / "sitting" / "0.mp4").write_bytes(b"")
     results = main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "out", "--epochs", "1",
                                   "--distillation-weight", "0"))
     assert results["training"]["stdd"]["skipped_videos"] == 1
+    # Evaluation leaves the bad file out rather than scoring its neighbour twice.
+    assert results["zero_shot_videos"]["stdd"] == {"num_videos": 3, "num_unreadable": 1}
     with pytest.raises(ValueError, match="1.mp4"):
         main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "strict", "--epochs", "1",
                             "--fail-on-unreadable-video"))
@@ -228,6 +231,7 @@ def test_embedded_job_builds_its_data_and_compares_with_the_baseline(tmp_path, m
 
 def test_accelerate_launch_with_two_cpu_processes(tiny_data, tiny_clip_dir, tmp_path):
     """Several processes only through accelerate: two CPU processes, no `accelerate config` on this machine."""
+    (tiny_data / "eval" / "running" / "1.mp4").write_bytes(b"not a video")  # the processes gather unequal counts
     home = tmp_path / "home"
     home.mkdir()
     command = [
@@ -243,4 +247,5 @@ def test_accelerate_launch_with_two_cpu_processes(tiny_data, tiny_clip_dir, tmp_
     results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     assert results["settings"]["num_processes"] == 2
     assert results["training"]["stdd"]["optimizer_steps"] == 2
+    assert results["zero_shot_videos"]["stdd"] == {"num_videos": 3, "num_unreadable": 1}
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file()

@@ -183,9 +183,12 @@ class VideoClipDataset(torch.utils.data.Dataset):
     """
     Decodes the videos of a video data set on access with `video_processor` (training or evaluation sampling).
 
-    Item: `{"pixel_values": (T, 3, S, S) or (V, T, 3, S, S), "labels": int, "num_skipped": int}`. A video that
-    cannot be read is logged and replaced by the next readable one (`num_skipped` counts the files passed over), so
-    an epoch never stops on one bad file; with `skip_unreadable=False` the error is raised instead.
+    Item: `{"pixel_values": (T, 3, S, S) or (V, T, 3, S, S), "labels": int, "num_skipped": int}`. A video that cannot
+    be read is logged; with `skip_unreadable=False` the error is raised instead.
+    - Training replaces it by the next readable one (`num_skipped` counts the files passed over), so an epoch never
+      stops on one bad file.
+    - Evaluation leaves it out: its item has `pixel_values` None and `num_skipped` 1, so that no video is scored in its
+      place and none twice.
     """
 
     def __init__(self, dataset: Dataset, video_processor, training: bool, skip_unreadable: bool = True, **views):
@@ -199,7 +202,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        for num_skipped in range(min(MAX_REPLACEMENT_TRIES, len(self))):
+        tries = min(MAX_REPLACEMENT_TRIES, len(self)) if self.training else 1
+        for num_skipped in range(tries):
             row = self.dataset[(index + num_skipped) % len(self)]
             try:
                 pixel_values = self.decode(row["video"])
@@ -209,6 +213,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 logger.warning(f"Skipping an unreadable video: {error}")
                 continue
             return {"pixel_values": pixel_values, "labels": row["label"], "num_skipped": num_skipped}
+        if not self.training:
+            return {"pixel_values": None, "labels": row["label"], "num_skipped": 1}
         raise RuntimeError(
             f"No readable video among {MAX_REPLACEMENT_TRIES} consecutive files from row {index}; check the data."
         )
@@ -221,10 +227,16 @@ class VideoClipDataset(torch.utils.data.Dataset):
 
 
 def collate_clips(items: list[dict]) -> dict:
-    """Stack items of `VideoClipDataset`; `num_skipped` sums the unreadable files behind the batch."""
+    """
+    Stack items of `VideoClipDataset`. `labels` `(B,)` and `readable` `(B,)` cover every item, `pixel_values` the
+    readable ones only (None when there are none), and `num_skipped` sums the unreadable files behind the batch.
+    """
+    readable = [item["pixel_values"] is not None for item in items]
     return {
-        "pixel_values": torch.stack([item["pixel_values"] for item in items]),
+        "pixel_values": torch.stack([item["pixel_values"] for item in items if item["pixel_values"] is not None])
+        if any(readable) else None,
         "labels": torch.tensor([item["labels"] for item in items]),
+        "readable": torch.tensor(readable),
         "num_skipped": torch.tensor(sum(item["num_skipped"] for item in items)),
     }
 

@@ -87,28 +87,42 @@ def predict(
     interpolate_pos_encoding: bool = False,
 ):
     """
-    Class probabilities of every video of `loader` (a softmax over the classes per view, averaged over the views)
-    and the labels, gathered from all processes: `(scores (N, K) float numpy, labels (N,) int numpy)`.
+    Class probabilities of every readable video of `loader` (a softmax over the classes per view, averaged over the
+    views) and their labels, gathered from all processes, and how many videos could not be read:
+    `(scores (N, K) float numpy, labels (N,) int numpy, num_unreadable int)`.
     """
     model.eval()
     prompts = prompts.to(accelerator.device)
-    all_scores, all_labels = [], []
+    all_scores, all_labels, all_readable = [], [], []
     for batch in tqdm(loader, desc=description, disable=not accelerator.is_local_main_process, leave=False):
-        pixel_values = batch["pixel_values"]
-        if pixel_values.ndim == 5:  # one view: (B, T, 3, S, S)
-            pixel_values = pixel_values.unsqueeze(1)
-        batch_size, num_views = pixel_values.shape[:2]
-        outputs = model(
-            pixel_values=pixel_values.flatten(0, 1).to(model.dtype),
-            text_embeds=prompts.text_embeds.to(model.dtype),
-            prompt_class_ids=prompts.prompt_class_ids,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-        )
-        scores = outputs.logits_per_video.float().softmax(-1).unflatten(0, (batch_size, num_views)).mean(1)
-        scores, labels = accelerator.gather_for_metrics((scores, batch["labels"]))
+        readable = batch["readable"].to(accelerator.device)
+        # Every process gathers a row per item, readable or not, so that the processes' gathers stay the same size.
+        scores = torch.full((len(readable), prompts.num_classes), float("nan"), device=accelerator.device)
+        if batch["pixel_values"] is not None:
+            scores[readable] = video_scores(model, batch["pixel_values"], prompts, interpolate_pos_encoding)
+        scores, labels, readable = accelerator.gather_for_metrics((scores, batch["labels"], readable.long()))
         all_scores.append(scores.cpu())
         all_labels.append(labels.cpu())
-    return torch.cat(all_scores).numpy(), torch.cat(all_labels).numpy()
+        all_readable.append(readable.cpu().bool())
+    readable = torch.cat(all_readable)
+    scores, labels = torch.cat(all_scores)[readable], torch.cat(all_labels)[readable]
+    return scores.numpy(), labels.numpy(), int((~readable).sum())
+
+
+def video_scores(
+    model: STDDModel, pixel_values: torch.Tensor, prompts: ClassPrompts, interpolate_pos_encoding: bool
+) -> torch.Tensor:
+    """Class probabilities of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, averaged over the V views: `(B, K)`."""
+    if pixel_values.ndim == 5:  # one view: (B, T, 3, S, S)
+        pixel_values = pixel_values.unsqueeze(1)
+    batch_size, num_views = pixel_values.shape[:2]
+    outputs = model(
+        pixel_values=pixel_values.flatten(0, 1).to(model.dtype),
+        text_embeds=prompts.text_embeds.to(model.dtype),
+        prompt_class_ids=prompts.prompt_class_ids,
+        interpolate_pos_encoding=interpolate_pos_encoding,
+    )
+    return outputs.logits_per_video.float().softmax(-1).unflatten(0, (batch_size, num_views)).mean(1)
 
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k=(1, 5)) -> dict[str, float]:
@@ -228,15 +242,20 @@ def main(argv: list[str] | None = None) -> dict:
             split.dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
             num_clips=args.num_clips, num_crops=args.num_crops,
         )
-        scores, labels = predict(model, accelerator.prepare(loader), prompts, accelerator, split.name)
-        per_split[split.name] = {**top_k_accuracy(scores, labels), "num_videos": int(len(labels))}
+        scores, labels, num_unreadable = predict(model, accelerator.prepare(loader), prompts, accelerator, split.name)
+        if len(labels) == 0:
+            raise ValueError(f"There is no readable video in split '{split.name}' ({num_unreadable} unreadable).")
+        counts = {"num_videos": int(len(labels)), "num_unreadable": num_unreadable}
+        per_split[split.name] = {**top_k_accuracy(scores, labels), **counts}
         accelerator.print(f"{split.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in per_split[split.name].items()))
+        if num_unreadable:
+            accelerator.print(f"{split.name}: {num_unreadable} unreadable videos were left out of the scores.")
     results = {
         "model": args.model,
         "protocol": args.protocol or "custom",
         "views": {"num_clips": args.num_clips, "num_crops": args.num_crops},
-        **summarize({name: {k: v for k, v in split.items() if k != "num_videos"} for name, split in per_split.items()}),
-        "num_videos": {name: split["num_videos"] for name, split in per_split.items()},
+        **summarize({name: {k: v for k, v in split.items() if k not in counts} for name, split in per_split.items()}),
+        **{count: {name: split[count] for name, split in per_split.items()} for count in counts},
     }
     if accelerator.is_main_process:
         write_json_atomically(args.output, results)

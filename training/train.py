@@ -655,15 +655,20 @@ def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optim
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def evaluate_run(args, job: Job, run: TrainedRun) -> dict[str, float]:
-    """Zero-shot top-1 / top-5 (percent) on the evaluation data, one view per video."""
+def evaluate_run(args, job: Job, run: TrainedRun) -> tuple[dict[str, float], dict[str, int]]:
+    """
+    Zero-shot top-1 / top-5 (percent) on the evaluation data, one view per video, and the counts of videos scored and
+    left out as unreadable.
+    """
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
     prompts = class_prompts(run.model, job.processor.tokenizer, eval_class_names(job), job.label_texts, job.template)
     loader = evaluation_loader(job.eval_dataset, job.processor, args.eval_batch_size, args.num_workers,
                                not args.fail_on_unreadable_video)
-    scores, labels = predict(run.model.to(accelerator.device), accelerator.prepare(loader), prompts, accelerator,
-                             interpolate_pos_encoding=run.interpolate_pos_encoding)
-    return top_k_accuracy(scores, labels, k=(1, 5))
+    scores, labels, num_unreadable = predict(run.model.to(accelerator.device), accelerator.prepare(loader), prompts,
+                                             accelerator, interpolate_pos_encoding=run.interpolate_pos_encoding)
+    if len(labels) == 0:
+        raise ValueError(f"There is no readable video in the evaluation data ({num_unreadable} unreadable).")
+    return top_k_accuracy(scores, labels, k=(1, 5)), {"num_videos": len(labels), "num_unreadable": num_unreadable}
 
 
 def save_model_folder(run: TrainedRun, job: Job, folder: Path):
@@ -708,13 +713,15 @@ def main(argv: list[str] | None = None) -> dict:
     runs = [("stdd", {}, output_dir)]
     if args.frame_mean_baseline:
         runs.append((BASELINE_NAME, {"stca_layers": []}, output_dir / BASELINE_NAME))
-    results = {"zero_shot": {}, "training": {}}
+    results = {"zero_shot": {}, "zero_shot_videos": {}, "training": {}}
     for name, overrides, run_dir in runs:
         run = train_run(args, job, name, overrides, run_dir)
         results["training"][name] = run.summary
         if job.eval_dataset is not None:
-            results["zero_shot"][name] = evaluate_run(args, job, run)
-            accelerator.print(f"[{name}] zero-shot on {len(job.eval_dataset)} videos of "
+            results["zero_shot"][name], videos = evaluate_run(args, job, run)
+            results["zero_shot_videos"][name] = videos
+            unreadable = f" ({videos['num_unreadable']} unreadable left out)" if videos["num_unreadable"] else ""
+            accelerator.print(f"[{name}] zero-shot on {videos['num_videos']} videos{unreadable} of "
                               f"{len(eval_class_names(job))} unseen classes: " +
                               ", ".join(f"{k} {v:.1f}" for k, v in results["zero_shot"][name].items()))
         if accelerator.is_main_process:
