@@ -56,6 +56,22 @@ def test_video_folder_classes_come_from_sub_folders(video_folder, tmp_path):
                for video, label in zip(dataset["video"], dataset["label"]))
 
 
+def test_every_video_below_a_class_folder_is_of_that_class(video_folder):
+    """Nested folders and every suffix the processor reads (webm, m4v, ...) count for the top-level class folder."""
+    (video_folder / "waving" / "outdoor").mkdir()
+    (video_folder / "waving" / "0.mp4").rename(video_folder / "waving" / "outdoor" / "0.mp4")
+    (video_folder / "waving" / "1.mp4").rename(video_folder / "waving" / "1.m4v")
+    (video_folder / "clapping").mkdir()
+    (video_folder / "jumping jacks" / "0.mp4").rename(video_folder / "clapping" / "0.webm")
+    (video_folder / "clapping" / "notes.txt").write_text("not a video")
+    dataset = load_video_dataset(str(video_folder))
+    names = class_names_of(dataset)
+    assert names == ["clapping", "jumping jacks", "waving"]
+    by_class = {name: sorted(Path(video["path"]).name for video, label in zip(dataset["video"], dataset["label"])
+                             if names[label] == name) for name in names}
+    assert by_class == {"clapping": ["0.webm"], "jumping jacks": ["1.mp4"], "waving": ["0.mp4", "1.m4v"]}
+
+
 def test_video_folder_without_class_folders_is_rejected(tmp_path):
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(ValueError, match="class folders without videos"):

@@ -4,7 +4,7 @@ Video classification data for training and zero-shot evaluation, held in Hugging
 A data set is a `datasets.Dataset` with a `video` column (`Video(decode=False)`: a path or bytes per row) and a
 `label` column (`ClassLabel`, whose names are the class names). Three sources are read:
 
-- a folder with one sub-folder per class (the `videofolder` builder);
+- a folder with one sub-folder per class (every video below a class folder, nested ones too, is of that class);
 - a list file of `relative/path,label_index` lines, a video root and an index-to-class JSON (the authors' format);
 - a Hub dataset id with a video column.
 
@@ -48,20 +48,24 @@ def video_features(class_names: Sequence[str]) -> Features:
     return Features({"video": Video(decode=False), "label": ClassLabel(names=list(class_names))})
 
 
-def load_video_folder(directory: str | os.PathLike, cache_dir: str | None = None) -> Dataset:
-    """A folder with one sub-folder per class (the sub-folder name is the class name), read by `videofolder`."""
+def load_video_folder(directory: str | os.PathLike) -> Dataset:
+    """
+    A folder with one sub-folder per class: the sub-folder name is the class name, and every video file below it
+    (`VIDEO_SUFFIXES`, in nested folders too) belongs to that class.
+    """
     directory = Path(directory)
     class_dirs = sorted(path for path in directory.iterdir() if path.is_dir()) if directory.is_dir() else []
     if not class_dirs:
         raise ValueError(f"{directory}: expected a folder with one sub-folder of videos per class, found none.")
-    empty = [path.name for path in class_dirs if not any(_is_video(file) for file in path.rglob("*"))]
+    videos = {path.name: sorted(str(file) for file in path.rglob("*") if _is_video(file)) for path in class_dirs}
+    empty = [name for name, files in videos.items() if not files]
     if empty:
         raise ValueError(f"{directory}: class folders without videos ({', '.join(VIDEO_SUFFIXES)}): {empty[:10]}")
-    patterns = [str(path / "**") for path in class_dirs]
-    dataset = load_dataset(
-        "videofolder", data_files={"train": patterns}, split="train", drop_labels=False, cache_dir=cache_dir
+    rows = [(file, label) for label, files in enumerate(videos.values()) for file in files]
+    return Dataset.from_dict(
+        {"video": [{"path": file, "bytes": None} for file, _ in rows], "label": [label for _, label in rows]},
+        features=video_features(list(videos)),
     )
-    return dataset.cast_column("video", Video(decode=False))
 
 
 def _is_video(path: Path) -> bool:
@@ -157,10 +161,10 @@ def load_video_dataset(
     label_column: str = "label",
     cache_dir: str | None = None,
 ) -> Dataset:
-    """Dispatch on `source`: a folder (videofolder), a list file (with root and index JSON), or a Hub dataset id."""
+    """Dispatch on `source`: a folder of class folders, a list file (with root and index JSON), or a Hub dataset id."""
     path = Path(source)
     if path.is_dir():
-        return load_video_folder(path, cache_dir=cache_dir)
+        return load_video_folder(path)
     if path.is_file():
         return load_video_list(path, video_root, index_to_class)
     if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source) and not path.suffix:
