@@ -206,6 +206,7 @@ def test_evaluation_script_runs_the_ucf101_protocol(stdd_folder, tmp_path, make_
         (["--protocol", "ucf101"], "needs --video-root and --split-dir"),
         (["--protocol", "kinetics600_novel", "--video-root", "x"], "needs --video-root, --list-file"),
         (["--data", "x", "--num-clips", "0"], "--num-clips must be >= 1"),
+        (["--data", "x", "--num-frames", "0"], "--num-frames must be >= 1"),
     ],
 )
 def test_evaluation_script_rejects_bad_arguments(arguments, message, capsys):
@@ -235,3 +236,24 @@ def test_predictions_average_softmax_over_views(stdd_folder):
         logits = model(pixel_values=views.flatten(0, 1), text_embeds=prompts.text_embeds).logits_per_video
     expected = logits.softmax(-1).unflatten(0, (2, 3)).mean(1)
     assert np.allclose(scores, expected.numpy(), atol=1e-6) and labels.tolist() == [0, 1] and num_unreadable == 2
+
+
+def test_predictions_follow_the_mixed_precision_setting(stdd_folder):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from training.evaluate_zero_shot import predict
+    from training.objective import encode_class_prompts
+
+    model = STDDModel.from_pretrained(stdd_folder).eval()
+    prompts = encode_class_prompts(model, STDDProcessor.from_pretrained(stdd_folder).tokenizer, ["a.", "b."], None, 2)
+    dtypes = set()
+    layer = model.vision_model.encoder.layers[0].mlp.fc1
+    layer.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
+    batch = {"pixel_values": torch.randn(1, 4, 3, 32, 32), "labels": torch.tensor([0]), "readable": torch.tensor([True])}
+    AcceleratorState._reset_state()  # the other tests' accelerators run in full precision
+    try:
+        scores, _, _ = predict(model, [batch], prompts, Accelerator(cpu=True, mixed_precision="bf16"))
+    finally:
+        AcceleratorState._reset_state()
+    assert dtypes == {torch.bfloat16} and np.isfinite(scores).all()

@@ -197,6 +197,10 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_data, tiny_
     assert sorted(path.name for path in (tmp_path / "resumed" / "checkpoints").iterdir()) == [
         "epoch_0002", "epoch_0003"
     ]
+    # The last checkpoint's average holds epochs 2 and 3: a resumed run that would average epoch 1 cannot use it.
+    with pytest.raises(ValueError, match=r"already holds epochs \[2, 3\], which this run would not average"):
+        main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "resumed", "--epochs", "3", "--average-epochs", "1",
+                            "--resume-from-checkpoint", "latest"))
 
 
 def test_unreadable_videos_are_skipped_and_counted(tiny_data, tiny_clip_dir, tmp_path):

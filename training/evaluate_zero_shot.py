@@ -99,7 +99,8 @@ def predict(
         # Every process gathers a row per item, readable or not, so that the processes' gathers stay the same size.
         scores = torch.full((len(readable), prompts.num_classes), float("nan"), device=accelerator.device)
         if batch["pixel_values"] is not None:
-            scores[readable] = video_scores(model, batch["pixel_values"], prompts, interpolate_pos_encoding)
+            with accelerator.autocast():  # --mixed-precision
+                scores[readable] = video_scores(model, batch["pixel_values"], prompts, interpolate_pos_encoding)
         scores, labels, readable = accelerator.gather_for_metrics((scores, batch["labels"], readable.long()))
         all_scores.append(scores.cpu())
         all_labels.append(labels.cpu())
@@ -197,8 +198,8 @@ def check_args(args, parser: argparse.ArgumentParser):
         parser.error(f"--protocol {args.protocol} needs --video-root and --split-dir")
     if args.protocol == "kinetics600_novel" and None in (args.video_root, args.list_file, args.index_to_class):
         parser.error("--protocol kinetics600_novel needs --video-root, --list-file and --index-to-class")
-    for name in ("num_clips", "num_crops", "batch_size"):
-        if getattr(args, name) < 1:
+    for name in ("num_frames", "num_clips", "num_crops", "batch_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
@@ -233,7 +234,8 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
     model = STDDModel.from_pretrained(args.model).to(accelerator.device).eval()
     vision_config = model.config.vision_config
-    processor = load_processor(args.model, vision_config.image_size, args.num_frames or vision_config.num_frames)
+    num_frames = vision_config.num_frames if args.num_frames is None else args.num_frames
+    processor = load_processor(args.model, vision_config.image_size, num_frames)
     label_texts = load_label_texts(args.label_texts)
     per_split = {}
     for split in protocol_splits(args, label_texts):

@@ -341,7 +341,7 @@ class WeightAverager:
 
     epochs: list[int]
     total: dict[str, torch.Tensor] = field(default_factory=dict)
-    count: int = 0
+    added: list[int] = field(default_factory=list)
 
     def add(self, model: STDDModel, epoch: int):
         if epoch not in self.epochs:
@@ -350,23 +350,31 @@ class WeightAverager:
             if parameter.requires_grad:
                 weights = parameter.detach().float().cpu()
                 self.total[name] = self.total[name] + weights if name in self.total else weights.clone()
-        self.count += 1
+        self.added.append(epoch)
 
     def apply_to(self, model: STDDModel) -> bool:
         """Replace the model's trainable weights by the average; False when no epoch was averaged."""
-        if not self.count:
+        if not self.added:
             return False
         parameters = dict(model.named_parameters())
         with torch.no_grad():
             for name, total in self.total.items():
-                parameters[name].copy_(total / self.count)
+                parameters[name].copy_(total / len(self.added))
         return True
 
     def state_dict(self) -> dict:
-        return {"epochs": self.epochs, "total": self.total, "count": self.count}
+        return {"epochs": self.epochs, "total": self.total, "added": self.added}
 
     def load_state_dict(self, state: dict):
-        self.epochs, self.total, self.count = state["epochs"], state["total"], state["count"]
+        """Resume the running sum of a checkpoint, whose epochs must all be among this run's epochs to average."""
+        stray = [epoch for epoch in state["added"] if epoch not in self.epochs]
+        if stray:
+            raise ValueError(
+                f"The checkpoint's weight average already holds epochs {stray}, which this run would not average "
+                f"(it averages {self.epochs or 'no epochs'}, from --average-epochs and --epochs); resume with the "
+                "settings of the interrupted run, or start a new run."
+            )
+        self.total, self.added = state["total"], list(state["added"])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
