@@ -171,6 +171,24 @@ def test_unreadable_videos_are_left_out_of_the_scores_and_counted(stdd_folder, t
     assert "1.mp4" in caplog.text and "0.mp4" in caplog.text
 
 
+def test_data_classes_match_label_texts_whatever_their_spelling():
+    from datasets import Dataset
+
+    from training.data import video_features
+    from training.protocols import with_label_text_names
+
+    def dataset(names):
+        videos = [{"path": f"{name}/0.mp4", "bytes": None} for name in names]
+        return Dataset.from_dict({"video": videos, "label": list(range(len(names)))}, features=video_features(names))
+
+    folders = dataset(["ApplyEyeMakeup", "brush_hair", "my own class"])
+    renamed = with_label_text_names(folders, ["Apply Eye Makeup", "brush hair", "archery"])
+    assert renamed.features["label"].names == ["Apply Eye Makeup", "brush hair", "my own class"]
+    assert renamed["label"] == folders["label"]
+    with pytest.raises(ValueError, match="all match the label texts of \\['apply eye makeup'\\]"):
+        with_label_text_names(dataset(["ApplyEyeMakeup", "apply_eye_makeup"]), ["apply eye makeup"])
+
+
 def test_a_split_without_a_readable_video_is_an_error(stdd_folder, tmp_path):
     (tmp_path / "data" / "waving").mkdir(parents=True)
     (tmp_path / "data" / "waving" / "0.mp4").write_bytes(b"not a video")

@@ -216,6 +216,14 @@ def test_unreadable_videos_are_skipped_and_counted(tiny_data, tiny_clip_dir, tmp
                             "--fail-on-unreadable-video"))
 
 
+def test_class_folders_find_their_label_texts_whatever_their_spelling(tiny_data, tiny_clip_dir, tmp_path):
+    (tiny_data / "eval" / "running").rename(tiny_data / "eval" / "Running")  # label texts say "running"
+    results = main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "out", "--max-steps", "1"))
+    assert results["zero_shot_videos"]["stdd"]["num_videos"] == 4
+    saved = LabelTexts.from_file(tmp_path / "out" / "model" / "label_texts" / "eval.json")
+    assert saved.texts["running"] == ["a person running.", "someone jogging."]
+
+
 def test_embedded_job_builds_its_data_and_compares_with_the_baseline(tmp_path, monkeypatch):
     small = SyntheticMotionSpec(train_videos_per_class=1, eval_videos_per_class=1, num_frames=8, pixels_per_frame=2.0)
     monkeypatch.setattr(train, "build_synthetic_motion_dataset",

@@ -37,6 +37,7 @@ from training.protocols import (
     hmdb51_splits,
     kinetics600_novel_splits,
     ucf101_splits,
+    with_label_text_names,
 )
 
 
@@ -161,7 +162,7 @@ def protocol_splits(args, label_texts: LabelTexts | None) -> list[EvaluationSpli
     if args.protocol == "kinetics600_novel":
         return kinetics600_novel_splits(args.video_root, args.list_file, args.index_to_class, label_names)
     dataset = load_video_dataset(args.data, args.video_root, args.index_to_class, split=args.split)
-    return [EvaluationSplit(args.split, dataset)]
+    return [EvaluationSplit(args.split, with_label_text_names(dataset, label_names))]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset
+from datasets import ClassLabel, Dataset
 
-from .data import load_video_list, read_index_to_class, video_features
+from .data import class_names_of, load_video_list, read_index_to_class, video_features
 
 
 KINETICS600_SPLIT_SEEDS = (0, 1, 2)
@@ -54,6 +54,25 @@ def match_class_names(folder_names: list[str], label_names: list[str] | None, so
     if missing:
         raise ValueError(f"{source}: classes {missing[:10]} have no label texts; pass --label-texts with all classes.")
     return [by_key[class_key(name)] for name in folder_names]
+
+
+def with_label_text_names(dataset: Dataset, label_names: list[str] | None) -> Dataset:
+    """
+    `dataset` with every class that matches a label-text name by `class_key` renamed to it ("ApplyEyeMakeup" ->
+    "Apply Eye Makeup"), so that its prompts are found whatever the folder's spelling; other classes keep their names.
+    """
+    if label_names is None:
+        return dataset
+    by_key = {class_key(name): name for name in label_names}
+    names = class_names_of(dataset)
+    renamed = [by_key.get(class_key(name), name) for name in names]
+    if renamed == names:
+        return dataset
+    clashes = sorted({name for name in renamed if renamed.count(name) > 1})
+    if clashes:
+        sources = [name for name, new in zip(names, renamed) if new in clashes]
+        raise ValueError(f"Classes {sources} all match the label texts of {clashes}; rename the folders apart.")
+    return dataset.cast_column("label", ClassLabel(names=renamed))
 
 
 def _split_dataset(paths: list[str], labels: list[int], class_names: list[str]) -> Dataset:

@@ -58,6 +58,7 @@ from training.evaluate_zero_shot import (
     write_json_atomically,
 )
 from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
+from training.protocols import with_label_text_names
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -454,13 +455,15 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
                 args.eval_index_to_class or args.index_to_class, args.eval_split,
                 args.video_column, args.label_column,
             )
+    label_texts = load_label_texts(args.label_texts)
+    label_names = None if label_texts is None else label_texts.labels
     return Job(
         base_model=args.base_model,
         model_overrides={"num_frames": args.num_frames},
         processor=load_processor(args.base_model, image_size, args.num_frames),
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        label_texts=load_label_texts(args.label_texts),
+        train_dataset=with_label_text_names(train_dataset, label_names),
+        eval_dataset=None if eval_dataset is None else with_label_text_names(eval_dataset, label_names),
+        label_texts=label_texts,
         template=args.template,
     )
 
