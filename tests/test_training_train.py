@@ -105,6 +105,31 @@ def test_yaml_config_sets_options_and_flags_override_it(tmp_path, capsys):
     assert "--batch-size must be an integer >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("mixed-precision: fp32\n", "argument --mixed-precision: invalid choice: 'fp32'"),
+        ("learning-rate: fast\n", "argument --learning-rate: invalid float value: 'fast'"),
+        ("fail-on-unreadable-video: 1\n", "fail_on_unreadable_video must be true or false, got 1"),
+    ],
+)
+def test_yaml_config_values_are_checked_like_flags(tmp_path, capsys, text, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    with pytest.raises(SystemExit):
+        parse_args(["--config", str(config)])
+    assert message in capsys.readouterr().err
+
+
+def test_yaml_config_takes_single_values_and_lists_where_flags_do(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("train-data: videos\nbase-model: clip\nlabel-texts: ucf101\nreport-to: [jsonl, tensorboard]\n"
+                      "frame-mean-baseline: false\nfail-on-unreadable-video: true\nnum-workers: null\n")
+    args = parse_args(["--config", str(config)])
+    assert args.label_texts == ["ucf101"] and args.report_to == "jsonl,tensorboard"
+    assert args.frame_mean_baseline is False and args.fail_on_unreadable_video is True
+
+
 def test_defaults_of_the_embedded_job_and_of_custom_data(tiny_clip_dir, tmp_path):
     embedded = parse_args([])
     assert embedded.embedded and embedded.frame_mean_baseline and embedded.image_size == 32

@@ -172,7 +172,33 @@ def read_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
     unknown = sorted(set(options) - known)
     if unknown:
         parser.error(f"--config {path}: unknown options {unknown}")
-    return options
+    parsed = vars(parser.parse_args(config_arguments(options, parser, path)))
+    return {name: parsed[name] for name in options}
+
+
+def config_arguments(options: dict, parser: argparse.ArgumentParser, path: str) -> list[str]:
+    """
+    The command-line form of the config file's options, so that the parser checks their types and choices as it does
+    for flags. A list given to a single-value option becomes its comma-separated form (`average-epochs: [20, 21]`).
+    """
+    actions_by_name = {}
+    for action in parser._actions:
+        actions_by_name.setdefault(action.dest, []).append(action)
+    arguments = []
+    for name, value in options.items():
+        actions = actions_by_name[name]
+        if value is None:
+            continue
+        if actions[0].nargs == 0:  # a flag, or a pair of flags sharing the option (--x / --no-x)
+            if not isinstance(value, bool):
+                parser.error(f"--config {path}: {name} must be true or false, got {value!r}")
+            arguments += [action.option_strings[0] for action in actions if action.const is value][:1]
+        elif actions[0].nargs in ("+", "*"):
+            arguments += [actions[0].option_strings[0], *map(str, value if isinstance(value, list) else [value])]
+        else:
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            arguments.append(f"{actions[0].option_strings[0]}={text}")
+    return arguments
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
