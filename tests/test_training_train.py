@@ -249,6 +249,27 @@ def test_class_folders_find_their_label_texts_whatever_their_spelling(tiny_data,
     assert saved.texts["running"] == ["a person running.", "someone jogging."]
 
 
+def test_adopting_the_training_frame_size_keeps_the_interpolated_outputs(tiny_clip_dir):
+    model = STDDModel.from_pretrained(tiny_clip_dir, num_frames=4).eval()
+    video = torch.randn(1, 4, 3, 48, 48)
+    with torch.no_grad():
+        interpolated = model.get_video_features(video, interpolate_pos_encoding=True).pooler_output
+        train.adopt_image_size(model, 48)
+        native = model.get_video_features(video).pooler_output
+    torch.testing.assert_close(native, interpolated, atol=1e-6, rtol=1e-6)
+    assert model.config.vision_config.image_size == 48
+
+
+def test_a_model_trained_at_another_frame_size_runs_on_its_saved_processor(tiny_data, tiny_clip_dir, tmp_path):
+    main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "out", "--max-steps", "1", "--image-size", "48"))
+    saved = tmp_path / "out" / "model"
+    model = STDDModel.from_pretrained(saved)
+    processor = STDDProcessor.from_pretrained(saved)
+    assert model.config.vision_config.image_size == processor.video_processor.crop_size.height == 48
+    pixel_values = processor(videos=str(tiny_data / "eval" / "running" / "0.mp4"), return_tensors="pt")["pixel_values"]
+    assert model.get_video_features(pixel_values).pooler_output.shape[:2] == (1, 4)
+
+
 def test_embedded_job_builds_its_data_and_compares_with_the_baseline(tmp_path, monkeypatch):
     small = SyntheticMotionSpec(train_videos_per_class=1, eval_videos_per_class=1, num_frames=8, pixels_per_frame=2.0)
     monkeypatch.setattr(train, "build_synthetic_motion_dataset",

@@ -713,6 +713,9 @@ def save_model_folder(run: TrainedRun, job: Job, folder: Path):
     `save_pretrained` of the model and processor, plus `label_texts/{train,eval}.json`: the prompts of the training
     and evaluation classes with their prompt embeddings next to them (the layout the pipeline and Hub export read).
     """
+    if run.interpolate_pos_encoding:
+        adopt_image_size(run.model, job.processor.video_processor.crop_size.height)
+        run.interpolate_pos_encoding = False
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     run.model.save_pretrained(partial)
@@ -727,6 +730,25 @@ def save_model_folder(run: TrainedRun, job: Job, folder: Path):
                                        label_set.prompt_class_ids, len(class_names))
         save_prompt_embeddings(texts_file, list(label_set.prompts), prompts.text_embeds)
     move_into_place(partial, folder)
+
+
+def adopt_image_size(model: STDDModel, image_size: int):
+    """
+    Make frames of `image_size` pixels the model's own size, in place: its position embeddings become the
+    interpolation of the original ones that training at that size used, and the config says `image_size`, so the
+    saved model runs on its saved processor's frames without `interpolate_pos_encoding`.
+    """
+    embeddings = model.vision_model.embeddings
+    num_patches = (image_size // embeddings.patch_size) ** 2
+    with torch.no_grad():
+        positions = embeddings.interpolate_pos_encoding(
+            embeddings.position_embedding.weight.new_empty(1, 1 + num_patches, embeddings.embed_dim), image_size,
+            image_size,
+        )[0]
+    embeddings.position_embedding = torch.nn.Embedding.from_pretrained(positions.clone(), freeze=False)
+    embeddings.image_size, embeddings.num_patches, embeddings.num_positions = image_size, num_patches, num_patches + 1
+    embeddings.position_ids = torch.arange(num_patches + 1, device=positions.device).expand((1, -1))
+    model.config.vision_config.image_size = image_size
 
 
 def label_set_texts(label_set) -> dict[str, list[str]]:
