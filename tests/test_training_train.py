@@ -60,6 +60,7 @@ def tiny_arguments(tiny_data, tiny_clip_dir, output_dir, *extra):
         (["--mixed-precision", "fp8"], "invalid choice: 'fp8'"),
         (["--average-epochs", "last:x"], "--average-epochs"),
         (["--average-epochs", "3-x"], "--average-epochs"),
+        (["--epochs", "3", "--average-epochs", "2-5"], "--average-epochs: '2-5' names epoch 5 but training runs 3"),
         (["--eval-data", "somewhere"], "need --train-data"),
         (["--train-data", "x"], "--train-data needs --base-model"),
         (["--resume-from-checkpoint", "/no/such/checkpoint"], "not a folder"),

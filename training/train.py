@@ -252,8 +252,8 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
             parser.error("--resume-from-checkpoint PATH resumes one run; with --frame-mean-baseline use 'latest'")
     if args.template is not None and args.template.count("{}") != 1:
         parser.error(f"--template must contain '{{}}' exactly once, got {args.template!r}")
-    try:
-        parse_average_epochs(args.average_epochs, num_epochs=None)
+    try:  # without --max-steps the number of epochs is known before the data is read
+        parse_average_epochs(args.average_epochs, num_epochs=None if args.max_steps else args.epochs)
     except ValueError as error:
         parser.error(f"--average-epochs: {error}")
     for name in ("train_data", "eval_data"):
@@ -308,7 +308,7 @@ def parse_average_epochs(value, num_epochs: int | None) -> list[int]:
     if min(epochs) < 1:
         raise ValueError(f"epochs are counted from 1, got {value!r}")
     if num_epochs is not None and max(epochs) > num_epochs:
-        raise ValueError(f"{value!r} names epoch {max(epochs)} but training runs {num_epochs} epochs")
+        raise ValueError(f"{value!r} names epoch {max(epochs)} but training runs {num_epochs} epochs (--epochs)")
     return sorted(epochs)
 
 
