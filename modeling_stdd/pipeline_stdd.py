@@ -62,6 +62,8 @@ EXPORTED_LABEL_TEXTS_DIR = "label_texts"
 # Stored prompt embeddings are used only if re-encoding this many of their prompts gives the same directions.
 PROMPTS_TO_VERIFY = 4
 MIN_VERIFIED_COSINE = 0.9999
+# A timeline window ending this close to the end of the video is its last one.
+WINDOW_END_TOLERANCE_SECONDS = 1e-6
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -254,14 +256,17 @@ def fetch_video(video, timeout: float | None = None):
 
 def timeline_windows(duration: float, segment_seconds: float, stride_seconds: float) -> list[tuple[float, float]]:
     """
-    `(start, end)` windows of `segment_seconds`, every `stride_seconds`, until one reaches `duration`; the last is
-    clipped to the video. With `stride_seconds <= segment_seconds` they cover `[0, duration]` with no gap.
+    `(start, end)` windows of `segment_seconds` starting at `k * stride_seconds`, until one reaches `duration` (within
+    `WINDOW_END_TOLERANCE_SECONDS`, so rounding makes no sliver of a last window); that last one ends exactly at
+    `duration`. With `stride_seconds <= segment_seconds` they cover `[0, duration]` with no gap.
     """
-    windows = [(0.0, min(segment_seconds, duration))]
-    while windows[-1][1] < duration:
-        start = windows[-1][0] + stride_seconds
-        windows.append((start, min(start + segment_seconds, duration)))
-    return windows
+    windows = []
+    while True:
+        start = len(windows) * stride_seconds
+        end = start + segment_seconds
+        if end >= duration - WINDOW_END_TOLERANCE_SECONDS:
+            return windows + [(start, duration)]
+        windows.append((start, end))
 
 
 def window_frame_indices(

@@ -274,11 +274,28 @@ def test_text_tower_runs_once_per_label_set(stdd_dir, video_path, monkeypatch):
 )
 def test_timeline_windows_cover_the_duration(duration, segment, stride):
     windows = timeline_windows(duration, segment, stride)
-    assert windows[0][0] == 0.0 and windows[-1][1] == pytest.approx(duration)
+    assert windows[0][0] == 0.0 and windows[-1][1] == duration
     for (start, end), (next_start, _) in zip(windows, windows[1:]):
         assert end - start == pytest.approx(segment)
         assert next_start == pytest.approx(start + stride) and next_start <= end
     assert windows[-1][0] < duration
+
+
+@pytest.mark.parametrize(
+    "duration, segment, stride, num_windows", [(2.1, 0.7, 0.7, 3), (1.6, 0.4, 0.2, 7), (10.0, 3.0, 0.7, 11)]
+)
+def test_timeline_windows_start_at_multiples_of_the_stride_with_no_sliver_at_the_end(
+    duration, segment, stride, num_windows
+):
+    """Adding up the stride drifts (0.7 + 0.7 + 0.7 < 2.1): that must not add a ~1e-16 s last window."""
+    windows = timeline_windows(duration, segment, stride)
+    assert [start for start, _ in windows] == [index * stride for index in range(num_windows)]
+    assert windows[-1][1] == duration
+
+
+def test_timeline_of_a_video_a_whole_number_of_segments_long(classifier, make_video):
+    timeline = classifier(make_video("2.1s.mp4", num_frames=21, fps=10), candidate_labels=LABELS, segment_seconds=0.7)
+    assert [(window["start"], window["end"]) for window in timeline] == [(0.0, 0.7), (0.7, 1.4), (1.4, 2.1)]
 
 
 def test_timeline_covers_the_video_and_each_window_is_classified_on_its_frames(classifier, make_video):
