@@ -254,6 +254,19 @@ def fetch_video(video, timeout: float | None = None):
     return video
 
 
+def check_one_video(video):
+    """Refuse an input that holds several videos (a 5-dim batch, a list of videos): the pipeline ranks it as one."""
+    if isinstance(video, (np.ndarray, torch.Tensor)) and video.ndim == 5 and video.shape[0] > 1:
+        raise ValueError(
+            f"One input holds {video.shape[0]} videos (shape {tuple(video.shape)}); pass a list of videos instead."
+        )
+    if isinstance(video, (list, tuple)) and not all(isinstance(frame, Image.Image) for frame in video):
+        raise ValueError(
+            f"One input is a {type(video).__name__} of {len(video)} videos; pass a list of videos, not a list of "
+            "lists (a list inside it can only be the PIL frames of one video)."
+        )
+
+
 def timeline_windows(duration: float, segment_seconds: float, stride_seconds: float) -> list[tuple[float, float]]:
     """
     `(start, end)` windows of `segment_seconds` starting at `k * stride_seconds`, until one reaches `duration` (within
@@ -361,8 +374,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
         Args:
             videos: a path, an http(s) URL, `bytes`, a binary file object, an array or tensor of frames
-                `(T, H, W, C)` / `(T, C, H, W)` (a 5-dim one is several videos), a list of PIL frames, or a list of
-                any of these.
+                `(T, H, W, C)` / `(T, C, H, W)` (a 5-dim one is several videos), a list of PIL frames, or a list
+                or tuple of any of these, one video each.
             candidate_labels (`list[str]` or `str`): the labels, or one comma-separated string.
             hypothesis_template (`str`, defaults to `"a video of a person {}."`): the prompt of a label.
             label_texts: prompts per label (STDD's text augmentation): a `LabelTexts`, a dict label -> prompts, the
@@ -388,7 +401,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             if embeddings_file is not None:
                 self.load_prompt_embeddings(label_texts, embeddings_file)
         label_set = build_label_set(candidate_labels, hypothesis_template, label_texts)
-        if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5:
+        if isinstance(videos, tuple) or (isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5):
             videos = list(videos)
         elif isinstance(videos, list) and videos and all(isinstance(frame, Image.Image) for frame in videos):
             videos = frames_from_decoded(videos)
@@ -442,6 +455,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         timeout: float | None = None,
     ):
         """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or per window with its start and end."""
+        check_one_video(video)
         video = fetch_video(video, timeout)
         if segment_seconds is None:
             pixel_values = self.video_processor(video, num_clips=num_clips, return_tensors="pt")["pixel_values"]

@@ -168,6 +168,22 @@ def test_batch_equals_one_by_one(classifier, make_video):
         assert_same_predictions(predictions, classifier(video, candidate_labels=LABELS))
 
 
+def test_tuple_of_videos_is_a_batch_like_a_list(classifier, make_video):
+    videos = (make_video("first.mp4", num_frames=12), make_video("second.mp4", num_frames=9, height=64, width=48))
+    batched = classifier(videos, candidate_labels=LABELS)
+    assert len(batched) == 2
+    for video, predictions in zip(videos, batched):
+        assert_same_predictions(predictions, classifier(video, candidate_labels=LABELS))
+
+
+def test_one_input_holding_several_videos_is_refused(classifier, video_path):
+    batch = torch.rand(3, 6, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"holds 3 videos \(shape \(3, 6, 3, 32, 32\)\); pass a list of videos"):
+        classifier([batch], candidate_labels=LABELS)
+    with pytest.raises(ValueError, match="One input is a list of 2 videos; pass a list of videos"):
+        classifier([[video_path, video_path]], candidate_labels=LABELS)
+
+
 def test_encoded_inputs_agree(classifier, video_path, tmp_path):
     """A path, its bytes, a file object and an http URL (served on 127.0.0.1) give the same scores."""
     expected = classifier(video_path, candidate_labels=LABELS)
