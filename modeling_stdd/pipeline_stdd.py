@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines.base import ChunkPipeline
@@ -190,6 +190,32 @@ def save_prompt_embeddings(texts_file: str | os.PathLike, prompts: Sequence[str]
     save_file(tensors, partial, metadata={"prompts_sha256": prompts_digest(prompts)})
     os.replace(partial, path)
     return path
+
+
+def read_prompt_embeddings(
+    embeddings_file: str | os.PathLike, prompts: Sequence[str], projection_dim: int
+) -> torch.Tensor | None:
+    """
+    The embeddings `(len(prompts), projection_dim)` stored in `embeddings_file` for exactly `prompts`, or None, with
+    a warning saying why, when the file cannot be read or holds embeddings of other prompts or of another shape.
+    """
+    try:
+        with safe_open(embeddings_file, framework="pt") as file:
+            if (file.metadata() or {}).get("prompts_sha256") != prompts_digest(prompts):
+                logger.warning(f"{embeddings_file} holds embeddings of other prompts; ignoring it.")
+                return None
+            text_embeds = file.get_tensor("text_embeds")
+    except (SafetensorError, OSError) as error:
+        logger.warning(f"Could not read the prompt embeddings in {embeddings_file} ({error}); ignoring it.")
+        return None
+    expected_shape = (len(prompts), projection_dim)
+    if tuple(text_embeds.shape) != expected_shape:
+        logger.warning(
+            f"{embeddings_file} holds embeddings of shape {tuple(text_embeds.shape)}, not {expected_shape} (one per "
+            "prompt, of the model's projection_dim); ignoring it."
+        )
+        return None
+    return text_embeds
 
 
 def encode_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = TEXT_BATCH_SIZE) -> torch.Tensor:
@@ -529,15 +555,15 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
     ) -> bool:
         """
         Use the prompt embeddings stored in `embeddings_file` (see `save_prompt_embeddings`) for the prompts of
-        `label_texts` from now on, if they belong to exactly these prompts and re-encoding a few of them with this
-        model gives the same directions. Otherwise log why and return False: the prompts are then encoded as usual.
+        `label_texts` from now on, if the file can be read, they belong to exactly these prompts with the model's
+        `projection_dim`, and re-encoding a few of them with this model gives the same directions. Otherwise log why
+        and return False: the prompts are then encoded as usual.
         """
         prompts = [prompt for label_prompts in label_texts.values() for prompt in label_prompts]
-        with safe_open(embeddings_file, framework="pt") as file:
-            if (file.metadata() or {}).get("prompts_sha256") != prompts_digest(prompts):
-                logger.warning(f"{embeddings_file} holds embeddings of other prompts; ignoring it.")
-                return False
-            text_embeds = file.get_tensor("text_embeds").to(self.device, self.model.dtype)
+        text_embeds = read_prompt_embeddings(embeddings_file, prompts, self.model.config.projection_dim)
+        if text_embeds is None:
+            return False
+        text_embeds = text_embeds.to(self.device, self.model.dtype)
         sample = encode_prompts(self.model, self.tokenizer, prompts[:PROMPTS_TO_VERIFY])
         cosine = torch.nn.functional.cosine_similarity(sample.float(), text_embeds[: len(sample)].float(), dim=-1)
         if cosine.min() < MIN_VERIFIED_COSINE:

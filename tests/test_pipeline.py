@@ -6,6 +6,7 @@ import http.server
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import pytest
 import torch
 from conftest import tiny_clip_config
 from PIL import Image
+from safetensors.torch import save_file
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -24,7 +26,7 @@ import modeling_stdd
 from modeling_stdd import STDDModel, STDDProcessor, ZeroShotVideoClassificationPipeline, class_scores
 from modeling_stdd.askg import LabelTexts
 from modeling_stdd.classify_cli import main as classify_main
-from modeling_stdd.pipeline_stdd import timeline_windows
+from modeling_stdd.pipeline_stdd import prompts_digest, timeline_windows
 from modeling_stdd.video_processing_stdd import load_video_frames
 
 
@@ -262,6 +264,30 @@ def test_label_texts_as_object_file_or_dict_agree(classifier, video_path, tmp_pa
     assert_same_predictions(classifier(video_path, candidate_labels=LABELS, label_texts=str(path)), expected)
     file_labels_only = classifier(video_path, label_texts=path)
     assert sorted(scores_by_label(file_labels_only)) == sorted(LABEL_TEXTS)
+
+
+@pytest.mark.parametrize(
+    "embeddings, warning",
+    [
+        (torch.randn(5, 24), r"shape \(5, 24\), not \(5, 16\)"),  # another model's projection_dim
+        (torch.randn(2, 16), r"shape \(2, 16\), not \(5, 16\)"),  # fewer rows than prompts
+        (b"\x10\x00\x00\x00garbage", "Could not read the prompt embeddings"),  # not a safetensors file
+    ],
+)
+def test_unusable_stored_prompt_embeddings_are_ignored(stdd_dir, video_path, tmp_path, caplog, embeddings, warning):
+    """Stored embeddings that cannot be these prompts' are logged and ignored: the prompts are encoded instead."""
+    classifier = pipeline(TASK, model=str(stdd_dir))
+    texts_file = LabelTexts(LABEL_TEXTS).save(tmp_path / "label_texts.json")
+    embeddings_file = tmp_path / "label_texts.safetensors"
+    if isinstance(embeddings, bytes):
+        embeddings_file.write_bytes(embeddings)
+    else:
+        prompts = [prompt for label_prompts in LABEL_TEXTS.values() for prompt in label_prompts]
+        save_file({"text_embeds": embeddings}, embeddings_file, metadata={"prompts_sha256": prompts_digest(prompts)})
+    predictions = classifier(video_path, candidate_labels=LABELS, label_texts=texts_file)
+    assert_same_predictions(predictions, classifier(video_path, candidate_labels=LABELS, label_texts=LABEL_TEXTS))
+    assert re.search(warning, caplog.text) and "ignoring it" in caplog.text
+    assert classifier._stored_prompt_embeddings == {}
 
 
 def test_text_tower_runs_once_per_label_set(stdd_dir, video_path, monkeypatch):
