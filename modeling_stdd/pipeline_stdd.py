@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import json
 import os
+import string
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -103,12 +104,29 @@ def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
     return labels
 
 
-def check_hypothesis_template(hypothesis_template: str) -> str:
-    if not isinstance(hypothesis_template, str) or hypothesis_template.count("{}") != 1:
-        raise ValueError(
-            f"hypothesis_template must contain the placeholder '{{}}' exactly once, got {hypothesis_template!r}."
-        )
-    return hypothesis_template
+def check_hypothesis_template(hypothesis_template: str, name: str = "hypothesis_template") -> str:
+    """
+    Check that `hypothesis_template.format(label)` puts the label in: exactly one replacement field, a bare `{}` (no
+    field name, format spec or conversion); `{{` and `}}` are literal braces. `name` is the template's name in errors.
+    """
+    if isinstance(hypothesis_template, str) and _replacement_fields(hypothesis_template) == [("", "", None)]:
+        return hypothesis_template
+    raise ValueError(
+        f"{name} must contain '{{}}' exactly once, bare (no name, format spec or conversion; '{{{{' and '}}}}' are "
+        f"literal braces), got {hypothesis_template!r}."
+    )
+
+
+def _replacement_fields(template: str) -> list[tuple[str, str, str | None]] | None:
+    """`(field name, format spec, conversion)` of each replacement field of a format string; None if it does not parse."""
+    try:
+        return [
+            (field_name, format_spec, conversion)
+            for _, field_name, format_spec, conversion in string.Formatter().parse(template)
+            if field_name is not None
+        ]
+    except ValueError:
+        return None
 
 
 def label_texts_mapping(label_texts) -> dict[str, list[str]]:

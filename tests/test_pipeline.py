@@ -162,6 +162,12 @@ def test_comma_separated_labels_template_and_top_k(classifier, video_path):
     assert classifier(video_path, candidate_labels=LABELS, hypothesis_template="{}", top_k=2) == predictions[:2]
 
 
+def test_literal_braces_in_the_template_stay_braces(classifier, video_path):
+    predictions = classifier(video_path, candidate_labels=LABELS, hypothesis_template="{{clip}} of a person {}.")
+    expected = manual_probabilities(classifier, video_path, [f"{{clip}} of a person {label}." for label in LABELS])
+    assert scores_by_label(predictions) == pytest.approx(dict(zip(LABELS, expected.tolist())), abs=1e-5)
+
+
 def test_batch_equals_one_by_one(classifier, make_video):
     videos = [make_video(f"video_{index}.mp4", num_frames=12 + 6 * index, width=48 + 16 * index) for index in range(3)]
     batched = classifier(videos, candidate_labels=LABELS, batch_size=2)
@@ -367,7 +373,11 @@ def test_timeline_covers_the_video_and_each_window_is_classified_on_its_frames(c
         ({"candidate_labels": "running, , swimming"}, "empty label"),
         ({"candidate_labels": ["running", "swimming", "running"]}, r"duplicates: \['running'\]"),
         ({}, "Give candidate_labels"),
-        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person"}, "placeholder"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person"}, "hypothesis_template must"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a {role} {}."}, r"got 'a video of a \{role"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video {{}} of a person"}, "exactly once, bare"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person {!r}"}, "exactly once, bare"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person {"}, "exactly once, bare"),
         ({"candidate_labels": LABELS, "top_k": 0}, "top_k"),
         ({"candidate_labels": LABELS, "segment_seconds": 1.0, "stride_seconds": 2.0}, "stride_seconds"),
         ({"candidate_labels": LABELS, "label_texts": {"running": []}}, r"label_texts\['running'\]"),
