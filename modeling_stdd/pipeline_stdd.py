@@ -653,6 +653,7 @@ __all__ = [
     "ZeroShotVideoClassificationPipeline",
     "build_label_set",
     "candidate_label_list",
+    "check_hypothesis_template",
     "encode_prompts",
     "prompt_embeddings_file",
     "prompts_digest",
