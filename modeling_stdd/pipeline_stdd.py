@@ -20,7 +20,9 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 import string
+import tempfile
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -364,6 +366,28 @@ class FrameSource:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Saving
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def replace_folder(new_dir: Path, target_dir: Path, aside_dir: Path) -> None:
+    """
+    Rename the finished folder `new_dir` to `target_dir` (all paths on one file system). An existing `target_dir` is
+    first renamed to `aside_dir`, and back if the swap fails, so one complete folder is always there to be found; the
+    caller removes `aside_dir`.
+    """
+    if not target_dir.exists():
+        os.rename(new_dir, target_dir)
+        return
+    os.rename(target_dir, aside_dir)
+    try:
+        os.rename(new_dir, target_dir)
+    except BaseException:
+        os.rename(aside_dir, target_dir)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # The pipeline
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -635,15 +659,37 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         """
         Save the model, the processor and this pipeline's code, with the task recorded in the config, so that
         `pipeline(model=save_directory, trust_remote_code=True)` rebuilds this pipeline.
+
+        The folder is replaced as a whole: the save is written to a temporary sibling folder that is renamed into place
+        once complete, so an interrupted or failed save leaves `save_directory` as it was. As with transformers' own
+        `save_pretrained`, saving into an existing folder overwrites the files a save writes and keeps the others
+        (they are copied into the new folder).
         """
-        os.makedirs(save_directory, exist_ok=True)
+        save_directory = Path(save_directory).resolve()
+        if save_directory.exists() and not save_directory.is_dir():
+            raise ValueError(f"Cannot save the pipeline to {save_directory}: it is a file, not a folder.")
+        save_directory.parent.mkdir(parents=True, exist_ok=True)
+        work_dir = Path(tempfile.mkdtemp(prefix=f".{save_directory.name}.saving-", dir=save_directory.parent))
+        try:
+            new_dir = work_dir / "new"
+            if save_directory.is_dir():
+                shutil.copytree(save_directory, new_dir, symlinks=True)
+            else:
+                new_dir.mkdir()
+            self._write_pretrained(new_dir, **kwargs)
+            replace_folder(new_dir, save_directory, aside_dir=work_dir / "previous")
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    def _write_pretrained(self, folder: Path, **kwargs):
+        """Write the pipeline's code, the model (its config recording the task) and the processor into `folder`."""
         module_file = type(self).__module__.split(".")[-1]
         self.model.config.custom_pipelines = {
             TASK: {"impl": f"{module_file}.{type(self).__name__}", "pt": ["AutoModel"], "type": "multimodal"}
         }
-        custom_object_save(self, save_directory)
-        self.model.save_pretrained(save_directory, **kwargs)
-        self.processor.save_pretrained(save_directory, **kwargs)
+        custom_object_save(self, folder)
+        self.model.save_pretrained(folder, **kwargs)
+        self.processor.save_pretrained(folder, **kwargs)
 
 
 __all__ = [

@@ -129,6 +129,38 @@ def test_saved_pipeline_folder_infers_the_task(classifier, tmp_path, video_path)
     assert_same_predictions(predictions, classifier(video_path, candidate_labels=LABELS))
 
 
+def folder_contents(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_saving_replaces_the_folder_as_a_whole(stdd_dir, tmp_path, monkeypatch):
+    """An interrupted save leaves the previous folder as it was; a finished one keeps the files it does not write."""
+    classifier = pipeline(TASK, model=str(stdd_dir))
+    saved = tmp_path / "saved"
+    classifier.save_pretrained(saved)
+    (saved / "notes.txt").write_text("the user's own file")
+    before = folder_contents(saved)
+    with torch.no_grad():
+        classifier.model.logit_scale.fill_(1.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(type(classifier.processor), "save_pretrained", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            classifier.save_pretrained(saved)
+    assert folder_contents(saved) == before
+    assert [path.name for path in tmp_path.iterdir()] == ["saved"]
+    classifier.save_pretrained(saved)
+    after = folder_contents(saved)
+    assert after.keys() == before.keys() and after["notes.txt"] == before["notes.txt"]
+    assert after["model.safetensors"] != before["model.safetensors"]
+    assert [path.name for path in tmp_path.iterdir()] == ["saved"]
+    with pytest.raises(ValueError, match="notes.txt: it is a file, not a folder"):
+        classifier.save_pretrained(saved / "notes.txt")
+
+
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
 def test_pipeline_module_imports_only_flat_siblings():
     """Hub remote code only has the sibling files: relative, flat imports; no `modeling_stdd.` at module level."""
     tree = ast.parse((REPO / "modeling_stdd" / "pipeline_stdd.py").read_text())
