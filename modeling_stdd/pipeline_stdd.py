@@ -20,6 +20,9 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
+import string
+import tempfile
 import urllib.error
 import urllib.request
 from collections import OrderedDict
@@ -30,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines.base import ChunkPipeline
@@ -62,6 +65,8 @@ EXPORTED_LABEL_TEXTS_DIR = "label_texts"
 # Stored prompt embeddings are used only if re-encoding this many of their prompts gives the same directions.
 PROMPTS_TO_VERIFY = 4
 MIN_VERIFIED_COSINE = 0.9999
+# A timeline window ending this close to the end of the video is its last one.
+WINDOW_END_TOLERANCE_SECONDS = 1e-6
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -101,12 +106,29 @@ def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
     return labels
 
 
-def check_hypothesis_template(hypothesis_template: str) -> str:
-    if not isinstance(hypothesis_template, str) or hypothesis_template.count("{}") != 1:
-        raise ValueError(
-            f"hypothesis_template must contain the placeholder '{{}}' exactly once, got {hypothesis_template!r}."
-        )
-    return hypothesis_template
+def check_hypothesis_template(hypothesis_template: str, name: str = "hypothesis_template") -> str:
+    """
+    Check that `hypothesis_template.format(label)` puts the label in: exactly one replacement field, a bare `{}` (no
+    field name, format spec or conversion); `{{` and `}}` are literal braces. `name` is the template's name in errors.
+    """
+    if isinstance(hypothesis_template, str) and _replacement_fields(hypothesis_template) == [("", "", None)]:
+        return hypothesis_template
+    raise ValueError(
+        f"{name} must contain '{{}}' exactly once, bare (no name, format spec or conversion; '{{{{' and '}}}}' are "
+        f"literal braces), got {hypothesis_template!r}."
+    )
+
+
+def _replacement_fields(template: str) -> list[tuple[str, str, str | None]] | None:
+    """`(field name, format spec, conversion)` of each replacement field of a format string; None if it does not parse."""
+    try:
+        return [
+            (field_name, format_spec, conversion)
+            for _, field_name, format_spec, conversion in string.Formatter().parse(template)
+            if field_name is not None
+        ]
+    except ValueError:
+        return None
 
 
 def label_texts_mapping(label_texts) -> dict[str, list[str]]:
@@ -190,6 +212,32 @@ def save_prompt_embeddings(texts_file: str | os.PathLike, prompts: Sequence[str]
     return path
 
 
+def read_prompt_embeddings(
+    embeddings_file: str | os.PathLike, prompts: Sequence[str], projection_dim: int
+) -> torch.Tensor | None:
+    """
+    The embeddings `(len(prompts), projection_dim)` stored in `embeddings_file` for exactly `prompts`, or None, with
+    a warning saying why, when the file cannot be read or holds embeddings of other prompts or of another shape.
+    """
+    try:
+        with safe_open(embeddings_file, framework="pt") as file:
+            if (file.metadata() or {}).get("prompts_sha256") != prompts_digest(prompts):
+                logger.warning(f"{embeddings_file} holds embeddings of other prompts; ignoring it.")
+                return None
+            text_embeds = file.get_tensor("text_embeds")
+    except (SafetensorError, OSError) as error:
+        logger.warning(f"Could not read the prompt embeddings in {embeddings_file} ({error}); ignoring it.")
+        return None
+    expected_shape = (len(prompts), projection_dim)
+    if tuple(text_embeds.shape) != expected_shape:
+        logger.warning(
+            f"{embeddings_file} holds embeddings of shape {tuple(text_embeds.shape)}, not {expected_shape} (one per "
+            "prompt, of the model's projection_dim); ignoring it."
+        )
+        return None
+    return text_embeds
+
+
 def encode_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = TEXT_BATCH_SIZE) -> torch.Tensor:
     """Un-normalized text-tower embeddings `(len(prompts), projection_dim)` of `prompts`, `batch_size` at a time."""
     embeds = []
@@ -252,16 +300,32 @@ def fetch_video(video, timeout: float | None = None):
     return video
 
 
+def check_one_video(video):
+    """Refuse an input that holds several videos (a 5-dim batch, a list of videos): the pipeline ranks it as one."""
+    if isinstance(video, (np.ndarray, torch.Tensor)) and video.ndim == 5 and video.shape[0] > 1:
+        raise ValueError(
+            f"One input holds {video.shape[0]} videos (shape {tuple(video.shape)}); pass a list of videos instead."
+        )
+    if isinstance(video, (list, tuple)) and not all(isinstance(frame, Image.Image) for frame in video):
+        raise ValueError(
+            f"One input is a {type(video).__name__} of {len(video)} videos; pass a list of videos, not a list of "
+            "lists (a list inside it can only be the PIL frames of one video)."
+        )
+
+
 def timeline_windows(duration: float, segment_seconds: float, stride_seconds: float) -> list[tuple[float, float]]:
     """
-    `(start, end)` windows of `segment_seconds`, every `stride_seconds`, until one reaches `duration`; the last is
-    clipped to the video. With `stride_seconds <= segment_seconds` they cover `[0, duration]` with no gap.
+    `(start, end)` windows of `segment_seconds` starting at `k * stride_seconds`, until one reaches `duration` (within
+    `WINDOW_END_TOLERANCE_SECONDS`, so rounding makes no sliver of a last window); that last one ends exactly at
+    `duration`. With `stride_seconds <= segment_seconds` they cover `[0, duration]` with no gap.
     """
-    windows = [(0.0, min(segment_seconds, duration))]
-    while windows[-1][1] < duration:
-        start = windows[-1][0] + stride_seconds
-        windows.append((start, min(start + segment_seconds, duration)))
-    return windows
+    windows = []
+    while True:
+        start = len(windows) * stride_seconds
+        end = start + segment_seconds
+        if end >= duration - WINDOW_END_TOLERANCE_SECONDS:
+            return windows + [(start, duration)]
+        windows.append((start, end))
 
 
 def window_frame_indices(
@@ -299,6 +363,28 @@ class FrameSource:
     def read(self, indices: np.ndarray) -> np.ndarray:
         """Frames at `indices` (any shape): indices.shape + (H, W, 3) uint8."""
         return self._read(indices)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Saving
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def replace_folder(new_dir: Path, target_dir: Path, aside_dir: Path) -> None:
+    """
+    Rename the finished folder `new_dir` to `target_dir` (all paths on one file system). An existing `target_dir` is
+    first renamed to `aside_dir`, and back if the swap fails, so one complete folder is always there to be found; the
+    caller removes `aside_dir`.
+    """
+    if not target_dir.exists():
+        os.rename(new_dir, target_dir)
+        return
+    os.rename(target_dir, aside_dir)
+    try:
+        os.rename(new_dir, target_dir)
+    except BaseException:
+        os.rename(aside_dir, target_dir)
+        raise
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -356,8 +442,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
         Args:
             videos: a path, an http(s) URL, `bytes`, a binary file object, an array or tensor of frames
-                `(T, H, W, C)` / `(T, C, H, W)` (a 5-dim one is several videos), a list of PIL frames, or a list of
-                any of these.
+                `(T, H, W, C)` / `(T, C, H, W)` (a 5-dim one is several videos), a list of PIL frames, or a list
+                or tuple of any of these, one video each.
             candidate_labels (`list[str]` or `str`): the labels, or one comma-separated string.
             hypothesis_template (`str`, defaults to `"a video of a person {}."`): the prompt of a label.
             label_texts: prompts per label (STDD's text augmentation): a `LabelTexts`, a dict label -> prompts, the
@@ -383,7 +469,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             if embeddings_file is not None:
                 self.load_prompt_embeddings(label_texts, embeddings_file)
         label_set = build_label_set(candidate_labels, hypothesis_template, label_texts)
-        if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5:
+        if isinstance(videos, tuple) or (isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5):
             videos = list(videos)
         elif isinstance(videos, list) and videos and all(isinstance(frame, Image.Image) for frame in videos):
             videos = frames_from_decoded(videos)
@@ -437,6 +523,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         timeout: float | None = None,
     ):
         """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or per window with its start and end."""
+        check_one_video(video)
         video = fetch_video(video, timeout)
         if segment_seconds is None:
             pixel_values = self.video_processor(video, num_clips=num_clips, return_tensors="pt")["pixel_values"]
@@ -510,15 +597,15 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
     ) -> bool:
         """
         Use the prompt embeddings stored in `embeddings_file` (see `save_prompt_embeddings`) for the prompts of
-        `label_texts` from now on, if they belong to exactly these prompts and re-encoding a few of them with this
-        model gives the same directions. Otherwise log why and return False: the prompts are then encoded as usual.
+        `label_texts` from now on, if the file can be read, they belong to exactly these prompts with the model's
+        `projection_dim`, and re-encoding a few of them with this model gives the same directions. Otherwise log why
+        and return False: the prompts are then encoded as usual.
         """
         prompts = [prompt for label_prompts in label_texts.values() for prompt in label_prompts]
-        with safe_open(embeddings_file, framework="pt") as file:
-            if (file.metadata() or {}).get("prompts_sha256") != prompts_digest(prompts):
-                logger.warning(f"{embeddings_file} holds embeddings of other prompts; ignoring it.")
-                return False
-            text_embeds = file.get_tensor("text_embeds").to(self.device, self.model.dtype)
+        text_embeds = read_prompt_embeddings(embeddings_file, prompts, self.model.config.projection_dim)
+        if text_embeds is None:
+            return False
+        text_embeds = text_embeds.to(self.device, self.model.dtype)
         sample = encode_prompts(self.model, self.tokenizer, prompts[:PROMPTS_TO_VERIFY])
         cosine = torch.nn.functional.cosine_similarity(sample.float(), text_embeds[: len(sample)].float(), dim=-1)
         if cosine.min() < MIN_VERIFIED_COSINE:
@@ -572,15 +659,37 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         """
         Save the model, the processor and this pipeline's code, with the task recorded in the config, so that
         `pipeline(model=save_directory, trust_remote_code=True)` rebuilds this pipeline.
+
+        The folder is replaced as a whole: the save is written to a temporary sibling folder that is renamed into place
+        once complete, so an interrupted or failed save leaves `save_directory` as it was. As with transformers' own
+        `save_pretrained`, saving into an existing folder overwrites the files a save writes and keeps the others
+        (they are copied into the new folder).
         """
-        os.makedirs(save_directory, exist_ok=True)
+        save_directory = Path(save_directory).resolve()
+        if save_directory.exists() and not save_directory.is_dir():
+            raise ValueError(f"Cannot save the pipeline to {save_directory}: it is a file, not a folder.")
+        save_directory.parent.mkdir(parents=True, exist_ok=True)
+        work_dir = Path(tempfile.mkdtemp(prefix=f".{save_directory.name}.saving-", dir=save_directory.parent))
+        try:
+            new_dir = work_dir / "new"
+            if save_directory.is_dir():
+                shutil.copytree(save_directory, new_dir, symlinks=True)
+            else:
+                new_dir.mkdir()
+            self._write_pretrained(new_dir, **kwargs)
+            replace_folder(new_dir, save_directory, aside_dir=work_dir / "previous")
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    def _write_pretrained(self, folder: Path, **kwargs):
+        """Write the pipeline's code, the model (its config recording the task) and the processor into `folder`."""
         module_file = type(self).__module__.split(".")[-1]
         self.model.config.custom_pipelines = {
             TASK: {"impl": f"{module_file}.{type(self).__name__}", "pt": ["AutoModel"], "type": "multimodal"}
         }
-        custom_object_save(self, save_directory)
-        self.model.save_pretrained(save_directory, **kwargs)
-        self.processor.save_pretrained(save_directory, **kwargs)
+        custom_object_save(self, folder)
+        self.model.save_pretrained(folder, **kwargs)
+        self.processor.save_pretrained(folder, **kwargs)
 
 
 __all__ = [
@@ -590,6 +699,7 @@ __all__ = [
     "ZeroShotVideoClassificationPipeline",
     "build_label_set",
     "candidate_label_list",
+    "check_hypothesis_template",
     "encode_prompts",
     "prompt_embeddings_file",
     "prompts_digest",

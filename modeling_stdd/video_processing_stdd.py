@@ -183,12 +183,16 @@ def probe_frame_size(encoded: str | bytes, name: str) -> tuple[int, int]:
     return height, width
 
 
+# What decord raises for a file it cannot decode; its own `DECORDError` derives from `Exception` only.
+DECODE_ERRORS = (decord.DECORDError, RuntimeError, AssertionError)
+
+
 def open_video_reader(encoded: str | bytes, name: str, decode_size: tuple[int, int] | None) -> decord.VideoReader:
     """A decord reader that decodes straight to `decode_size` (height, width), or at full size when it is None."""
     height, width = decode_size or (-1, -1)
     try:
         reader = decord.VideoReader(_as_input(encoded), ctx=decord.cpu(0), width=width, height=height)
-    except (RuntimeError, AssertionError) as error:
+    except DECODE_ERRORS as error:
         raise ValueError(f"Could not decode {name} as a video (not a video file, or truncated): {error}") from error
     return reader
 
@@ -198,7 +202,7 @@ def read_frames(reader: decord.VideoReader, indices: np.ndarray, name: str) -> n
     unique_indices, positions = np.unique(indices, return_inverse=True)
     try:
         frames = reader.get_batch(unique_indices.tolist()).asnumpy()
-    except RuntimeError as error:
+    except DECODE_ERRORS as error:
         raise ValueError(f"Could not decode frames of {name}; the file is truncated or corrupt: {error}") from error
     return frames[positions.reshape(indices.shape)]
 

@@ -6,6 +6,7 @@ import http.server
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import pytest
 import torch
 from conftest import tiny_clip_config
 from PIL import Image
+from safetensors.torch import save_file
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -24,7 +26,7 @@ import modeling_stdd
 from modeling_stdd import STDDModel, STDDProcessor, ZeroShotVideoClassificationPipeline, class_scores
 from modeling_stdd.askg import LabelTexts
 from modeling_stdd.classify_cli import main as classify_main
-from modeling_stdd.pipeline_stdd import timeline_windows
+from modeling_stdd.pipeline_stdd import prompts_digest, timeline_windows
 from modeling_stdd.video_processing_stdd import load_video_frames
 
 
@@ -127,6 +129,38 @@ def test_saved_pipeline_folder_infers_the_task(classifier, tmp_path, video_path)
     assert_same_predictions(predictions, classifier(video_path, candidate_labels=LABELS))
 
 
+def folder_contents(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_saving_replaces_the_folder_as_a_whole(stdd_dir, tmp_path, monkeypatch):
+    """An interrupted save leaves the previous folder as it was; a finished one keeps the files it does not write."""
+    classifier = pipeline(TASK, model=str(stdd_dir))
+    saved = tmp_path / "saved"
+    classifier.save_pretrained(saved)
+    (saved / "notes.txt").write_text("the user's own file")
+    before = folder_contents(saved)
+    with torch.no_grad():
+        classifier.model.logit_scale.fill_(1.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(type(classifier.processor), "save_pretrained", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            classifier.save_pretrained(saved)
+    assert folder_contents(saved) == before
+    assert [path.name for path in tmp_path.iterdir()] == ["saved"]
+    classifier.save_pretrained(saved)
+    after = folder_contents(saved)
+    assert after.keys() == before.keys() and after["notes.txt"] == before["notes.txt"]
+    assert after["model.safetensors"] != before["model.safetensors"]
+    assert [path.name for path in tmp_path.iterdir()] == ["saved"]
+    with pytest.raises(ValueError, match="notes.txt: it is a file, not a folder"):
+        classifier.save_pretrained(saved / "notes.txt")
+
+
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
 def test_pipeline_module_imports_only_flat_siblings():
     """Hub remote code only has the sibling files: relative, flat imports; no `modeling_stdd.` at module level."""
     tree = ast.parse((REPO / "modeling_stdd" / "pipeline_stdd.py").read_text())
@@ -160,12 +194,34 @@ def test_comma_separated_labels_template_and_top_k(classifier, video_path):
     assert classifier(video_path, candidate_labels=LABELS, hypothesis_template="{}", top_k=2) == predictions[:2]
 
 
+def test_literal_braces_in_the_template_stay_braces(classifier, video_path):
+    predictions = classifier(video_path, candidate_labels=LABELS, hypothesis_template="{{clip}} of a person {}.")
+    expected = manual_probabilities(classifier, video_path, [f"{{clip}} of a person {label}." for label in LABELS])
+    assert scores_by_label(predictions) == pytest.approx(dict(zip(LABELS, expected.tolist())), abs=1e-5)
+
+
 def test_batch_equals_one_by_one(classifier, make_video):
     videos = [make_video(f"video_{index}.mp4", num_frames=12 + 6 * index, width=48 + 16 * index) for index in range(3)]
     batched = classifier(videos, candidate_labels=LABELS, batch_size=2)
     assert len(batched) == 3
     for video, predictions in zip(videos, batched):
         assert_same_predictions(predictions, classifier(video, candidate_labels=LABELS))
+
+
+def test_tuple_of_videos_is_a_batch_like_a_list(classifier, make_video):
+    videos = (make_video("first.mp4", num_frames=12), make_video("second.mp4", num_frames=9, height=64, width=48))
+    batched = classifier(videos, candidate_labels=LABELS)
+    assert len(batched) == 2
+    for video, predictions in zip(videos, batched):
+        assert_same_predictions(predictions, classifier(video, candidate_labels=LABELS))
+
+
+def test_one_input_holding_several_videos_is_refused(classifier, video_path):
+    batch = torch.rand(3, 6, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"holds 3 videos \(shape \(3, 6, 3, 32, 32\)\); pass a list of videos"):
+        classifier([batch], candidate_labels=LABELS)
+    with pytest.raises(ValueError, match="One input is a list of 2 videos; pass a list of videos"):
+        classifier([[video_path, video_path]], candidate_labels=LABELS)
 
 
 def test_encoded_inputs_agree(classifier, video_path, tmp_path):
@@ -248,6 +304,30 @@ def test_label_texts_as_object_file_or_dict_agree(classifier, video_path, tmp_pa
     assert sorted(scores_by_label(file_labels_only)) == sorted(LABEL_TEXTS)
 
 
+@pytest.mark.parametrize(
+    "embeddings, warning",
+    [
+        (torch.randn(5, 24), r"shape \(5, 24\), not \(5, 16\)"),  # another model's projection_dim
+        (torch.randn(2, 16), r"shape \(2, 16\), not \(5, 16\)"),  # fewer rows than prompts
+        (b"\x10\x00\x00\x00garbage", "Could not read the prompt embeddings"),  # not a safetensors file
+    ],
+)
+def test_unusable_stored_prompt_embeddings_are_ignored(stdd_dir, video_path, tmp_path, caplog, embeddings, warning):
+    """Stored embeddings that cannot be these prompts' are logged and ignored: the prompts are encoded instead."""
+    classifier = pipeline(TASK, model=str(stdd_dir))
+    texts_file = LabelTexts(LABEL_TEXTS).save(tmp_path / "label_texts.json")
+    embeddings_file = tmp_path / "label_texts.safetensors"
+    if isinstance(embeddings, bytes):
+        embeddings_file.write_bytes(embeddings)
+    else:
+        prompts = [prompt for label_prompts in LABEL_TEXTS.values() for prompt in label_prompts]
+        save_file({"text_embeds": embeddings}, embeddings_file, metadata={"prompts_sha256": prompts_digest(prompts)})
+    predictions = classifier(video_path, candidate_labels=LABELS, label_texts=texts_file)
+    assert_same_predictions(predictions, classifier(video_path, candidate_labels=LABELS, label_texts=LABEL_TEXTS))
+    assert re.search(warning, caplog.text) and "ignoring it" in caplog.text
+    assert classifier._stored_prompt_embeddings == {}
+
+
 def test_text_tower_runs_once_per_label_set(stdd_dir, video_path, monkeypatch):
     classifier = pipeline(TASK, model=str(stdd_dir))
     calls = []
@@ -274,11 +354,28 @@ def test_text_tower_runs_once_per_label_set(stdd_dir, video_path, monkeypatch):
 )
 def test_timeline_windows_cover_the_duration(duration, segment, stride):
     windows = timeline_windows(duration, segment, stride)
-    assert windows[0][0] == 0.0 and windows[-1][1] == pytest.approx(duration)
+    assert windows[0][0] == 0.0 and windows[-1][1] == duration
     for (start, end), (next_start, _) in zip(windows, windows[1:]):
         assert end - start == pytest.approx(segment)
         assert next_start == pytest.approx(start + stride) and next_start <= end
     assert windows[-1][0] < duration
+
+
+@pytest.mark.parametrize(
+    "duration, segment, stride, num_windows", [(2.1, 0.7, 0.7, 3), (1.6, 0.4, 0.2, 7), (10.0, 3.0, 0.7, 11)]
+)
+def test_timeline_windows_start_at_multiples_of_the_stride_with_no_sliver_at_the_end(
+    duration, segment, stride, num_windows
+):
+    """Adding up the stride drifts (0.7 + 0.7 + 0.7 < 2.1): that must not add a ~1e-16 s last window."""
+    windows = timeline_windows(duration, segment, stride)
+    assert [start for start, _ in windows] == [index * stride for index in range(num_windows)]
+    assert windows[-1][1] == duration
+
+
+def test_timeline_of_a_video_a_whole_number_of_segments_long(classifier, make_video):
+    timeline = classifier(make_video("2.1s.mp4", num_frames=21, fps=10), candidate_labels=LABELS, segment_seconds=0.7)
+    assert [(window["start"], window["end"]) for window in timeline] == [(0.0, 0.7), (0.7, 1.4), (1.4, 2.1)]
 
 
 def test_timeline_covers_the_video_and_each_window_is_classified_on_its_frames(classifier, make_video):
@@ -308,7 +405,11 @@ def test_timeline_covers_the_video_and_each_window_is_classified_on_its_frames(c
         ({"candidate_labels": "running, , swimming"}, "empty label"),
         ({"candidate_labels": ["running", "swimming", "running"]}, r"duplicates: \['running'\]"),
         ({}, "Give candidate_labels"),
-        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person"}, "placeholder"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person"}, "hypothesis_template must"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a {role} {}."}, r"got 'a video of a \{role"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video {{}} of a person"}, "exactly once, bare"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person {!r}"}, "exactly once, bare"),
+        ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person {"}, "exactly once, bare"),
         ({"candidate_labels": LABELS, "top_k": 0}, "top_k"),
         ({"candidate_labels": LABELS, "segment_seconds": 1.0, "stride_seconds": 2.0}, "stride_seconds"),
         ({"candidate_labels": LABELS, "label_texts": {"running": []}}, r"label_texts\['running'\]"),

@@ -163,6 +163,17 @@ def test_unreadable_video_is_skipped_and_counted(video_folder, processor, caplog
         VideoClipDataset(dataset, processor.video_processor, training=True, skip_unreadable=False)[row]
 
 
+def test_a_video_decord_cannot_decode_counts_as_unreadable(video_folder, processor, make_video):
+    """A truncated mkv fails inside decord (DECORDError), not on opening: it is left out like any unreadable file."""
+    data = make_video("whole.mkv", num_frames=120, height=96, width=128).read_bytes()
+    truncated = video_folder / "waving" / "2.mkv"
+    truncated.write_bytes(data[: len(data) // 20])
+    dataset = load_video_dataset(str(video_folder))
+    row = next(index for index, video in enumerate(dataset["video"]) if video["path"] == str(truncated))
+    clips = VideoClipDataset(dataset, processor.video_processor, training=False)
+    assert clips[row] == {"pixel_values": None, "labels": dataset[row]["label"], "num_skipped": 1}
+
+
 def test_evaluation_leaves_an_unreadable_video_out_instead_of_replacing_it(video_folder, processor):
     broken = video_folder / "waving" / "0.mp4"
     broken.write_bytes(b"not a video at all")

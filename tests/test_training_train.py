@@ -65,6 +65,7 @@ def tiny_arguments(tiny_data, tiny_clip_dir, output_dir, *extra):
         (["--train-data", "x"], "--train-data needs --base-model"),
         (["--resume-from-checkpoint", "/no/such/checkpoint"], "not a folder"),
         (["--template", "a video"], "--template must contain '{}'"),
+        (["--template", "a video of a {role} {}."], "--template must contain '{}' exactly once, bare"),
         (["--num-workers", "-1"], "--num-workers must be >= 0"),
         (["--epochs", "abc"], "invalid int value"),
     ],

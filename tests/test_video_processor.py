@@ -221,6 +221,24 @@ def test_bad_files_raise_errors_that_name_them(processor, make_video, tmp_path):
         processor(b"")
 
 
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 20]
+
+
+def zeroed_in_the_middle(data: bytes) -> bytes:
+    quarter = len(data) // 4
+    return data[: 2 * quarter] + bytes(quarter) + data[3 * quarter :]
+
+
+@pytest.mark.parametrize("suffix, damage", [("mkv", truncated), ("webm", truncated), ("mkv", zeroed_in_the_middle)])
+def test_files_decord_cannot_decode_raise_value_errors_that_name_them(processor, make_video, tmp_path, suffix, damage):
+    """decord fails on these with its own DECORDError (not a RuntimeError): it must become the same ValueError."""
+    damaged = tmp_path / f"damaged.{suffix}"
+    damaged.write_bytes(damage(make_video(f"whole.{suffix}", num_frames=120, height=96, width=128).read_bytes()))
+    with pytest.raises(ValueError, match=f"Could not decode .*damaged.{suffix}"):
+        processor(damaged)
+
+
 def test_bad_arguments_are_refused(processor):
     video = np.zeros((4, 40, 40, 3), dtype=np.uint8)
     with pytest.raises(TypeError, match="unexpected keyword"):

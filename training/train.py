@@ -38,7 +38,12 @@ from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.file_utils import move_into_place
-from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set, save_prompt_embeddings
+from modeling_stdd.pipeline_stdd import (
+    DEFAULT_HYPOTHESIS_TEMPLATE,
+    build_label_set,
+    check_hypothesis_template,
+    save_prompt_embeddings,
+)
 from training.data import (
     SYNTHETIC_PROMPT,
     VideoClipDataset,
@@ -250,8 +255,11 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
             parser.error(f"--resume-from-checkpoint {resume}: not a folder (give a checkpoint folder or 'latest')")
         if args.frame_mean_baseline:
             parser.error("--resume-from-checkpoint PATH resumes one run; with --frame-mean-baseline use 'latest'")
-    if args.template is not None and args.template.count("{}") != 1:
-        parser.error(f"--template must contain '{{}}' exactly once, got {args.template!r}")
+    if args.template is not None:
+        try:
+            check_hypothesis_template(args.template, name="--template")
+        except ValueError as error:
+            parser.error(str(error))
     try:  # without --max-steps the number of epochs is known before the data is read
         parse_average_epochs(args.average_epochs, num_epochs=None if args.max_steps else args.epochs)
     except ValueError as error:
