@@ -490,6 +490,14 @@ def test_push_creates_the_repo_and_uploads_the_folder(exported):
     assert (upload_kwargs["revision"], upload_kwargs["commit_message"]) == ("v1", "First")
 
 
+def test_push_deletes_remote_files_the_export_does_not_hold(exported):
+    result, _ = exported
+    api = RecordingApi()
+    push_repo(result.repo_dir, REPO_ID, api=api)
+    _, _, upload_kwargs = api.calls[-1]
+    assert upload_kwargs["delete_patterns"] == "*"
+
+
 def test_push_dry_run_lists_files_and_sizes(exported, capsys):
     result, _ = exported
     assert main(["push", "--repo-dir", str(result.repo_dir), "--repo-id", REPO_ID, "--dry-run", "--private"]) == 0
@@ -499,6 +507,7 @@ def test_push_dry_run_lists_files_and_sizes(exported, capsys):
     for path, _ in plan.files:
         assert re.search(rf"^{re.escape(path)}\s+\d+(\.\d)? (B|KiB|MiB)$", output, flags=re.MULTILINE), path
     assert f"{len(plan.files)} files" in output and f"private model repo {REPO_ID} (revision main)" in output
+    assert "not listed here would be deleted" in output
 
 
 @pytest.mark.parametrize("repo_id", ["no-namespace", "a/b/c", "user/bad--name", "user/name.git"])
