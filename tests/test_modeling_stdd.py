@@ -103,6 +103,20 @@ def test_auto_classes_return_stdd(stdd_model, tmp_path):
     assert type(AutoModel.from_pretrained(tmp_path)) is STDDModel
 
 
+def test_clip_sub_configs_become_stdd_configs_with_default_stca_settings(clip_model):
+    clip_config = clip_model.config
+    config = STDDConfig(
+        text_config=clip_config.text_config, vision_config=clip_config.vision_config, projection_dim=16
+    )
+    vision = config.vision_config
+    assert type(vision) is STDDVisionConfig
+    assert (vision.hidden_size, vision.image_size, vision.patch_size) == (32, 32, 8)
+    assert (vision.num_frames, vision.mask_rate, vision.temporal_scales) == (8, 0.5, [1, 2])
+    assert STDDConfig(vision_config=clip_config.vision_config, num_frames=4).vision_config.num_frames == 4
+    model = STDDModel(config).eval()
+    assert model.get_video_features(video(batch_size=1)).pooler_output.shape == (1, 4, 16)
+
+
 def test_config_defaults_are_the_papers():
     vision = STDDConfig().vision_config
     assert (vision.num_frames, vision.mask_rate, vision.mask_stride, vision.channel_fold) == (8, 0.5, [1, 2, 2], 32)
