@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -436,6 +437,26 @@ def test_bad_inputs_are_refused_before_anything_is_written(tiny_clip_dir, tmp_pa
     with pytest.raises(ValueError, match="invalid repo id"):
         export_repo(tiny_clip_dir, tmp_path / "repo", repo_id="not a repo")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.json"]
+
+
+def test_export_into_a_folder_that_is_or_holds_an_input_is_refused(tiny_clip_dir, tmp_path):
+    run = tmp_path / "outputs" / "run"
+    shutil.copytree(tiny_clip_dir, run / "model")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "epoch_21.pt").write_text("weeks of training")
+    label_texts_file, eval_results_file = export_sources(run)
+    before = folder_digest(tmp_path)
+    refused = [
+        (run / "model", run / "model", {}),
+        (run / "model", run, {}),
+        (run / "model", run / "model" / ".." / "..", {}),
+        (tiny_clip_dir, run, {"eval_results": eval_results_file}),
+        (tiny_clip_dir, run, {"label_texts": [label_texts_file]}),
+    ]
+    for model_dir, output_dir, inputs in refused:
+        with pytest.raises(ValueError, match=rf"output folder {re.escape(str(output_dir))} is or contains the input"):
+            export_repo(model_dir, output_dir, overwrite=True, **inputs)
+    assert folder_digest(tmp_path) == before
 
 
 def test_export_failing_midway_leaves_no_folder_behind(tiny_clip_dir, tmp_path, monkeypatch):
