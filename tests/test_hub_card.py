@@ -459,6 +459,14 @@ def test_export_into_a_folder_that_is_or_holds_an_input_is_refused(tiny_clip_dir
     assert folder_digest(tmp_path) == before
 
 
+@pytest.mark.parametrize("as_string", [False, True])
+def test_a_single_label_text_source_is_one_set(tiny_clip_dir, tmp_path, as_string):
+    label_texts_file, _ = export_sources(tmp_path)
+    source = str(label_texts_file) if as_string else label_texts_file
+    result = export_repo(tiny_clip_dir, tmp_path / "repo", label_texts=source)
+    assert [summary.name for summary in result.label_texts] == ["actions"]
+
+
 def test_export_failing_midway_leaves_no_folder_behind(tiny_clip_dir, tmp_path, monkeypatch):
     def failing_card(*args):
         raise RuntimeError("card template broke")
