@@ -4,6 +4,7 @@ rendering of `model_card_template.md`, and the checks that can be made without t
 """
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -111,7 +112,7 @@ def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
         raise FileNotFoundError(f"evaluation results file {path} does not exist") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON: {error}") from error
-    entries = stdd_output_entries(data) if isinstance(data, Mapping) else None
+    entries = stdd_output_entries(data, path) if isinstance(data, Mapping) else None
     if entries is None:
         entries = data.get("results") if isinstance(data, Mapping) else data
     if not isinstance(entries, list) or not entries:
@@ -125,34 +126,60 @@ def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
 METRIC_NAMES = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}
 
 
-def stdd_output_entries(data: Mapping) -> list[dict] | None:
-    """Result entries from the JSON of `evaluate_zero_shot.py` or `train.py`; None for any other object."""
+def stdd_output_entries(data: Mapping, path: Path) -> list[dict] | None:
+    """Result entries from the JSON of `evaluate_zero_shot.py` or `train.py` read from `path`; None for others."""
     if isinstance(data.get("mean"), Mapping) and isinstance(data.get("std"), Mapping) and "protocol" in data:
-        return [
+        return protocol_entries(data, path)
+    stdd_run = data.get("zero_shot", {}).get("stdd") if isinstance(data.get("zero_shot"), Mapping) else None
+    if isinstance(stdd_run, Mapping):
+        return training_entries(data, stdd_run, path)
+    return None
+
+
+def protocol_entries(data: Mapping, path: Path) -> list[dict]:
+    """One entry per metric of `evaluate_zero_shot.py`'s output: `mean ± std` over the protocol's splits."""
+    entries = []
+    for name, mean in data["mean"].items():
+        if name not in data["std"]:
+            raise ValueError(f"{path}: std has no value for {name!r}, which mean has")
+        mean = _finite_number(mean, f"{path}: mean[{name!r}]")
+        std = _finite_number(data["std"][name], f"{path}: std[{name!r}]")
+        entries.append(
             {
                 "dataset": str(data["protocol"]),
                 "split": "test",
                 "metric": f"{name}_accuracy",
                 "metric_name": f"{METRIC_NAMES.get(name, name)} (mean ± std over splits)",
-                "value": f"{mean:.1f} ± {data['std'][name]:.1f}",
+                "value": f"{mean:.1f} ± {std:.1f}",
             }
-            for name, mean in data["mean"].items()
-        ]
-    stdd_run = data.get("zero_shot", {}).get("stdd") if isinstance(data.get("zero_shot"), Mapping) else None
-    if isinstance(stdd_run, Mapping):
-        settings = data.get("settings") or {}
-        dataset = settings.get("eval_data") or "synthetic-motion"  # train.py's embedded job has no --eval-data
-        return [
-            {
-                "dataset": dataset,
-                "split": "held-out classes",
-                "metric": f"{name}_accuracy",
-                "metric_name": METRIC_NAMES.get(name, name),
-                "value": value,
-            }
-            for name, value in stdd_run.items()
-        ]
-    return None
+        )
+    return entries
+
+
+def training_entries(data: Mapping, stdd_run: Mapping, path: Path) -> list[dict]:
+    """One entry per metric of the STDD run in `train.py`'s output, on the training job's held-out classes."""
+    settings = data.get("settings") or {}
+    dataset = settings.get("eval_data") or "synthetic-motion"  # train.py's embedded job has no --eval-data
+    return [
+        {
+            "dataset": dataset,
+            "split": "held-out classes",
+            "metric": f"{name}_accuracy",
+            "metric_name": METRIC_NAMES.get(name, name),
+            "value": _finite_number(value, f"{path}: zero_shot.stdd[{name!r}]"),
+        }
+        for name, value in stdd_run.items()
+    ]
+
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite_number(value, where: str) -> int | float:
+    if not _is_finite_number(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r}")
+    return value
 
 
 def _eval_result(entry, where: str) -> EvalResult:
@@ -165,8 +192,8 @@ def _eval_result(entry, where: str) -> EvalResult:
     if missing:
         raise ValueError(f"{where}: missing required fields {missing}")
     value = entry["value"]
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{where}: value must be a number or a string, got {value!r}")
+    if not isinstance(value, str) and not _is_finite_number(value):
+        raise ValueError(f"{where}: value must be a finite number or a string, got {value!r}")
     for name in set(entry) - {"value"}:
         if not isinstance(entry[name], str):
             raise ValueError(f"{where}: {name} must be a string, got {entry[name]!r}")

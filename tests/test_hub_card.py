@@ -379,6 +379,27 @@ def test_eval_results_errors_name_the_file_entry_and_field(tmp_path):
         read_eval_results(path)
 
 
+@pytest.mark.parametrize(
+    "results, message",
+    [
+        ({"protocol": "ucf101", "mean": {"top1": 80.0, "top5": 95.0}, "std": {"top1": 1.0}},
+         r"std has no value for 'top5', which mean has"),
+        ({"protocol": "ucf101", "mean": {"top1": "80"}, "std": {"top1": 1.0}},
+         r"mean\['top1'\] must be a finite number, got '80'"),
+        ({"protocol": "ucf101", "mean": {"top1": 80.0}, "std": {"top1": None}},
+         r"std\['top1'\] must be a finite number, got None"),
+        ({"zero_shot": {"stdd": {"top1": None}}}, r"zero_shot\.stdd\['top1'\] must be a finite number, got None"),
+        ([{"dataset": "ucf101", "metric": "accuracy", "value": float("nan")}],
+         r"results\[0\]: value must be a finite number or a string, got nan"),
+    ],
+)
+def test_eval_results_with_missing_or_non_numeric_figures_name_the_file_and_key(tmp_path, results, message):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    with pytest.raises(ValueError, match=rf"results\.json: {message}"):
+        read_eval_results(path)
+
+
 def test_eval_results_read_the_outputs_of_training_and_zero_shot_evaluation(tmp_path):
     protocol = tmp_path / "ucf101.json"
     protocol.write_text(json.dumps({
