@@ -95,7 +95,8 @@ def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
     - what `training/evaluate_zero_shot.py` writes (`{"protocol": "ucf101", "mean": {"top1": ...}, "std": ...}`):
       one result per metric, `mean ± std` over the protocol's splits;
     - what `training/train.py` writes (`eval_results.json`, `{"zero_shot": {"stdd": {"top1": ...}, ...}}`): the
-      STDD run's zero-shot figures on the training job's held-out classes;
+      STDD run's zero-shot figures on the training job's held-out classes, the dataset named by the job's
+      `eval_data` only when that is a Hub dataset id (a local path would leak onto the public card);
     - `{"results": [entry, ...]}` or a list of entries, each entry
 
         {"dataset": "ucf101", "dataset_name": "UCF101", "split": "test", "config": "split_1",
@@ -124,6 +125,10 @@ def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
 
 
 METRIC_NAMES = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}
+# The dataset named on the card for train.py's results: its embedded job has no --eval-data, and an --eval-data that
+# is a folder or list file on the training machine is not named, so the public card does not show a local path.
+EMBEDDED_TRAINING_DATASET = "synthetic-motion"
+LOCAL_TRAINING_DATASET = "local-video-data"
 
 
 def stdd_output_entries(data: Mapping, path: Path) -> list[dict] | None:
@@ -158,8 +163,12 @@ def protocol_entries(data: Mapping, path: Path) -> list[dict]:
 
 def training_entries(data: Mapping, stdd_run: Mapping, path: Path) -> list[dict]:
     """One entry per metric of the STDD run in `train.py`'s output, on the training job's held-out classes."""
-    settings = data.get("settings") or {}
-    dataset = settings.get("eval_data") or "synthetic-motion"  # train.py's embedded job has no --eval-data
+    settings = data.get("settings")
+    eval_data = settings.get("eval_data") if isinstance(settings, Mapping) else None
+    if eval_data is None:
+        dataset = EMBEDDED_TRAINING_DATASET
+    else:
+        dataset = eval_data if is_hub_dataset_id(eval_data) else LOCAL_TRAINING_DATASET
     return [
         {
             "dataset": dataset,
@@ -170,6 +179,23 @@ def training_entries(data: Mapping, stdd_run: Mapping, path: Path) -> list[dict]
         }
         for name, value in stdd_run.items()
     ]
+
+
+def is_hub_dataset_id(value) -> bool:
+    """
+    True for `name` or `namespace/name` strings that `training/data.py` loads as Hub dataset ids (no file suffix) and
+    huggingface_hub accepts as repo ids; False for paths, such as a local folder or list file, and for strings that
+    name a file or folder here.
+    """
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", value) or Path(value).suffix:
+        return False
+    if os.path.exists(value):
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _is_finite_number(value) -> bool:

@@ -425,6 +425,29 @@ def test_eval_results_read_the_outputs_of_training_and_zero_shot_evaluation(tmp_
     assert [(r.dataset_type, r.metric_value) for r in round_trip] == [("synthetic-motion", 100.0)] * 2
 
 
+@pytest.mark.parametrize(
+    "eval_data, dataset",
+    [
+        ("/home/alice/data/ucf101_val.csv", "local-video-data"),
+        ("data/ucf101_val.csv", "local-video-data"),
+        ("videos/ucf101_val", "local-video-data"),
+        (["/home/alice/a.csv", "/home/alice/b.csv"], "local-video-data"),
+        ("someone/ucf101-videos", "someone/ucf101-videos"),
+        (None, "synthetic-motion"),
+    ],
+)
+def test_training_results_name_the_eval_data_on_the_card_only_when_it_is_a_hub_dataset(
+    tmp_path, monkeypatch, eval_data, dataset
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "videos" / "ucf101_val").mkdir(parents=True)
+    training = tmp_path / "eval_results.json"
+    training.write_text(json.dumps({"zero_shot": {"stdd": {"top1": 61.2}}, "settings": {"eval_data": eval_data}}))
+    (result,) = read_eval_results(training)
+    assert (result.dataset_type, result.dataset_name) == (dataset, dataset)
+    assert "alice" not in card_metadata("tiny-stdd", eval_results=[result]).to_yaml()
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Overwriting and failures
 # ----------------------------------------------------------------------------------------------------------------------
