@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--datasets", nargs="+", default=[], metavar="ID", help="Hub ids of the training data")
     export.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="split larger weights files")
 
-    push = commands.add_parser("push", help="upload an exported repo folder to the Hub")
+    push = commands.add_parser(
+        "push", help="upload an exported repo folder to the Hub, deleting the repo's files the folder does not hold"
+    )
     push.add_argument("--repo-dir", required=True, help="folder written by `export`")
     push.add_argument("--repo-id", required=True, help="USER/NAME or ORGANIZATION/NAME")
     push.add_argument("--private", action="store_true", help="create the repo as private")

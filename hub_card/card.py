@@ -4,6 +4,7 @@ rendering of `model_card_template.md`, and the checks that can be made without t
 """
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -94,7 +95,8 @@ def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
     - what `training/evaluate_zero_shot.py` writes (`{"protocol": "ucf101", "mean": {"top1": ...}, "std": ...}`):
       one result per metric, `mean ± std` over the protocol's splits;
     - what `training/train.py` writes (`eval_results.json`, `{"zero_shot": {"stdd": {"top1": ...}, ...}}`): the
-      STDD run's zero-shot figures on the training job's held-out classes;
+      STDD run's zero-shot figures on the training job's held-out classes, the dataset named by the job's
+      `eval_data` only when that is a Hub dataset id (a local path would leak onto the public card);
     - `{"results": [entry, ...]}` or a list of entries, each entry
 
         {"dataset": "ucf101", "dataset_name": "UCF101", "split": "test", "config": "split_1",
@@ -111,7 +113,7 @@ def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
         raise FileNotFoundError(f"evaluation results file {path} does not exist") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON: {error}") from error
-    entries = stdd_output_entries(data) if isinstance(data, Mapping) else None
+    entries = stdd_output_entries(data, path) if isinstance(data, Mapping) else None
     if entries is None:
         entries = data.get("results") if isinstance(data, Mapping) else data
     if not isinstance(entries, list) or not entries:
@@ -123,36 +125,87 @@ def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
 
 
 METRIC_NAMES = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy"}
+# The dataset named on the card for train.py's results: its embedded job has no --eval-data, and an --eval-data that
+# is a folder or list file on the training machine is not named, so the public card does not show a local path.
+EMBEDDED_TRAINING_DATASET = "synthetic-motion"
+LOCAL_TRAINING_DATASET = "local-video-data"
 
 
-def stdd_output_entries(data: Mapping) -> list[dict] | None:
-    """Result entries from the JSON of `evaluate_zero_shot.py` or `train.py`; None for any other object."""
+def stdd_output_entries(data: Mapping, path: Path) -> list[dict] | None:
+    """Result entries from the JSON of `evaluate_zero_shot.py` or `train.py` read from `path`; None for others."""
     if isinstance(data.get("mean"), Mapping) and isinstance(data.get("std"), Mapping) and "protocol" in data:
-        return [
+        return protocol_entries(data, path)
+    stdd_run = data.get("zero_shot", {}).get("stdd") if isinstance(data.get("zero_shot"), Mapping) else None
+    if isinstance(stdd_run, Mapping):
+        return training_entries(data, stdd_run, path)
+    return None
+
+
+def protocol_entries(data: Mapping, path: Path) -> list[dict]:
+    """One entry per metric of `evaluate_zero_shot.py`'s output: `mean ± std` over the protocol's splits."""
+    entries = []
+    for name, mean in data["mean"].items():
+        if name not in data["std"]:
+            raise ValueError(f"{path}: std has no value for {name!r}, which mean has")
+        mean = _finite_number(mean, f"{path}: mean[{name!r}]")
+        std = _finite_number(data["std"][name], f"{path}: std[{name!r}]")
+        entries.append(
             {
                 "dataset": str(data["protocol"]),
                 "split": "test",
                 "metric": f"{name}_accuracy",
                 "metric_name": f"{METRIC_NAMES.get(name, name)} (mean ± std over splits)",
-                "value": f"{mean:.1f} ± {data['std'][name]:.1f}",
+                "value": f"{mean:.1f} ± {std:.1f}",
             }
-            for name, mean in data["mean"].items()
-        ]
-    stdd_run = data.get("zero_shot", {}).get("stdd") if isinstance(data.get("zero_shot"), Mapping) else None
-    if isinstance(stdd_run, Mapping):
-        settings = data.get("settings") or {}
-        dataset = settings.get("eval_data") or "synthetic-motion"  # train.py's embedded job has no --eval-data
-        return [
-            {
-                "dataset": dataset,
-                "split": "held-out classes",
-                "metric": f"{name}_accuracy",
-                "metric_name": METRIC_NAMES.get(name, name),
-                "value": value,
-            }
-            for name, value in stdd_run.items()
-        ]
-    return None
+        )
+    return entries
+
+
+def training_entries(data: Mapping, stdd_run: Mapping, path: Path) -> list[dict]:
+    """One entry per metric of the STDD run in `train.py`'s output, on the training job's held-out classes."""
+    settings = data.get("settings")
+    eval_data = settings.get("eval_data") if isinstance(settings, Mapping) else None
+    if eval_data is None:
+        dataset = EMBEDDED_TRAINING_DATASET
+    else:
+        dataset = eval_data if is_hub_dataset_id(eval_data) else LOCAL_TRAINING_DATASET
+    return [
+        {
+            "dataset": dataset,
+            "split": "held-out classes",
+            "metric": f"{name}_accuracy",
+            "metric_name": METRIC_NAMES.get(name, name),
+            "value": _finite_number(value, f"{path}: zero_shot.stdd[{name!r}]"),
+        }
+        for name, value in stdd_run.items()
+    ]
+
+
+def is_hub_dataset_id(value) -> bool:
+    """
+    True for `name` or `namespace/name` strings that `training/data.py` loads as Hub dataset ids (no file suffix) and
+    huggingface_hub accepts as repo ids; False for paths, such as a local folder or list file, and for strings that
+    name a file or folder here.
+    """
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", value) or Path(value).suffix:
+        return False
+    if os.path.exists(value):
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite_number(value, where: str) -> int | float:
+    if not _is_finite_number(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r}")
+    return value
 
 
 def _eval_result(entry, where: str) -> EvalResult:
@@ -165,8 +218,8 @@ def _eval_result(entry, where: str) -> EvalResult:
     if missing:
         raise ValueError(f"{where}: missing required fields {missing}")
     value = entry["value"]
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{where}: value must be a number or a string, got {value!r}")
+    if not isinstance(value, str) and not _is_finite_number(value):
+        raise ValueError(f"{where}: value must be a finite number or a string, got {value!r}")
     for name in set(entry) - {"value"}:
         if not isinstance(entry[name], str):
             raise ValueError(f"{where}: {name} must be a string, got {entry[name]!r}")

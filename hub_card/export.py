@@ -169,6 +169,13 @@ def resolve_label_texts(source: str | os.PathLike) -> tuple[str, LabelTexts]:
     )
 
 
+def label_text_sources(label_texts: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """The label-text sources as a list; a single file or dataset name (`"ucf101"`) is one source, not characters."""
+    if isinstance(label_texts, (str, os.PathLike)):
+        return [label_texts]
+    return list(label_texts)
+
+
 def resolve_all_label_texts(sources: Sequence[str | os.PathLike]) -> list[tuple[str, LabelTexts]]:
     """`resolve_label_texts` for each source; their names, which become file names, must differ."""
     resolved = [resolve_label_texts(source) for source in sources]
@@ -264,6 +271,32 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{output_dir} already exists and is not empty; pass --overwrite to replace it")
 
 
+def input_paths(
+    model_dir: Path, eval_results: str | os.PathLike | None, label_texts: Sequence[str | os.PathLike]
+) -> list[Path]:
+    """
+    The files and folders on this machine that the export reads: the model folder (unless it is a Hub id), the
+    evaluation results file and the label-text files (not the names of shipped sets).
+    """
+    paths = [model_dir] if model_dir.is_dir() else []
+    if eval_results is not None:
+        paths.append(Path(eval_results))
+    paths += [Path(source) for source in label_texts if Path(source).is_file()]
+    return paths
+
+
+def check_output_outside_inputs(output_dir: Path, inputs: Sequence[Path]) -> None:
+    """Refuse an output folder that is an input or holds one: writing the export there would delete that input."""
+    resolved_output = output_dir.resolve()
+    for path in inputs:
+        resolved_input = path.resolve()
+        if resolved_output == resolved_input or resolved_output in resolved_input.parents:
+            raise ValueError(
+                f"the output folder {output_dir} is or contains the input {path}; exporting there would delete it, "
+                "choose another output folder"
+            )
+
+
 def apply_default_permissions(folder: Path) -> None:
     """Give `folder` and everything in it the permissions of newly created files (temporary ones are owner-only)."""
     umask = os.umask(0)
@@ -276,7 +309,7 @@ def export_repo(
     model_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
     eval_results: str | os.PathLike | None = None,
-    label_texts: Sequence[str | os.PathLike] = (),
+    label_texts: str | os.PathLike | Sequence[str | os.PathLike] = (),
     overwrite: bool = False,
     repo_id: str | None = None,
     base_model: str | None = None,
@@ -289,10 +322,11 @@ def export_repo(
     Args:
         model_dir: a folder with a saved `STDDModel` or `CLIPModel` (with or without a saved `STDDProcessor`), or
             the Hub id of a CLIP checkpoint.
-        output_dir: the repo folder to create; an existing non-empty one is replaced only with `overwrite=True`.
+        output_dir: the repo folder to create; an existing non-empty one is replaced only with `overwrite=True`. It
+            may not be, or contain, one of the inputs.
         eval_results: a JSON file of evaluation results for the card's `model-index` (see `read_eval_results`).
-        label_texts: label-texts JSON or ASKG YAML files, or names of datasets shipped with stdd (`DATASETS`);
-            each is exported with its prompt embeddings.
+        label_texts: label-texts JSON or ASKG YAML files, or names of datasets shipped with stdd (`DATASETS`), or
+            a single one of those; each is exported with its prompt embeddings.
         repo_id: the Hub repo the folder is meant for, used in the card's examples (default: `your-username/NAME`).
         base_model: the Hub id of the checkpoint the model was fine-tuned from (default: the model's
             `name_or_path` when that is a Hub id).
@@ -302,6 +336,8 @@ def export_repo(
     if not (Path(model_dir) / CONFIG_NAME).is_file() and not is_hub_model_id(str(model_dir)):
         raise FileNotFoundError(f"{model_dir} is neither a saved model folder (with {CONFIG_NAME}) nor a Hub model id")
     model_dir, output_dir = Path(model_dir), Path(output_dir).absolute()
+    label_texts = label_text_sources(label_texts)
+    check_output_outside_inputs(output_dir, input_paths(model_dir, eval_results, label_texts))
     check_output_dir(output_dir, overwrite)
     evaluation = read_eval_results(eval_results) if eval_results is not None else []
     resolved_label_texts = resolve_all_label_texts(label_texts)

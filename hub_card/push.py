@@ -11,6 +11,11 @@ from .card import check_repo_id
 from .export import check_repo_folder
 
 
+# Remote files that the upload deletes unless the folder holds them too: the repo mirrors the export, so files of an
+# earlier push (a single weights file next to a new sharded index, a label-text set no longer exported) do not stay.
+# huggingface_hub always keeps `.gitattributes`.
+DELETE_PATTERNS = "*"
+
 @dataclass
 class UploadPlan:
     """The files of a repo folder, as `upload_folder` would send them: relative POSIX paths and sizes in bytes."""
@@ -29,7 +34,8 @@ class UploadPlan:
         visibility = "private" if private else "public"
         lines.append(
             f"{len(self.files)} files, {format_size(self.total_bytes)} in all, would be uploaded to the {visibility} "
-            f"model repo {repo_id} (revision {revision or 'main'})."
+            f"model repo {repo_id} (revision {revision or 'main'}); files already in the repo that are not listed "
+            "here would be deleted."
         )
         return "\n".join(lines)
 
@@ -66,8 +72,9 @@ def push_repo(
 ) -> str:
     """
     Upload the export in `repo_dir` to the model repo `repo_id`, creating the repo (`exist_ok=True`) and the
-    branch `revision` when they do not exist. With `dry_run`, nothing touches the network: the returned text lists
-    the files and sizes that would be uploaded. Otherwise returns the URL of the new commit.
+    branch `revision` when they do not exist. The upload deletes the files of the repo (at `revision`) that the
+    folder does not hold, so the repo mirrors the export. With `dry_run`, nothing touches the network: the returned
+    text lists the files and sizes that would be uploaded. Otherwise returns the URL of the new commit.
 
     Raises `ValueError` for an invalid repo id, `FileNotFoundError` / `ValueError` for a missing or incomplete
     folder, and `PermissionError` when no Hugging Face token is available; all before any network call.
@@ -91,6 +98,7 @@ def push_repo(
         repo_type="model",
         revision=revision,
         commit_message=commit_message or "Upload STDD model",
+        delete_patterns=DELETE_PATTERNS,
     )
     return commit.commit_url
 

@@ -137,8 +137,10 @@ class STDDConfig(CLIPConfig):
     r"""
     Configuration of [`STDDModel`]: a [`CLIPConfig`] whose vision tower is an [`STDDVisionConfig`].
 
-    STDD adds no weights, so any saved CLIP configuration loads as an STDD one. STDD vision settings given as
-    top-level keyword arguments (`STDDConfig.from_pretrained(path, temporal_scales=[1])`) go to the vision config.
+    STDD adds no weights, so any saved CLIP configuration loads as an STDD one, and a plain [`CLIPVisionConfig`]
+    given as `vision_config` becomes an [`STDDVisionConfig`] with the default STDD settings. STDD vision settings
+    given as top-level keyword arguments (`STDDConfig.from_pretrained(path, temporal_scales=[1])`) go to the vision
+    config.
 
     Example:
 
@@ -154,7 +156,7 @@ class STDDConfig(CLIPConfig):
     sub_configs_defaults = {"vision_config": STDDVisionConfig, "text_config": STDDTextConfig}
 
     def __post_init__(self, **kwargs):
-        self.vision_config = _with_vision_overrides(self.vision_config, kwargs)
+        self.vision_config = _with_vision_overrides(_as_stdd_vision_config(self.vision_config), kwargs)
         super().__post_init__(**kwargs)
 
     @classmethod
@@ -162,6 +164,16 @@ class STDDConfig(CLIPConfig):
         """Also route STDD vision settings given at load time (`from_pretrained(path, channel_fold=16)`)."""
         config_dict = {**config_dict, "vision_config": _with_vision_overrides(config_dict.get("vision_config"), kwargs)}
         return super().from_dict(config_dict, **kwargs)
+
+
+def _as_stdd_vision_config(vision_config):
+    """
+    A plain `CLIPVisionConfig` (`STDDConfig(vision_config=clip_config.vision_config)`) as an `STDDVisionConfig` with
+    the STDD settings at their defaults; anything else unchanged.
+    """
+    if isinstance(vision_config, CLIPVisionConfig) and not isinstance(vision_config, STDDVisionConfig):
+        return STDDVisionConfig(**vision_config.to_dict())
+    return vision_config
 
 
 def _with_vision_overrides(vision_config, kwargs: dict):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import CLIPModel, CLIPVisionModel
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import PrefixChange
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.clip.modeling_clip import (
@@ -537,6 +539,14 @@ class STDDVisionModel(CLIPVisionModel):
                 f"{window[0]}x{window[1]} mask window does not tile; choose a frame size whose grid it divides."
             )
         return grid
+
+
+# CLIP and STDD checkpoints name the vision weights `vision_model.*`; transformers strips that prefix for
+# `CLIPVisionModel` only (its conversion mappings are looked up by class name), so `STDDVisionModel` needs the same
+# rule or `from_pretrained` leaves its weights random. `overwrite=True`: Hub remote code imports this module again.
+register_checkpoint_conversion_mapping(
+    STDDVisionModel.__name__, [PrefixChange(prefix_to_remove="vision_model")], overwrite=True
+)
 
 
 def class_scores(

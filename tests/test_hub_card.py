@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -378,6 +379,27 @@ def test_eval_results_errors_name_the_file_entry_and_field(tmp_path):
         read_eval_results(path)
 
 
+@pytest.mark.parametrize(
+    "results, message",
+    [
+        ({"protocol": "ucf101", "mean": {"top1": 80.0, "top5": 95.0}, "std": {"top1": 1.0}},
+         r"std has no value for 'top5', which mean has"),
+        ({"protocol": "ucf101", "mean": {"top1": "80"}, "std": {"top1": 1.0}},
+         r"mean\['top1'\] must be a finite number, got '80'"),
+        ({"protocol": "ucf101", "mean": {"top1": 80.0}, "std": {"top1": None}},
+         r"std\['top1'\] must be a finite number, got None"),
+        ({"zero_shot": {"stdd": {"top1": None}}}, r"zero_shot\.stdd\['top1'\] must be a finite number, got None"),
+        ([{"dataset": "ucf101", "metric": "accuracy", "value": float("nan")}],
+         r"results\[0\]: value must be a finite number or a string, got nan"),
+    ],
+)
+def test_eval_results_with_missing_or_non_numeric_figures_name_the_file_and_key(tmp_path, results, message):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    with pytest.raises(ValueError, match=rf"results\.json: {message}"):
+        read_eval_results(path)
+
+
 def test_eval_results_read_the_outputs_of_training_and_zero_shot_evaluation(tmp_path):
     protocol = tmp_path / "ucf101.json"
     protocol.write_text(json.dumps({
@@ -401,6 +423,29 @@ def test_eval_results_read_the_outputs_of_training_and_zero_shot_evaluation(tmp_
     model_index = card_metadata("tiny-stdd", eval_results=results).to_dict()["model-index"]
     _, round_trip = model_index_to_eval_results(model_index)
     assert [(r.dataset_type, r.metric_value) for r in round_trip] == [("synthetic-motion", 100.0)] * 2
+
+
+@pytest.mark.parametrize(
+    "eval_data, dataset",
+    [
+        ("/home/alice/data/ucf101_val.csv", "local-video-data"),
+        ("data/ucf101_val.csv", "local-video-data"),
+        ("videos/ucf101_val", "local-video-data"),
+        (["/home/alice/a.csv", "/home/alice/b.csv"], "local-video-data"),
+        ("someone/ucf101-videos", "someone/ucf101-videos"),
+        (None, "synthetic-motion"),
+    ],
+)
+def test_training_results_name_the_eval_data_on_the_card_only_when_it_is_a_hub_dataset(
+    tmp_path, monkeypatch, eval_data, dataset
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "videos" / "ucf101_val").mkdir(parents=True)
+    training = tmp_path / "eval_results.json"
+    training.write_text(json.dumps({"zero_shot": {"stdd": {"top1": 61.2}}, "settings": {"eval_data": eval_data}}))
+    (result,) = read_eval_results(training)
+    assert (result.dataset_type, result.dataset_name) == (dataset, dataset)
+    assert "alice" not in card_metadata("tiny-stdd", eval_results=[result]).to_yaml()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -436,6 +481,34 @@ def test_bad_inputs_are_refused_before_anything_is_written(tiny_clip_dir, tmp_pa
     with pytest.raises(ValueError, match="invalid repo id"):
         export_repo(tiny_clip_dir, tmp_path / "repo", repo_id="not a repo")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.json"]
+
+
+def test_export_into_a_folder_that_is_or_holds_an_input_is_refused(tiny_clip_dir, tmp_path):
+    run = tmp_path / "outputs" / "run"
+    shutil.copytree(tiny_clip_dir, run / "model")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "epoch_21.pt").write_text("weeks of training")
+    label_texts_file, eval_results_file = export_sources(run)
+    before = folder_digest(tmp_path)
+    refused = [
+        (run / "model", run / "model", {}),
+        (run / "model", run, {}),
+        (run / "model", run / "model" / ".." / "..", {}),
+        (tiny_clip_dir, run, {"eval_results": eval_results_file}),
+        (tiny_clip_dir, run, {"label_texts": [label_texts_file]}),
+    ]
+    for model_dir, output_dir, inputs in refused:
+        with pytest.raises(ValueError, match=rf"output folder {re.escape(str(output_dir))} is or contains the input"):
+            export_repo(model_dir, output_dir, overwrite=True, **inputs)
+    assert folder_digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("as_string", [False, True])
+def test_a_single_label_text_source_is_one_set(tiny_clip_dir, tmp_path, as_string):
+    label_texts_file, _ = export_sources(tmp_path)
+    source = str(label_texts_file) if as_string else label_texts_file
+    result = export_repo(tiny_clip_dir, tmp_path / "repo", label_texts=source)
+    assert [summary.name for summary in result.label_texts] == ["actions"]
 
 
 def test_export_failing_midway_leaves_no_folder_behind(tiny_clip_dir, tmp_path, monkeypatch):
@@ -490,6 +563,14 @@ def test_push_creates_the_repo_and_uploads_the_folder(exported):
     assert (upload_kwargs["revision"], upload_kwargs["commit_message"]) == ("v1", "First")
 
 
+def test_push_deletes_remote_files_the_export_does_not_hold(exported):
+    result, _ = exported
+    api = RecordingApi()
+    push_repo(result.repo_dir, REPO_ID, api=api)
+    _, _, upload_kwargs = api.calls[-1]
+    assert upload_kwargs["delete_patterns"] == "*"
+
+
 def test_push_dry_run_lists_files_and_sizes(exported, capsys):
     result, _ = exported
     assert main(["push", "--repo-dir", str(result.repo_dir), "--repo-id", REPO_ID, "--dry-run", "--private"]) == 0
@@ -499,6 +580,7 @@ def test_push_dry_run_lists_files_and_sizes(exported, capsys):
     for path, _ in plan.files:
         assert re.search(rf"^{re.escape(path)}\s+\d+(\.\d)? (B|KiB|MiB)$", output, flags=re.MULTILINE), path
     assert f"{len(plan.files)} files" in output and f"private model repo {REPO_ID} (revision main)" in output
+    assert "not listed here would be deleted" in output
 
 
 @pytest.mark.parametrize("repo_id", ["no-namespace", "a/b/c", "user/bad--name", "user/name.git"])

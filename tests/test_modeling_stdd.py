@@ -78,10 +78,43 @@ def test_stdd_kwargs_override_at_load_and_survive_save(clip_dir, tmp_path):
     assert reloaded.vision_config.temporal_scales == [1] and reloaded.vision_config.channel_fold == 16
 
 
+@pytest.mark.parametrize("checkpoint", ["clip", "stdd"])
+def test_vision_model_loads_the_vision_tower_of_a_clip_or_stdd_checkpoint(clip_model, stdd_model, tmp_path, checkpoint):
+    source = clip_model if checkpoint == "clip" else stdd_model
+    source.save_pretrained(tmp_path)
+    vision_model, info = STDDVisionModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"]
+    expected = source.vision_model.state_dict()
+    assert vision_model.state_dict().keys() == expected.keys()
+    assert all(torch.equal(value, expected[name]) for name, value in vision_model.state_dict().items())
+
+
+def test_vision_model_save_and_load_roundtrip_is_exact(stdd_model, tmp_path):
+    stdd_model.vision_model.save_pretrained(tmp_path)
+    vision_model, info = STDDVisionModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    expected = stdd_model.vision_model.state_dict()
+    assert all(torch.equal(value, expected[name]) for name, value in vision_model.state_dict().items())
+
+
 def test_auto_classes_return_stdd(stdd_model, tmp_path):
     stdd_model.save_pretrained(tmp_path)
     assert type(AutoConfig.from_pretrained(tmp_path)) is STDDConfig
     assert type(AutoModel.from_pretrained(tmp_path)) is STDDModel
+
+
+def test_clip_sub_configs_become_stdd_configs_with_default_stca_settings(clip_model):
+    clip_config = clip_model.config
+    config = STDDConfig(
+        text_config=clip_config.text_config, vision_config=clip_config.vision_config, projection_dim=16
+    )
+    vision = config.vision_config
+    assert type(vision) is STDDVisionConfig
+    assert (vision.hidden_size, vision.image_size, vision.patch_size) == (32, 32, 8)
+    assert (vision.num_frames, vision.mask_rate, vision.temporal_scales) == (8, 0.5, [1, 2])
+    assert STDDConfig(vision_config=clip_config.vision_config, num_frames=4).vision_config.num_frames == 4
+    model = STDDModel(config).eval()
+    assert model.get_video_features(video(batch_size=1)).pooler_output.shape == (1, 4, 16)
 
 
 def test_config_defaults_are_the_papers():
