@@ -79,7 +79,12 @@ def check_repo_id(repo_id: str) -> str:
 
 def is_hub_model_id(value: str | None) -> bool:
     """True for `namespace/name` strings that are valid Hub repo ids and not paths on this machine."""
-    if not value or os.path.exists(value) or value.count("/") != 1:
+    return bool(value) and value.count("/") == 1 and _is_repo_id_not_path(value)
+
+
+def _is_repo_id_not_path(value: str) -> bool:
+    """True when huggingface_hub accepts `value` as a repo id and no file or folder here has that name."""
+    if os.path.exists(value):
         return False
     try:
         validate_repo_id(value)
@@ -189,13 +194,7 @@ def is_hub_dataset_id(value) -> bool:
     """
     if not isinstance(value, str) or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", value) or Path(value).suffix:
         return False
-    if os.path.exists(value):
-        return False
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
-        return False
-    return True
+    return _is_repo_id_not_path(value)
 
 
 def _is_finite_number(value) -> bool:
