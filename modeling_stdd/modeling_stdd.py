@@ -572,12 +572,42 @@ def class_scores(
         `score[b, k] = (mean_n max_t sim[b, t, k, n] + mean_t max_n sim[b, t, k, n]) / 2` over each class's own
         prompts only, so classes with unequal prompt counts need no padding.
     """
+    check_prompts(text_embeds, prompt_class_ids, video_embeds.shape[-1], num_classes)
+    text_embeds = text_embeds.to(video_embeds.dtype)
     similarity = logit_scale * torch.einsum("bte,pe->btp", video_embeds, text_embeds)  # (B, T, P)
     if prompt_class_ids is None:
         return similarity.mean(dim=1)
+    prompt_class_ids = prompt_class_ids.to(similarity.device)
     num_classes = int(prompt_class_ids.max()) + 1 if num_classes is None else num_classes
     return (mean_of_frame_max(similarity, prompt_class_ids, num_classes)
             + mean_of_prompt_max(similarity, prompt_class_ids, num_classes)) / 2
+
+
+def check_prompts(
+    text_embeds: torch.Tensor, prompt_class_ids: torch.Tensor | None, width: int, num_classes: int | None = None
+):
+    """Fail early, naming the shape or the classes, on prompts `class_scores` cannot score (or would score NaN)."""
+    if (not isinstance(text_embeds, torch.Tensor) or text_embeds.ndim != 2 or text_embeds.shape[-1] != width
+            or text_embeds.shape[0] == 0):
+        shape = tuple(text_embeds.shape) if isinstance(text_embeds, torch.Tensor) else type(text_embeds).__name__
+        raise ValueError(f"text_embeds must have shape (num_prompts >= 1, {width}), got {shape}.")
+    if prompt_class_ids is None:
+        return
+    if not isinstance(prompt_class_ids, torch.Tensor) or prompt_class_ids.dtype not in (torch.int32, torch.int64):
+        found = prompt_class_ids.dtype if isinstance(prompt_class_ids, torch.Tensor) else type(prompt_class_ids).__name__
+        raise ValueError(f"prompt_class_ids must be a tensor of int64 (or int32) class indices, got {found}.")
+    if prompt_class_ids.shape != text_embeds.shape[:1]:
+        raise ValueError(
+            f"prompt_class_ids has shape {tuple(prompt_class_ids.shape)}; expected ({text_embeds.shape[0]},), "
+            "one class index per prompt."
+        )
+    num_classes = int(prompt_class_ids.max()) + 1 if num_classes is None else num_classes
+    counts = torch.bincount(prompt_class_ids.clamp(min=-1) + 1, minlength=num_classes + 1)
+    if counts[0] or counts.numel() > num_classes + 1:
+        raise ValueError(f"prompt_class_ids must lie in 0 .. {num_classes - 1}, got {prompt_class_ids.tolist()[:20]}.")
+    empty = (counts[1:] == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"Classes {empty[:20]} have no prompts in prompt_class_ids; every class needs at least one.")
 
 
 def mean_of_frame_max(similarity: torch.Tensor, prompt_class_ids: torch.LongTensor, num_classes: int) -> torch.Tensor:
@@ -688,11 +718,7 @@ class STDDModel(CLIPModel):
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
             )
             text_embeds = text_outputs.pooler_output
-        if prompt_class_ids is not None and prompt_class_ids.shape != text_embeds.shape[:1]:
-            raise ValueError(
-                f"prompt_class_ids has shape {tuple(prompt_class_ids.shape)}; expected ({text_embeds.shape[0]},), "
-                "one class index per prompt."
-            )
+        check_prompts(text_embeds, prompt_class_ids, self.config.projection_dim)
         vision_outputs = self.get_video_features(
             pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs
         )

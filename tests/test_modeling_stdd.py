@@ -476,6 +476,31 @@ def test_class_scores_match_the_formula_with_unequal_prompt_counts():
     torch.testing.assert_close(padded[:, [0, 2]], expected[:, [0, 2]])
 
 
+@pytest.mark.parametrize(
+    "text_shape, prompt_class_ids, num_classes, message",
+    [
+        ((5, 8), torch.tensor([0, 0, 2, 2, 2]), None, r"Classes \[1\] have no prompts"),  # would score NaN
+        ((5, 8), torch.tensor([0, 1, 1, 2, 2]), 4, r"Classes \[3\] have no prompts"),
+        ((5, 8), torch.tensor([0, 1, 1, 2, -1]), None, r"must lie in 0 \.\. 2"),
+        ((5, 8), torch.tensor([0, 1, 1, 2, 4]), 4, r"must lie in 0 \.\. 3"),
+        ((5, 8), torch.tensor([0.0, 1, 1, 2, 2]), None, "int64 .* class indices, got torch.float32"),
+        ((5, 8), [0, 1, 1, 2, 2], None, "int64 .* class indices, got list"),
+        ((5, 9), None, None, r"text_embeds must have shape \(num_prompts >= 1, 8\), got \(5, 9\)"),
+        ((8,), None, None, r"got \(8,\)"),
+        ((0, 8), None, None, r"got \(0, 8\)"),
+    ],
+)
+def test_class_scores_refuse_prompts_they_cannot_score(text_shape, prompt_class_ids, num_classes, message):
+    with pytest.raises(ValueError, match=message):
+        class_scores(torch.randn(2, 3, 8), torch.randn(text_shape), 10.0, prompt_class_ids, num_classes)
+
+
+def test_class_scores_take_text_embeds_of_another_dtype():
+    video_embeds, text_embeds = torch.randn(2, 3, 8), torch.randn(4, 8)
+    expected = class_scores(video_embeds, text_embeds, 10.0)
+    torch.testing.assert_close(class_scores(video_embeds, text_embeds.half(), 10.0), expected, atol=1e-2, rtol=1e-2)
+
+
 def test_one_prompt_per_class_scores_are_the_frame_mean_of_per_frame_logits():
     generator = torch.Generator().manual_seed(1)
     video_embeds = torch.nn.functional.normalize(torch.randn(2, 4, 8, generator=generator), dim=-1)
@@ -516,3 +541,11 @@ def test_forward_rejects_ambiguous_text_and_mismatched_prompt_classes(stdd_model
         stdd_model(pixel_values=pixel_values)
     with pytest.raises(ValueError, match="one class index per prompt"):
         stdd_model(text_embeds=torch.randn(3, 16), pixel_values=pixel_values, prompt_class_ids=torch.tensor([0, 1]))
+    stdd_model.vision_model.forward = None  # bad prompts are refused before any video is encoded
+    try:
+        with pytest.raises(ValueError, match=r"text_embeds must have shape \(num_prompts >= 1, 16\)"):
+            stdd_model(text_embeds=torch.randn(3, 19), pixel_values=pixel_values)
+        with pytest.raises(ValueError, match=r"Classes \[1\] have no prompts"):
+            stdd_model(text_embeds=torch.randn(3, 16), pixel_values=pixel_values, prompt_class_ids=torch.tensor([0, 2, 2]))
+    finally:
+        del stdd_model.vision_model.forward
