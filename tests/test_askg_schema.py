@@ -40,6 +40,17 @@ def test_write_then_read_round_trips_including_awkward_names(tmp_path):
     assert validate_entries(read_askg_file(path)).issues == []
 
 
+def test_write_then_read_round_trips_characters_yaml_cannot_hold_as_they_are(tmp_path):
+    texts = ["nel\x85x", "del\x7fx", "line\u2028sep", "bom\ufeff", "caf\u00e9: au lait", "emoji \U0001F600", "x\ny"]
+    entries = {}
+    for index, text in enumerate(texts):
+        entry = make_entry(f"class {index}")
+        entry.xprompt_oo = [f"where {text}"]
+        entries[text] = dataclasses.replace(entry, label=text)
+    path = write_askg_file(entries, tmp_path / "db.yml")
+    assert read_askg_file(path) == entries
+
+
 def test_graph_and_clause_files_merge_by_class(tmp_path):
     entry = make_entry("stirring coffee")
     graph, clauses = entry.subset(GRAPH_FIELDS), entry.subset(CLAUSE_FIELDS)
@@ -69,6 +80,7 @@ def test_label_mismatch_in_a_merged_file_is_kept_for_validation(tmp_path):
         ("[a, b]", "expected a mapping from class names"),
         ("a: [1, 2]", "class 'a' must be a mapping of fields"),
         ("a:\n  label: a\n  colour: red\n", "class 'a' has unknown fields \\['colour'\\]"),
+        ("a:\n  label: a\n  1: [x]\n  notes: [z]\n", "class 'a' has unknown fields \\['notes', 1\\]"),
         ("a:\n  obj_en_li: [x]\n", "class 'a' field 'label' must be a string"),
         ("a:\n  label: a\n  obj_en_li: x\n", "class 'a' field 'obj_en_li' must be a list"),
         ("a:\n  label: a\n  obj_en_li: [{x: 1}]\n", "field 'obj_en_li' item 0 must be a string"),

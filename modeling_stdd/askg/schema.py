@@ -174,7 +174,7 @@ def entry_from_dict(key: str, data: Mapping, source: str = "<input>") -> ASKGEnt
     where = f"{source}: class {key!r}"
     if not isinstance(data, Mapping):
         raise ValueError(f"{where} must be a mapping of fields, got {type(data).__name__}")
-    unknown = sorted(set(data) - {"label", *ATTRIBUTE_BY_YAML_FIELD})
+    unknown = sorted(set(data) - {"label", *ATTRIBUTE_BY_YAML_FIELD}, key=repr)  # YAML keys need not be strings
     if unknown:
         raise ValueError(f"{where} has unknown fields {unknown}; known: label, {', '.join(ATTRIBUTE_BY_YAML_FIELD)}")
     label = data.get("label")
@@ -242,13 +242,21 @@ def read_label_db(*paths: str | os.PathLike) -> dict[str, ASKGEntry]:
 
 
 def _quote_if_needed(text: str) -> str:
-    """`text` as a YAML scalar: plain when that reads back unchanged as a string, else double-quoted."""
+    """
+    `text` as a YAML scalar that reads back unchanged both as a list item and as a mapping key: plain if it can be,
+    else double-quoted, with non-ASCII characters escaped when YAML cannot hold them as they are.
+    """
+    for scalar in (text, json.dumps(text, ensure_ascii=False)):
+        if _reads_back(scalar, text):
+            return scalar
+    return json.dumps(text)
+
+
+def _reads_back(scalar: str, text: str) -> bool:
     try:
-        if yaml.safe_load(f"- {text}") == [text]:
-            return text
+        return yaml.safe_load(f"- {scalar}") == [text] and yaml.safe_load(f"{scalar}: x") == {text: "x"}
     except yaml.YAMLError:
-        pass
-    return json.dumps(text, ensure_ascii=False)
+        return False
 
 
 def dump_entries(entries: Mapping[str, ASKGEntry]) -> str:
