@@ -669,6 +669,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         if save_directory.exists() and not save_directory.is_dir():
             raise ValueError(f"Cannot save the pipeline to {save_directory}: it is a file, not a folder.")
         save_directory.parent.mkdir(parents=True, exist_ok=True)
+        if kwargs.get("push_to_hub"):  # the Hub repo is named after the folder asked for, not the temporary one
+            kwargs.setdefault("repo_id", save_directory.name)
         work_dir = Path(tempfile.mkdtemp(prefix=f".{save_directory.name}.saving-", dir=save_directory.parent))
         try:
             new_dir = work_dir / "new"
