@@ -50,6 +50,21 @@ def format_result(video: str, result: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def check_device(device: str | None, parser: argparse.ArgumentParser):
+    """`--device` must name a torch device that this machine has."""
+    import torch
+
+    if device is None:
+        return
+    try:
+        device_type = torch.device(device).type
+    except RuntimeError as error:
+        parser.error(f"--device {device!r} is not a torch device: {error}")
+    if device_type != "cpu" and not (torch.accelerator.is_available() and torch.accelerator.current_accelerator().type
+                                     == device_type):
+        parser.error(f"--device {device!r}: this machine has no {device_type} device available to torch.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -61,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import modeling_stdd  # noqa: F401  (registers the task and the STDD classes)
 
+    check_device(args.device, parser)
     try:
         classifier = pipeline(TASK, model=args.model, device=args.device)
         results = classifier(
@@ -74,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             stride_seconds=args.stride_seconds,
             batch_size=args.batch_size,
         )
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # OSError: a model folder or Hub id that cannot be loaded
         parser.exit(2, f"stdd-classify: error: {error}\n")
     if args.json:
         print(json.dumps([{"video": video, "result": result} for video, result in zip(args.videos, results)], indent=2))

@@ -468,8 +468,23 @@ def test_cli_prints_rankings_and_json(stdd_dir, video_path, classifier, capsys):
     assert_same_predictions(results[0]["result"], expected)
 
 
-def test_cli_reports_errors_with_exit_status_2(stdd_dir, video_path, capsys):
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--labels", "running, running"], "duplicates"),
+        (["--labels", "a, b", "--model", "{tmp}/no_such_model"], "no_such_model"),
+        (["--labels", "a, b", "--device", "foo"], "--device 'foo' is not a torch device"),
+        (["--labels", "a, b", "--device", "{absent}:0"], "no {absent} device available"),
+    ],
+)
+def test_cli_reports_errors_with_exit_status_2(stdd_dir, video_path, capsys, tmp_path, arguments, message):
+    absent = "xpu" if torch.cuda.is_available() else "cuda"  # a device type this machine lacks
+    arguments = [argument.format(tmp=tmp_path, absent=absent) for argument in arguments]
+    message = message.format(absent=absent)
+    if "--model" not in arguments:
+        arguments += ["--model", str(stdd_dir)]
     with pytest.raises(SystemExit) as exit_info:
-        classify_main([str(video_path), "--labels", "running, running", "--model", str(stdd_dir)])
+        classify_main([str(video_path), *arguments])
     assert exit_info.value.code == 2
-    assert "duplicates" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
