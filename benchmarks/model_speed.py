@@ -68,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda was given but torch.cuda.is_available() is False on this machine.")
+    for name in ("threads", "batch_size", "num_frames", "num_layers", "num_heads", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.hidden_size % args.num_heads:
         parser.error(f"--hidden-size {args.hidden_size} is not divisible by --num-heads {args.num_heads}.")
     if "clip" not in args.rows:

@@ -87,6 +87,9 @@ def main():
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="cached calls to time after the first")
     args = parser.parse_args()
+    for name in ("videos", "labels", "prompts_per_label", "num_frames", "batch_size", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
     model = random_model(args.size, args.num_frames)
     processor = STDDProcessor.from_clip_defaults(model.config.vision_config.image_size, args.num_frames)
