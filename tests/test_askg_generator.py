@@ -164,6 +164,59 @@ def test_server_errors_are_retried_then_reported(chat_server):
         backend_for(server).complete([{"role": "user", "content": "hi"}])
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [(400, {"error": {"message": "maximum context length is exceeded"}}), chat_response(None)],
+    ids=["HTTP 400", "no text"],
+)
+def test_a_class_the_server_refuses_fails_and_the_run_goes_on(chat_server, tmp_path, refusal):
+    server = chat_server(lambda body: refusal if requested_label(body) == "sweetening tea" else helpful_model(body))
+    labels = ["stirring coffee", "sweetening tea", "pouring milk"]
+    result = ASKGGenerator(backend_for(server, max_retries=0)).run(labels, tmp_path / "out.yml")
+    assert result.written == ["stirring coffee", "pouring milk"] and list(result.failed) == ["sweetening tea"]
+    assert result.failed["sweetening tea"].startswith("'sweetening tea': ")
+
+
+def test_a_response_cut_off_midway_is_retried():
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    answers = [b'{"choices": [', json.dumps(chat_response("whole")[1]).encode()]
+
+    def serve():
+        for answer in answers:
+            connection, _ = listener.accept()
+            connection.recv(65536)
+            length = len(answers[-1]) if answer is answers[0] else len(answer)  # the first one promises more
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                               + str(length).encode() + b"\r\n\r\n" + answer)
+            connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    backend = OpenAIChatBackend(model="m", base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1",
+                                timeout_seconds=5, max_retries=1, backoff_seconds=0)
+    try:
+        assert backend.complete([{"role": "user", "content": "hi"}]) == "whole"
+    finally:
+        listener.close()
+
+
+def test_a_usable_first_answer_is_kept_when_the_repair_is_worse(chat_server, tmp_path):
+    def warned_then_nonsense(body):
+        label = requested_label(body)
+        if len(body["messages"]) > 4:
+            return chat_response("Sorry, I cannot do that.")
+        if body["messages"][3]["content"].startswith("Action class: "):
+            graph = make_graph(label)
+            graph.objects.append(graph.objects[0])  # a repeated object: a warning, not an error
+            return chat_response(dump_entries({label: graph}))
+        return helpful_model(body)
+
+    result = ASKGGenerator(backend_for(chat_server(warned_then_nonsense))).run(["stirring coffee"], tmp_path / "o.yml")
+    assert result.written == ["stirring coffee"] and not result.failed
+    assert read_askg_file(tmp_path / "o.yml")["stirring coffee"].objects[-1] == make_graph("stirring coffee").objects[0]
+
+
 def test_timeouts_are_retried(chat_server):
     def slow(body):
         time.sleep(0.5)
@@ -257,6 +310,12 @@ def test_read_labels_formats(tmp_path):
     for name, message in (("e.txt", "repeated"), ("f.csv", "'name' or 'label' column"), ("g.json", "non-empty list")):
         with pytest.raises(ValueError, match=message):
             read_labels(tmp_path / name)
+    # A byte-order mark, spaces around names and indented comments are not part of any class name.
+    (tmp_path / "h.txt").write_bytes("\ufeffApply Eye Makeup\n  # old: foo\nArchery \n".encode("utf-8"))
+    (tmp_path / "i.csv").write_text("id,name\n0, Apply Eye Makeup\n1,Archery \n")
+    (tmp_path / "j.json").write_text('[" Apply Eye Makeup", "Archery "]')
+    for name in ("h.txt", "i.csv", "j.json"):
+        assert read_labels(tmp_path / name) == ["Apply Eye Makeup", "Archery"]
 
 
 def tiny_chat_model():

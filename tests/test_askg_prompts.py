@@ -23,6 +23,16 @@ def test_build_prompts_is_templates_times_plain_and_clauses_deduplicated():
         build_prompts("jumping", [], ["a video of {label}."])
 
 
+def test_stray_punctuation_around_clauses_does_not_reach_the_prompts():
+    prompts = build_prompts("jump", [", where c", "where d ,", "which e.;"], ["a video of a person {}."])
+    assert prompts == [
+        "a video of a person jump.",
+        "a video of a person jump, where c.",
+        "a video of a person jump, where d.",
+        "a video of a person jump, which e.",
+    ]
+
+
 def test_label_texts_from_a_plain_dict_and_flatten():
     texts = LabelTexts({"jumping": ["a video of jumping."], "running": ["running.", "a person running."]})
     assert texts.labels == ["jumping", "running"] and len(texts) == 2 and texts["running"][1] == "a person running."

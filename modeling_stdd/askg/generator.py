@@ -12,6 +12,7 @@ OpenAI chat-completions protocol, `TransformersChatBackend` runs a local transfo
 
 import csv
 import dataclasses
+import http.client
 import json
 import logging
 import os
@@ -39,6 +40,13 @@ class BackendError(RuntimeError):
 
 class GenerationError(RuntimeError):
     """The model's answer for one class stayed invalid after the repair round."""
+
+
+class RefusedRequest(BackendError):
+    """
+    The server refused one request (HTTP 400, 413 or 422, such as a prompt over the context length) or answered it
+    with no text: that class fails, and other classes may still work.
+    """
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -108,9 +116,10 @@ class OpenAIChatBackend(ChatBackend):
             detail = error.read()[:500].decode(errors="replace")
             if error.code == 429 or error.code >= 500:
                 raise _Retryable(f"HTTP {error.code} from {self.url}: {detail}") from error
-            raise BackendError(f"HTTP {error.code} from {self.url}: {detail}") from error
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            raise _Retryable(f"{self.url}: {error}") from error
+            refused = RefusedRequest if error.code in (400, 413, 422) else BackendError
+            raise refused(f"HTTP {error.code} from {self.url}: {detail}") from error
+        except (OSError, http.client.HTTPException) as error:  # unreachable, timed out, or cut off mid-response
+            raise _Retryable(f"{self.url}: {error!r}") from error
         try:
             return json.loads(payload)
         except json.JSONDecodeError as error:
@@ -134,7 +143,7 @@ class OpenAIChatBackend(ChatBackend):
         except (KeyError, IndexError, TypeError) as error:
             raise BackendError(f"{self.url}: no choices[0].message.content in {str(payload)[:300]}") from error
         if not isinstance(content, str):
-            raise BackendError(f"{self.url}: message content is {type(content).__name__}, not text")
+            raise RefusedRequest(f"{self.url}: message content is {type(content).__name__}, not text")
         return content
 
 
@@ -361,13 +370,15 @@ class ASKGGenerator:
         more. Returns the entry; raises `GenerationError` when the second answer still has errors.
         """
         answer = self.backend.complete(messages)
-        entry, issues = self._check(answer, label, fields, base)
-        if not issues:
-            return entry
-        repair = messages + [{"role": "assistant", "content": answer}, repair_message(issues)]
+        first_entry, first_issues = self._check(answer, label, fields, base)
+        if not first_issues:
+            return first_entry
+        repair = messages + [{"role": "assistant", "content": answer}, repair_message(first_issues)]
         entry, issues = self._check(self.backend.complete(repair), label, fields, base)
+        if (entry is None or _has_errors(issues)) and first_entry is not None and not _has_errors(first_issues):
+            entry, issues = first_entry, first_issues  # a worse repair does not throw away a usable first answer
         problems = "; ".join(f"{issue.field}: {issue.message}" for issue in issues)
-        if entry is None or any(issue.severity == "error" for issue in issues):
+        if entry is None or _has_errors(issues):
             raise GenerationError(f"{label!r}: the answer is still invalid after one repair: {problems}")
         if issues:
             logger.warning("%r kept with warnings: %s", label, problems)
@@ -384,8 +395,9 @@ class ASKGGenerator:
     def run(self, labels: Iterable[str], output_path: str | os.PathLike) -> GenerationResult:
         """
         Generate every class of `labels` not yet in `output_path`, rewriting the file atomically after each
-        one. A class whose answers stay invalid is recorded in `failed` and the run goes on; a `BackendError`
-        (server unreachable after retries) stops it, and the next run resumes after the last finished class.
+        one. A class whose answers stay invalid, or whose request the server refuses, is recorded in `failed` and the
+        run goes on; any other `BackendError` (server unreachable after retries, a bad URL or key) stops it, naming
+        the class, and the next run resumes after the last finished class.
         """
         output_path = Path(output_path)
         done = _read_existing(output_path)
@@ -396,14 +408,21 @@ class ASKGGenerator:
                 continue
             try:
                 done[label] = self.generate_entry(label)
-            except GenerationError as error:
-                logger.error("%s", error)
-                result.failed[label] = str(error)
+            except (GenerationError, RefusedRequest) as error:
+                message = str(error) if isinstance(error, GenerationError) else f"{label!r}: {error}"
+                logger.error("%s", message)
+                result.failed[label] = message
                 continue
+            except BackendError as error:
+                raise BackendError(f"while generating {label!r}: {error}") from error
             write_askg_file(done, output_path)
             result.written.append(label)
             logger.info("wrote %r (%d classes in %s)", label, len(done), output_path)
         return result
+
+
+def _has_errors(issues: Sequence[Issue]) -> bool:
+    return any(issue.severity == "error" for issue in issues)
 
 
 def _with_fields(base: ASKGEntry, answer: ASKGEntry, fields: Sequence[str]) -> ASKGEntry:
@@ -424,7 +443,7 @@ def read_labels(path: str | os.PathLike) -> list[str]:
     {index: name} object, or a CSV file with a header that has a "name" or "label" column.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first name
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -443,7 +462,11 @@ def read_labels(path: str | os.PathLike) -> list[str]:
             raise ValueError(f"{path}: the CSV header needs a 'name' or 'label' column, got {rows.fieldnames}")
         labels = [row[column] for row in rows]
     else:
-        labels = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        labels = [line for line in text.splitlines() if not line.strip().startswith("#")]
+    if isinstance(labels, list):
+        labels = [label.strip() if isinstance(label, str) else label for label in labels]
+        if path.suffix.lower() not in (".json", ".csv"):
+            labels = [label for label in labels if label]
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) and label for label in labels):
         raise ValueError(f"{path}: expected a non-empty list of class names")
     duplicates = sorted({label for label in labels if labels.count(label) > 1})

@@ -48,8 +48,11 @@ def _check_templates(templates: Sequence[str]) -> list[str]:
 
 
 def _clean_clause(clause: str) -> str:
-    """A clause without surrounding whitespace or a final period (the templates end the sentence)."""
-    return clause.strip().rstrip(".").rstrip()
+    """
+    A clause without surrounding whitespace, stray leading or trailing commas, semicolons or colons (the prompt joins
+    it with ", "), or a final period (the templates end the sentence).
+    """
+    return clause.strip(" \t\n,;:").rstrip(".").strip(" \t\n,;:")
 
 
 def build_prompts(label: str, clauses: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> list[str]:
