@@ -1,6 +1,6 @@
 """
-Video processor for STDD: decord decoding (at reduced size for large sources), segment-based frame sampling,
-CLIP-sized crops and CLIP normalization. Works without torchvision.
+Video processor for STDD: decord decoding (at reduced size for sources over twice the resize target), segment-based
+frame sampling, CLIP-sized crops and CLIP normalization. Works without torchvision.
 """
 
 import io
@@ -56,8 +56,9 @@ class STDDVideosKwargs(VideosKwargs, total=False):
     flip_probability (`float`, *optional*, defaults to 0.5):
         Training: probability of flipping a video horizontally.
     decode_short_side (`int`, *optional*):
-        Sources whose short side is larger are decoded straight to this short side (aspect ratio kept), so a 4K file
-        costs the memory of a small one. Defaults to `size["shortest_edge"]`.
+        Encoded sources whose short side is larger are decoded straight to this short side (aspect ratio kept), so a
+        4K file costs the memory of a small one; the frames are then resized with `resample` as usual. Defaults to
+        twice `size["shortest_edge"]` (see [`default_decode_short_side`]).
     """
 
     training: bool | None
@@ -132,6 +133,17 @@ def shortest_edge_size(height: int, width: int, shortest_edge: int) -> tuple[int
     short, long = min(height, width), max(height, width)
     new_long = int(shortest_edge * long / short)
     return (shortest_edge, new_long) if height <= width else (new_long, shortest_edge)
+
+
+# decord's reduced-size decoding goes through FFmpeg's scaler (bilinear, in YUV), not the processor's resample. Sources
+# are therefore decoded at reduced size only when their short side is more than this many times the resize target, and
+# then to this many times the target, so that the final resize (CLIP's bicubic) still sets the pixel values.
+DECODE_SIZE_FACTOR = 2
+
+
+def default_decode_short_side(resize_short_side: int | None) -> int | None:
+    """Short side to decode larger sources at for a resize to `resize_short_side`, or None (always full size)."""
+    return None if resize_short_side is None else DECODE_SIZE_FACTOR * resize_short_side
 
 
 def reduced_decode_size(height: int, width: int, short_side: int | None) -> tuple[int, int] | None:
@@ -387,9 +399,10 @@ class STDDVideoProcessor(VideoProcessorMixin):
     Turns videos into STDD's `pixel_values`: CLIP-sized, CLIP-normalized frames, `num_frames` per video, one per
     temporal segment.
 
-    Videos are decoded with decord (paths, `bytes`, file-like objects; large sources straight at reduced size) or
-    taken as decoded frames (arrays, tensors, lists of PIL images). Evaluation: segment centres, shortest side resized
-    to `size["shortest_edge"]`, `crop_size` centre crop; with `num_clips` x `num_crops` views for multi-view testing.
+    Videos are decoded with decord (paths, `bytes`, file-like objects; sources over twice the resize target at reduced
+    size) or taken as decoded frames (arrays, tensors, lists of PIL images). Evaluation: segment centres, shortest side
+    resized to `size["shortest_edge"]`, `crop_size` centre crop; with `num_clips` x `num_crops` views for multi-view
+    testing.
     Training (`training=True`, per call): a random frame in each segment, a random resized crop and a random
     horizontal flip. Randomness comes from torch's global generator, so `torch.manual_seed` makes it repeatable.
 
@@ -522,10 +535,13 @@ class STDDVideoProcessor(VideoProcessorMixin):
 
     @staticmethod
     def _decode_short_side(decode_short_side: int | None, do_resize: bool, size: SizeDict) -> int | None:
-        """Short side to decode large sources at: the explicit setting, else the resize target, else full size."""
+        """
+        Short side to decode large sources at: the explicit setting, else twice the resize target (see
+        `DECODE_SIZE_FACTOR`), else None (full size, when frames are not resized).
+        """
         if decode_short_side is not None:
             return decode_short_side
-        return size.shortest_edge if do_resize else None
+        return default_decode_short_side(size.shortest_edge) if do_resize else None
 
     def _process_video(self, video: VideoSource, options: dict) -> torch.Tensor:
         """One video to (T, 3, S, S), or (V, T, 3, S, S) for V > 1 evaluation views."""
@@ -587,6 +603,7 @@ AutoVideoProcessor.register(STDDConfig, STDDVideoProcessor)
 
 __all__ = [
     "STDDVideoProcessor",
+    "default_decode_short_side",
     "evaluation_frame_indices",
     "load_video_frames",
     "make_video_list",

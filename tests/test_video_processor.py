@@ -77,9 +77,26 @@ def test_large_sources_are_decoded_at_reduced_size(make_video):
 
 def test_reduced_size_decoding_matches_full_size_decoding_and_resizing(processor, make_video):
     path = make_video("clip.mp4", num_frames=8)
-    reduced = processor(path, return_tensors="pt")["pixel_values"]  # decoded at 32x42
-    full = processor(path, decode_short_side=48, return_tensors="pt")["pixel_values"]  # decoded at 48x64, resized
+    reduced = processor(path, decode_short_side=40, return_tensors="pt")["pixel_values"]  # decoded at 40x53
+    full = processor(path, return_tensors="pt")["pixel_values"]  # decoded at 48x64, resized
     assert (reduced - full).abs().mean() < 0.1 * full.abs().mean()
+
+
+def test_sources_up_to_twice_the_resize_target_are_decoded_at_full_size(processor, make_video):
+    # 48x64 is above the 32 px target but not twice it: FFmpeg's bilinear scaler would replace the bicubic resize.
+    path = make_video("clip.mp4", num_frames=8)
+    with av.open(str(path)) as container:
+        decoded = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    from_file = processor(path, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(from_file, processor(decoded, return_tensors="pt")["pixel_values"], atol=0.02, rtol=0)
+    assert processor.load_frames(path).shape == (1, 8, 48, 64, 3)
+
+
+def test_sources_over_twice_the_resize_target_are_decoded_at_twice_the_target(make_video):
+    processor = STDDVideoProcessor(size={"shortest_edge": 16}, crop_size=16, num_frames=4)
+    path = make_video("clip.mp4", num_frames=8, height=48, width=64)
+    assert processor.load_frames(path).shape == (1, 4, 32, 42, 3)
+    assert processor(path, return_tensors="pt")["pixel_values"].shape == (1, 4, 3, 16, 16)
 
 
 def test_all_source_kinds_give_the_same_pixel_values(processor, make_video):
@@ -140,11 +157,9 @@ def test_one_processor_serves_training_and_evaluation_frames(processor, make_vid
     evaluation = processor.load_frames(path)
     torch.manual_seed(0)
     training = processor.load_frames(path, training=True)
-    assert evaluation.shape == training.shape == (1, 8, SIZE, SIZE * 64 // 48, 3)
-    full_size = processor.load_frames(path, decode_short_side=48)
-    np.testing.assert_array_equal(source_indices(full_size, path), [[5, 15, 25, 35, 45, 55, 65, 75]])
-    torch.manual_seed(0)
-    training_indices = source_indices(processor.load_frames(path, training=True, decode_short_side=48), path)[0]
+    assert evaluation.shape == training.shape == (1, 8, 48, 64, 3)
+    np.testing.assert_array_equal(source_indices(evaluation, path), [[5, 15, 25, 35, 45, 55, 65, 75]])
+    training_indices = source_indices(training, path)[0]
     assert all(10 * t <= index < 10 * (t + 1) for t, index in enumerate(training_indices))
     assert list(training_indices) != [5, 15, 25, 35, 45, 55, 65, 75]
 
