@@ -181,12 +181,15 @@ def _as_input(encoded: str | bytes):
 
 
 def probe_frame_size(encoded: str | bytes, name: str) -> tuple[int, int]:
-    """(height, width) of the first video stream, read from the container header with PyAV (no frame is decoded)."""
+    """
+    (height, width) of the video stream decord decodes (FFmpeg's best one, not necessarily the first), read from the
+    container header with PyAV (no frame is decoded).
+    """
     try:
         with av.open(_as_input(encoded)) as container:
             if not container.streams.video:
                 raise ValueError(f"{name} has no video stream.")
-            codec = container.streams.video[0].codec_context
+            codec = container.streams.best("video").codec_context
             height, width = codec.height, codec.width
     except av.FFmpegError as error:
         raise ValueError(f"Could not read {name} as a video (not a video file, or truncated): {error}") from error

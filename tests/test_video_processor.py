@@ -75,6 +75,29 @@ def test_large_sources_are_decoded_at_reduced_size(make_video):
     assert load_video_frames(path, num_frames=2, decode_short_side=100).shape == (1, 2, 48, 64, 3)
 
 
+def write_multi_stream_video(path, streams: list[tuple[int, int, int]]):
+    """An mkv with one H.264 stream per (height, width, num_frames) in `streams`, in that order."""
+    with av.open(str(path), mode="w") as container:
+        encoders = []
+        for height, width, num_frames in streams:
+            stream = container.add_stream("libx264", rate=10)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            encoders.append((stream, height, width, num_frames))
+        for stream, height, width, num_frames in encoders:
+            frame = np.zeros((height, width, 3), dtype=np.uint8)
+            for _ in range(num_frames):
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+    return path
+
+
+def test_decode_size_comes_from_the_stream_decord_decodes(tmp_path):
+    # A square 48x48 thumbnail stream first, then the 60x80 main stream that FFmpeg (and so decord) picks as best.
+    path = write_multi_stream_video(tmp_path / "two_streams.mkv", [(48, 48, 2), (60, 80, 12)])
+    frames = load_video_frames(path, num_frames=4, decode_short_side=40)
+    assert frames.shape == (1, 4, 40, 53, 3)
+
+
 def test_reduced_size_decoding_matches_full_size_decoding_and_resizing(processor, make_video):
     path = make_video("clip.mp4", num_frames=8)
     reduced = processor(path, decode_short_side=40, return_tensors="pt")["pixel_values"]  # decoded at 40x53
