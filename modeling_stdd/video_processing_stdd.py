@@ -229,7 +229,7 @@ def frames_from_decoded(video: np.ndarray | torch.Tensor | Sequence[Image.Image]
     """
     Decoded frames as (N, H, W, 3) uint8 RGB. Accepts arrays or tensors of shape (N, H, W, C) or (N, C, H, W) with
     C in {1, 3, 4} (gray, RGB, RGBA: alpha is dropped) or (N, H, W) gray; uint8, or floats in [0, 1]; and lists of
-    PIL images of one size, in any mode.
+    PIL images of one size, in any mode. Shapes that read two ways (an (H, W, 3) image, (8, 3, 40, 3)) are refused.
     """
     if isinstance(video, (list, tuple)):
         sizes = {image.size for image in video}
@@ -238,19 +238,45 @@ def frames_from_decoded(video: np.ndarray | torch.Tensor | Sequence[Image.Image]
         return np.stack([np.asarray(image.convert("RGB")) for image in video])
     frames = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
     if frames.ndim == 3:
-        frames = frames[..., None]
+        frames = _gray_video_with_channel_axis(frames)
     if frames.ndim != 4 or 0 in frames.shape:
         raise ValueError(
             f"A decoded video must have shape (T, H, W, C), (T, C, H, W) or (T, H, W), got {frames.shape}."
         )
-    if frames.shape[-1] not in (1, 3, 4):
-        if frames.shape[1] not in (1, 3, 4):
-            raise ValueError(f"Cannot find the channel axis (1, 3 or 4 channels) of a video of shape {frames.shape}.")
-        frames = frames.transpose(0, 2, 3, 1)
-    frames = _to_uint8(frames)
+    frames = _to_uint8(_channels_last(frames))
     if frames.shape[-1] == 1:
         return np.repeat(frames, 3, axis=-1)
     return np.ascontiguousarray(frames[..., :3])
+
+
+_CHANNEL_COUNTS = (1, 3, 4)
+
+
+def _gray_video_with_channel_axis(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W) grayscale frames -> (T, H, W, 1); refuses (H, W, 3) / (H, W, 4), which read as one color image."""
+    if frames.shape[-1] in (3, 4):
+        raise ValueError(
+            f"An input of shape {frames.shape} looks like one (H, W, C) image, not a (T, H, W) grayscale video; pass a "
+            "video's frames as (T, H, W, C) (an image as a 1-frame video, shape (1, H, W, C))."
+        )
+    return frames[..., None]
+
+
+def _channels_last(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, C) or (T, C, H, W) frames -> (T, H, W, C), C in {1, 3, 4}; refuses shapes that read both ways."""
+    last_is_channels = frames.shape[-1] in _CHANNEL_COUNTS
+    second_is_channels = frames.shape[1] in _CHANNEL_COUNTS
+    if last_is_channels and second_is_channels:
+        raise ValueError(
+            f"Cannot tell whether a video of shape {frames.shape} is (T, H, W, C) or (T, C, H, W): axis 1 and the last "
+            "axis could both hold the 1, 3 or 4 channels. Make the layout unambiguous: pass the frames in the other "
+            "layout, or as a list of PIL images."
+        )
+    if last_is_channels:
+        return frames
+    if second_is_channels:
+        return frames.transpose(0, 2, 3, 1)
+    raise ValueError(f"Cannot find the channel axis (1, 3 or 4 channels) of a video of shape {frames.shape}.")
 
 
 def _to_uint8(frames: np.ndarray) -> np.ndarray:

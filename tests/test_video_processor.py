@@ -1,4 +1,5 @@
 import io
+import re
 
 import av
 import numpy as np
@@ -236,6 +237,26 @@ def test_grayscale_and_rgba_decoded_input(processor):
         torch.testing.assert_close(processor(video, return_tensors="pt")["pixel_values"], as_rgb)
     pil_rgba = [Image.fromarray(frame, mode="RGBA") for frame in rgba]
     torch.testing.assert_close(processor(pil_rgba, return_tensors="pt")["pixel_values"], as_rgb)
+
+
+@pytest.mark.parametrize("shape", [(48, 64, 3), (48, 64, 4)])
+def test_one_color_image_is_refused_not_read_as_a_grayscale_video(processor, shape):
+    image = np.zeros(shape, dtype=np.uint8)
+    for video in (image, torch.from_numpy(image)):
+        with pytest.raises(ValueError, match=rf"{re.escape(str(shape))}.*\(T, H, W, C\)"):
+            processor(video, return_tensors="pt")
+    assert processor(image[None], return_tensors="pt")["pixel_values"].shape == (1, 8, 3, SIZE, SIZE)
+    gray = np.zeros((6, 40, 50), dtype=np.uint8)
+    assert processor(gray, return_tensors="pt")["pixel_values"].shape == (1, 8, 3, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 40, 3), (8, 4, 40, 1), (8, 1, 40, 4)])
+def test_videos_whose_channel_axis_reads_both_ways_are_refused(processor, shape):
+    video = np.zeros(shape, dtype=np.uint8)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(shape))}.*unambiguous"):
+        processor(video, return_tensors="pt")
+    # The same frames in the other layout are unambiguous.
+    assert processor(video.transpose(0, 2, 3, 1), return_tensors="pt")["pixel_values"].shape == (1, 8, 3, SIZE, SIZE)
 
 
 def test_bad_files_raise_errors_that_name_them(processor, make_video, tmp_path):
