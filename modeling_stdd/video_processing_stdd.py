@@ -423,6 +423,20 @@ def random_horizontal_flip(
     return frames.flip(-1) if torch.rand(1, generator=generator).item() < probability else frames
 
 
+def _check_positive_integer(name: str, value) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+
+
+def _check_channel_statistics(image_mean, image_std) -> None:
+    """`image_mean` and `image_std` must hold one value per RGB channel, and the standard deviations must be > 0."""
+    for name, values in (("image_mean", image_mean), ("image_std", image_std)):
+        if np.ndim(values) != 1 or len(values) != 3:
+            raise ValueError(f"{name} must hold 3 values, one per RGB channel, got {values!r}.")
+    if not all(std > 0 for std in image_std):
+        raise ValueError(f"image_std values must be > 0, got {image_std!r}.")
+
+
 class STDDVideoProcessor(VideoProcessorMixin):
     r"""
     Turns videos into STDD's `pixel_values`: CLIP-sized, CLIP-normalized frames, `num_frames` per video, one per
@@ -479,6 +493,7 @@ class STDDVideoProcessor(VideoProcessorMixin):
     def __init__(self, **kwargs: Unpack[STDDVideosKwargs]):
         super().__init__(**kwargs)
         self._set_attributes(**kwargs)
+        self._resolve_options({})  # bad settings fail here, not at the first call
 
     def preprocess(self, videos, **kwargs: Unpack[STDDVideosKwargs]) -> BatchFeature:
         """
@@ -511,6 +526,8 @@ class STDDVideoProcessor(VideoProcessorMixin):
         size for large sources. The arguments override the processor's settings for this call.
         """
         training = self.training if training is None else training
+        if decode_short_side is not None:
+            _check_positive_integer("decode_short_side", decode_short_side)
         return load_video_frames(
             video,
             num_frames=num_frames or self.num_frames,
@@ -541,15 +558,23 @@ class STDDVideoProcessor(VideoProcessorMixin):
         if options["do_convert_rgb"] is False:
             raise ValueError("do_convert_rgb=False is not supported: frames are always converted to RGB.")
         for name in ("num_frames", "num_clips", "num_crops"):
-            if not isinstance(options[name], int) or options[name] < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {options[name]!r}.")
-        if options["do_resize"] and options["size"].shortest_edge is None:
-            raise ValueError(
-                f"size must give the shortest edge, e.g. {{'shortest_edge': 224}}, got {options['size']}."
-            )
+            _check_positive_integer(name, options[name])
+        if options["decode_short_side"] is not None:
+            _check_positive_integer("decode_short_side", options["decode_short_side"])
+        if options["do_resize"]:
+            if options["size"].shortest_edge is None:
+                raise ValueError(
+                    f"size must give the shortest edge, e.g. {{'shortest_edge': 224}}, got {options['size']}."
+                )
+            _check_positive_integer("size['shortest_edge']", options["size"].shortest_edge)
         if options["do_center_crop"] or options["training"]:
-            if options["crop_size"] is None or options["crop_size"].height is None:
-                raise ValueError(f"crop_size must give height and width, got {options['crop_size']}.")
+            crop = options["crop_size"]
+            if crop is None or crop.height is None or crop.width is None:
+                raise ValueError(f"crop_size must give height and width, got {crop}.")
+            _check_positive_integer("crop_size['height']", crop.height)
+            _check_positive_integer("crop_size['width']", crop.width)
+        if options["do_normalize"]:
+            _check_channel_statistics(options["image_mean"], options["image_std"])
         if not options["do_center_crop"] and options["num_crops"] > 1:
             raise ValueError(f"num_crops={options['num_crops']} needs do_center_crop=True.")
         if options["resample"] not in _INTERPOLATION_MODES:

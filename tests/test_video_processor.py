@@ -316,6 +316,35 @@ def test_bad_arguments_are_refused(processor):
         processor(42)
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"crop_size": 0}, r"crop_size\['height'\] must be an integer >= 1, got 0"),
+        ({"crop_size": {"height": 32, "width": -4}}, r"crop_size\['width'\] must be an integer >= 1, got -4"),
+        ({"size": {"shortest_edge": 0}}, r"size\['shortest_edge'\] must be an integer >= 1, got 0"),
+        ({"size": {"shortest_edge": -5}}, r"size\['shortest_edge'\] must be an integer >= 1, got -5"),
+        ({"decode_short_side": 0}, "decode_short_side must be an integer >= 1, got 0"),
+        ({"decode_short_side": -32}, "decode_short_side must be an integer >= 1, got -32"),
+        ({"image_mean": [0.5]}, "image_mean must hold 3 values"),
+        ({"image_mean": [0.5] * 4}, "image_mean must hold 3 values"),
+        ({"image_std": [0.5, 0.5]}, "image_std must hold 3 values"),
+        ({"image_std": [0.5, 0.0, 0.5]}, "image_std values must be > 0"),
+        ({"image_std": [0.5, -0.2, 0.5]}, "image_std values must be > 0"),
+    ],
+)
+def test_out_of_range_sizes_and_statistics_are_refused_by_calls_and_constructor(processor, options, message):
+    video = np.zeros((4, 40, 40, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=message):
+        processor(video, return_tensors="pt", **options)
+    with pytest.raises(ValueError, match=message):
+        STDDVideoProcessor(**options)
+
+
+def test_load_frames_refuses_a_decode_short_side_below_one(processor, make_video):
+    with pytest.raises(ValueError, match="decode_short_side must be an integer >= 1, got -32"):
+        processor.load_frames(make_video("clip.mp4", num_frames=4), decode_short_side=-32)
+
+
 def test_unstacked_output_without_return_tensors(processor):
     videos = [np.zeros((4, 40, 40, 3), dtype=np.uint8), np.zeros((9, 30, 60, 3), dtype=np.uint8)]
     pixel_values = processor(videos)["pixel_values"]
