@@ -256,8 +256,8 @@ def _gray_video_with_channel_axis(frames: np.ndarray) -> np.ndarray:
     """(T, H, W) grayscale frames -> (T, H, W, 1); refuses (H, W, 3) / (H, W, 4), which read as one color image."""
     if frames.shape[-1] in (3, 4):
         raise ValueError(
-            f"An input of shape {frames.shape} looks like one (H, W, C) image, not a (T, H, W) grayscale video; pass a "
-            "video's frames as (T, H, W, C) (an image as a 1-frame video, shape (1, H, W, C))."
+            f"An input of shape {frames.shape} looks like one (H, W, C) image, not a (T, H, W) grayscale video; "
+            "pass a video's frames as (T, H, W, C) (an image as a 1-frame video, shape (1, H, W, C))."
         )
     return frames[..., None]
 
@@ -268,9 +268,9 @@ def _channels_last(frames: np.ndarray) -> np.ndarray:
     second_is_channels = frames.shape[1] in _CHANNEL_COUNTS
     if last_is_channels and second_is_channels:
         raise ValueError(
-            f"Cannot tell whether a video of shape {frames.shape} is (T, H, W, C) or (T, C, H, W): axis 1 and the last "
-            "axis could both hold the 1, 3 or 4 channels. Make the layout unambiguous: pass the frames in the other "
-            "layout, or as a list of PIL images."
+            f"Cannot tell whether a video of shape {frames.shape} is (T, H, W, C) or (T, C, H, W): axis 1 and the "
+            "last axis could both hold the 1, 3 or 4 channels. Make the layout unambiguous: pass the frames in the "
+            "other layout, or as a list of PIL images."
         )
     if last_is_channels:
         return frames
