@@ -232,11 +232,8 @@ def frames_from_decoded(video: np.ndarray | torch.Tensor | Sequence[Image.Image]
     PIL images of one size, in any mode. Shapes that read two ways (an (H, W, 3) image, (8, 3, 40, 3)) are refused.
     """
     if isinstance(video, (list, tuple)):
-        sizes = {image.size for image in video}
-        if len(sizes) != 1:
-            raise ValueError(f"All PIL frames of a video must have one size, got {sorted(sizes)}.")
-        return np.stack([np.asarray(image.convert("RGB")) for image in video])
-    frames = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+        return _frames_from_images(video)
+    frames = _tensor_to_numpy(video) if isinstance(video, torch.Tensor) else np.asarray(video)
     if frames.ndim == 3:
         frames = _gray_video_with_channel_axis(frames)
     if frames.ndim != 4 or 0 in frames.shape:
@@ -247,6 +244,28 @@ def frames_from_decoded(video: np.ndarray | torch.Tensor | Sequence[Image.Image]
     if frames.shape[-1] == 1:
         return np.repeat(frames, 3, axis=-1)
     return np.ascontiguousarray(frames[..., :3])
+
+
+def _frames_from_images(images: Sequence[Image.Image]) -> np.ndarray:
+    """A list of PIL images of one size, in any mode -> (N, H, W, 3) uint8 RGB."""
+    others = sorted({type(image).__name__ for image in images if not isinstance(image, Image.Image)})
+    if others:
+        raise ValueError(
+            f"A list of frames must hold PIL images only, got {', '.join(others)} among them; pass array frames "
+            "stacked as one (T, H, W, C) array."
+        )
+    sizes = {image.size for image in images}
+    if len(sizes) != 1:
+        raise ValueError(f"All PIL frames of a video must have one size, got {sorted(sizes)}.")
+    return np.stack([np.asarray(image.convert("RGB")) for image in images])
+
+
+def _tensor_to_numpy(video: torch.Tensor) -> np.ndarray:
+    """A tensor's values as numpy on the CPU; bfloat16 (which numpy lacks) and float16 as float32."""
+    video = video.detach().cpu()
+    if video.dtype in (torch.bfloat16, torch.float16):
+        video = video.float()
+    return video.numpy()
 
 
 _CHANNEL_COUNTS = (1, 3, 4)
@@ -284,6 +303,8 @@ def _to_uint8(frames: np.ndarray) -> np.ndarray:
     if frames.dtype == np.uint8:
         return frames
     if np.issubdtype(frames.dtype, np.floating):
+        if not np.isfinite(frames).all():
+            raise ValueError("Float frames hold NaN or infinite values; they must lie in [0, 1].")
         if frames.min() < 0 or frames.max() > 1:
             raise ValueError(
                 f"Float frames must lie in [0, 1], got values in [{frames.min()}, {frames.max()}]; "

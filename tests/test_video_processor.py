@@ -259,6 +259,29 @@ def test_videos_whose_channel_axis_reads_both_ways_are_refused(processor, shape)
     assert processor(video.transpose(0, 2, 3, 1), return_tensors="pt")["pixel_values"].shape == (1, 8, 3, SIZE, SIZE)
 
 
+def test_lists_of_frames_must_hold_pil_images_only(processor):
+    frame = np.zeros((40, 48, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="PIL images only, got ndarray"):
+        processor([Image.fromarray(frame), frame], return_tensors="pt")
+    with pytest.raises(ValueError, match="PIL images only, got NoneType"):
+        processor([Image.fromarray(frame), None], return_tensors="pt")
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), -float("inf")])
+def test_float_frames_with_nan_or_inf_are_refused(processor, bad_value):
+    video = np.full((4, 40, 40, 3), 0.5, dtype=np.float32)
+    video[:, :5] = bad_value
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        processor(video, return_tensors="pt")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_tensors_are_read_as_float32(processor, dtype):
+    video = torch.rand(4, 3, 40, 40)
+    expected = processor(video.to(dtype).float(), return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(processor(video.to(dtype), return_tensors="pt")["pixel_values"], expected)
+
+
 def test_bad_files_raise_errors_that_name_them(processor, make_video, tmp_path):
     missing = tmp_path / "missing.mp4"
     with pytest.raises(FileNotFoundError, match="missing.mp4"):
