@@ -41,6 +41,7 @@ from transformers.utils import cached_file, logging
 
 from .processing_stdd import STDDProcessor
 from .video_processing_stdd import (
+    default_decode_short_side,
     evaluation_frame_indices,
     frames_from_decoded,
     is_encoded_video,
@@ -640,10 +641,12 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         return cached_file(self.model.name_or_path, filename, _raise_exceptions_for_missing_entries=False)
 
     def _decode_short_side(self) -> int | None:
-        """Short side the video processor decodes large files at: its `decode_short_side`, else its resize target."""
+        """Short side the video processor decodes large files at: its `decode_short_side`, else its default."""
         if self.video_processor.decode_short_side is not None:
             return self.video_processor.decode_short_side
-        return self.video_processor.size["shortest_edge"] if self.video_processor.do_resize else None
+        if not self.video_processor.do_resize:
+            return None
+        return default_decode_short_side(self.video_processor.size["shortest_edge"])
 
     @staticmethod
     def _with_view_axis(pixel_values: torch.Tensor) -> torch.Tensor:

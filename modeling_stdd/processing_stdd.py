@@ -40,6 +40,18 @@ class STDDProcessor(CLIPProcessor):
         # CLIPProcessor's own __init__ takes an image processor; STDD's visual input is video.
         ProcessorMixin.__init__(self, video_processor, tokenizer, **kwargs)
 
+    def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
+        """
+        As in [`ProcessorMixin`], and refuses `images`: STDD has no image processor, and CLIPProcessor's `__call__`
+        would drop them silently.
+        """
+        if images is not None:
+            raise ValueError(
+                f"{type(self).__name__} takes videos, not images: pass `videos=` (the frames of one image can be a "
+                "1-frame video, e.g. an array of shape (1, H, W, 3))."
+            )
+        super().validate_inputs(images=images, text=text, videos=videos, audio=audio, **kwargs)
+
     def check_argument_for_proper_class(self, argument_name, argument):
         """
         As in [`ProcessorMixin`], but checks the video processor directly against `VideoProcessorMixin`: without

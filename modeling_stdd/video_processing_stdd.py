@@ -1,6 +1,6 @@
 """
-Video processor for STDD: decord decoding (at reduced size for large sources), segment-based frame sampling,
-CLIP-sized crops and CLIP normalization. Works without torchvision.
+Video processor for STDD: decord decoding (at reduced size for sources over twice the resize target), segment-based
+frame sampling, CLIP-sized crops and CLIP normalization. Works without torchvision.
 """
 
 import io
@@ -56,8 +56,9 @@ class STDDVideosKwargs(VideosKwargs, total=False):
     flip_probability (`float`, *optional*, defaults to 0.5):
         Training: probability of flipping a video horizontally.
     decode_short_side (`int`, *optional*):
-        Sources whose short side is larger are decoded straight to this short side (aspect ratio kept), so a 4K file
-        costs the memory of a small one. Defaults to `size["shortest_edge"]`.
+        Encoded sources whose short side is larger are decoded straight to this short side (aspect ratio kept), so a
+        4K file costs the memory of a small one; the frames are then resized with `resample` as usual. Defaults to
+        twice `size["shortest_edge"]` (see [`default_decode_short_side`]).
     """
 
     training: bool | None
@@ -134,6 +135,17 @@ def shortest_edge_size(height: int, width: int, shortest_edge: int) -> tuple[int
     return (shortest_edge, new_long) if height <= width else (new_long, shortest_edge)
 
 
+# decord's reduced-size decoding goes through FFmpeg's scaler (bilinear, in YUV), not the processor's resample. Sources
+# are therefore decoded at reduced size only when their short side is more than this many times the resize target, and
+# then to this many times the target, so that the final resize (CLIP's bicubic) still sets the pixel values.
+DECODE_SIZE_FACTOR = 2
+
+
+def default_decode_short_side(resize_short_side: int | None) -> int | None:
+    """Short side to decode larger sources at for a resize to `resize_short_side`, or None (always full size)."""
+    return None if resize_short_side is None else DECODE_SIZE_FACTOR * resize_short_side
+
+
 def reduced_decode_size(height: int, width: int, short_side: int | None) -> tuple[int, int] | None:
     """(height, width) to decode a `height x width` video at, or None to decode at full size (small enough already)."""
     if short_side is None or min(height, width) <= short_side:
@@ -169,12 +181,15 @@ def _as_input(encoded: str | bytes):
 
 
 def probe_frame_size(encoded: str | bytes, name: str) -> tuple[int, int]:
-    """(height, width) of the first video stream, read from the container header with PyAV (no frame is decoded)."""
+    """
+    (height, width) of the video stream decord decodes (FFmpeg's best one, not necessarily the first), read from the
+    container header with PyAV (no frame is decoded).
+    """
     try:
         with av.open(_as_input(encoded)) as container:
             if not container.streams.video:
                 raise ValueError(f"{name} has no video stream.")
-            codec = container.streams.video[0].codec_context
+            codec = container.streams.best("video").codec_context
             height, width = codec.height, codec.width
     except av.FFmpegError as error:
         raise ValueError(f"Could not read {name} as a video (not a video file, or truncated): {error}") from error
@@ -214,28 +229,73 @@ def frames_from_decoded(video: np.ndarray | torch.Tensor | Sequence[Image.Image]
     """
     Decoded frames as (N, H, W, 3) uint8 RGB. Accepts arrays or tensors of shape (N, H, W, C) or (N, C, H, W) with
     C in {1, 3, 4} (gray, RGB, RGBA: alpha is dropped) or (N, H, W) gray; uint8, or floats in [0, 1]; and lists of
-    PIL images of one size, in any mode.
+    PIL images of one size, in any mode. Shapes that read two ways (an (H, W, 3) image, (8, 3, 40, 3)) are refused.
     """
     if isinstance(video, (list, tuple)):
-        sizes = {image.size for image in video}
-        if len(sizes) != 1:
-            raise ValueError(f"All PIL frames of a video must have one size, got {sorted(sizes)}.")
-        return np.stack([np.asarray(image.convert("RGB")) for image in video])
-    frames = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+        return _frames_from_images(video)
+    frames = _tensor_to_numpy(video) if isinstance(video, torch.Tensor) else np.asarray(video)
     if frames.ndim == 3:
-        frames = frames[..., None]
+        frames = _gray_video_with_channel_axis(frames)
     if frames.ndim != 4 or 0 in frames.shape:
         raise ValueError(
             f"A decoded video must have shape (T, H, W, C), (T, C, H, W) or (T, H, W), got {frames.shape}."
         )
-    if frames.shape[-1] not in (1, 3, 4):
-        if frames.shape[1] not in (1, 3, 4):
-            raise ValueError(f"Cannot find the channel axis (1, 3 or 4 channels) of a video of shape {frames.shape}.")
-        frames = frames.transpose(0, 2, 3, 1)
-    frames = _to_uint8(frames)
+    frames = _to_uint8(_channels_last(frames))
     if frames.shape[-1] == 1:
         return np.repeat(frames, 3, axis=-1)
     return np.ascontiguousarray(frames[..., :3])
+
+
+def _frames_from_images(images: Sequence[Image.Image]) -> np.ndarray:
+    """A list of PIL images of one size, in any mode -> (N, H, W, 3) uint8 RGB."""
+    others = sorted({type(image).__name__ for image in images if not isinstance(image, Image.Image)})
+    if others:
+        raise ValueError(
+            f"A list of frames must hold PIL images only, got {', '.join(others)} among them; pass array frames "
+            "stacked as one (T, H, W, C) array."
+        )
+    sizes = {image.size for image in images}
+    if len(sizes) != 1:
+        raise ValueError(f"All PIL frames of a video must have one size, got {sorted(sizes)}.")
+    return np.stack([np.asarray(image.convert("RGB")) for image in images])
+
+
+def _tensor_to_numpy(video: torch.Tensor) -> np.ndarray:
+    """A tensor's values as numpy on the CPU; bfloat16 (which numpy lacks) and float16 as float32."""
+    video = video.detach().cpu()
+    if video.dtype in (torch.bfloat16, torch.float16):
+        video = video.float()
+    return video.numpy()
+
+
+_CHANNEL_COUNTS = (1, 3, 4)
+
+
+def _gray_video_with_channel_axis(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W) grayscale frames -> (T, H, W, 1); refuses (H, W, 3) / (H, W, 4), which read as one color image."""
+    if frames.shape[-1] in (3, 4):
+        raise ValueError(
+            f"An input of shape {frames.shape} looks like one (H, W, C) image, not a (T, H, W) grayscale video; "
+            "pass a video's frames as (T, H, W, C) (an image as a 1-frame video, shape (1, H, W, C))."
+        )
+    return frames[..., None]
+
+
+def _channels_last(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, C) or (T, C, H, W) frames -> (T, H, W, C), C in {1, 3, 4}; refuses shapes that read both ways."""
+    last_is_channels = frames.shape[-1] in _CHANNEL_COUNTS
+    second_is_channels = frames.shape[1] in _CHANNEL_COUNTS
+    if last_is_channels and second_is_channels:
+        raise ValueError(
+            f"Cannot tell whether a video of shape {frames.shape} is (T, H, W, C) or (T, C, H, W): axis 1 and the "
+            "last axis could both hold the 1, 3 or 4 channels. Make the layout unambiguous: pass the frames in the "
+            "other layout, or as a list of PIL images."
+        )
+    if last_is_channels:
+        return frames
+    if second_is_channels:
+        return frames.transpose(0, 2, 3, 1)
+    raise ValueError(f"Cannot find the channel axis (1, 3 or 4 channels) of a video of shape {frames.shape}.")
 
 
 def _to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -243,6 +303,8 @@ def _to_uint8(frames: np.ndarray) -> np.ndarray:
     if frames.dtype == np.uint8:
         return frames
     if np.issubdtype(frames.dtype, np.floating):
+        if not np.isfinite(frames).all():
+            raise ValueError("Float frames hold NaN or infinite values; they must lie in [0, 1].")
         if frames.min() < 0 or frames.max() > 1:
             raise ValueError(
                 f"Float frames must lie in [0, 1], got values in [{frames.min()}, {frames.max()}]; "
@@ -382,14 +444,29 @@ def random_horizontal_flip(
     return frames.flip(-1) if torch.rand(1, generator=generator).item() < probability else frames
 
 
+def _check_positive_integer(name: str, value) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+
+
+def _check_channel_statistics(image_mean, image_std) -> None:
+    """`image_mean` and `image_std` must hold one value per RGB channel, and the standard deviations must be > 0."""
+    for name, values in (("image_mean", image_mean), ("image_std", image_std)):
+        if np.ndim(values) != 1 or len(values) != 3:
+            raise ValueError(f"{name} must hold 3 values, one per RGB channel, got {values!r}.")
+    if not all(std > 0 for std in image_std):
+        raise ValueError(f"image_std values must be > 0, got {image_std!r}.")
+
+
 class STDDVideoProcessor(VideoProcessorMixin):
     r"""
     Turns videos into STDD's `pixel_values`: CLIP-sized, CLIP-normalized frames, `num_frames` per video, one per
     temporal segment.
 
-    Videos are decoded with decord (paths, `bytes`, file-like objects; large sources straight at reduced size) or
-    taken as decoded frames (arrays, tensors, lists of PIL images). Evaluation: segment centres, shortest side resized
-    to `size["shortest_edge"]`, `crop_size` centre crop; with `num_clips` x `num_crops` views for multi-view testing.
+    Videos are decoded with decord (paths, `bytes`, file-like objects; sources over twice the resize target at reduced
+    size) or taken as decoded frames (arrays, tensors, lists of PIL images). Evaluation: segment centres, shortest side
+    resized to `size["shortest_edge"]`, `crop_size` centre crop; with `num_clips` x `num_crops` views for multi-view
+    testing.
     Training (`training=True`, per call): a random frame in each segment, a random resized crop and a random
     horizontal flip. Randomness comes from torch's global generator, so `torch.manual_seed` makes it repeatable.
 
@@ -437,6 +514,7 @@ class STDDVideoProcessor(VideoProcessorMixin):
     def __init__(self, **kwargs: Unpack[STDDVideosKwargs]):
         super().__init__(**kwargs)
         self._set_attributes(**kwargs)
+        self._resolve_options({})  # bad settings fail here, not at the first call
 
     def preprocess(self, videos, **kwargs: Unpack[STDDVideosKwargs]) -> BatchFeature:
         """
@@ -469,6 +547,8 @@ class STDDVideoProcessor(VideoProcessorMixin):
         size for large sources. The arguments override the processor's settings for this call.
         """
         training = self.training if training is None else training
+        if decode_short_side is not None:
+            _check_positive_integer("decode_short_side", decode_short_side)
         return load_video_frames(
             video,
             num_frames=num_frames or self.num_frames,
@@ -499,15 +579,23 @@ class STDDVideoProcessor(VideoProcessorMixin):
         if options["do_convert_rgb"] is False:
             raise ValueError("do_convert_rgb=False is not supported: frames are always converted to RGB.")
         for name in ("num_frames", "num_clips", "num_crops"):
-            if not isinstance(options[name], int) or options[name] < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {options[name]!r}.")
-        if options["do_resize"] and options["size"].shortest_edge is None:
-            raise ValueError(
-                f"size must give the shortest edge, e.g. {{'shortest_edge': 224}}, got {options['size']}."
-            )
+            _check_positive_integer(name, options[name])
+        if options["decode_short_side"] is not None:
+            _check_positive_integer("decode_short_side", options["decode_short_side"])
+        if options["do_resize"]:
+            if options["size"].shortest_edge is None:
+                raise ValueError(
+                    f"size must give the shortest edge, e.g. {{'shortest_edge': 224}}, got {options['size']}."
+                )
+            _check_positive_integer("size['shortest_edge']", options["size"].shortest_edge)
         if options["do_center_crop"] or options["training"]:
-            if options["crop_size"] is None or options["crop_size"].height is None:
-                raise ValueError(f"crop_size must give height and width, got {options['crop_size']}.")
+            crop = options["crop_size"]
+            if crop is None or crop.height is None or crop.width is None:
+                raise ValueError(f"crop_size must give height and width, got {crop}.")
+            _check_positive_integer("crop_size['height']", crop.height)
+            _check_positive_integer("crop_size['width']", crop.width)
+        if options["do_normalize"]:
+            _check_channel_statistics(options["image_mean"], options["image_std"])
         if not options["do_center_crop"] and options["num_crops"] > 1:
             raise ValueError(f"num_crops={options['num_crops']} needs do_center_crop=True.")
         if options["resample"] not in _INTERPOLATION_MODES:
@@ -522,10 +610,13 @@ class STDDVideoProcessor(VideoProcessorMixin):
 
     @staticmethod
     def _decode_short_side(decode_short_side: int | None, do_resize: bool, size: SizeDict) -> int | None:
-        """Short side to decode large sources at: the explicit setting, else the resize target, else full size."""
+        """
+        Short side to decode large sources at: the explicit setting, else twice the resize target (see
+        `DECODE_SIZE_FACTOR`), else None (full size, when frames are not resized).
+        """
         if decode_short_side is not None:
             return decode_short_side
-        return size.shortest_edge if do_resize else None
+        return default_decode_short_side(size.shortest_edge) if do_resize else None
 
     def _process_video(self, video: VideoSource, options: dict) -> torch.Tensor:
         """One video to (T, 3, S, S), or (V, T, 3, S, S) for V > 1 evaluation views."""
@@ -587,6 +678,7 @@ AutoVideoProcessor.register(STDDConfig, STDDVideoProcessor)
 
 __all__ = [
     "STDDVideoProcessor",
+    "default_decode_short_side",
     "evaluation_frame_indices",
     "load_video_frames",
     "make_video_list",

@@ -52,7 +52,7 @@ EXPECTED_CODE_FILES = {
 }
 
 
-def moving_bars(num_frames=16, height=40, width=48) -> np.ndarray:
+def moving_bars(num_frames=16, height=40, width=64) -> np.ndarray:
     times = np.arange(num_frames)[:, None, None]
     red = ((np.arange(width)[None, None, :] + 3 * times) % 16 < 8) * 255
     green = ((np.arange(height)[None, :, None] + times) % 12 < 6) * 255

@@ -201,7 +201,7 @@ def test_literal_braces_in_the_template_stay_braces(classifier, video_path):
 
 
 def test_batch_equals_one_by_one(classifier, make_video):
-    videos = [make_video(f"video_{index}.mp4", num_frames=12 + 6 * index, width=48 + 16 * index) for index in range(3)]
+    videos = [make_video(f"video_{index}.mp4", num_frames=12 + 6 * index, width=64 + 16 * index) for index in range(3)]
     batched = classifier(videos, candidate_labels=LABELS, batch_size=2)
     assert len(batched) == 3
     for video, predictions in zip(videos, batched):
@@ -209,7 +209,7 @@ def test_batch_equals_one_by_one(classifier, make_video):
 
 
 def test_tuple_of_videos_is_a_batch_like_a_list(classifier, make_video):
-    videos = (make_video("first.mp4", num_frames=12), make_video("second.mp4", num_frames=9, height=64, width=48))
+    videos = (make_video("first.mp4", num_frames=12), make_video("second.mp4", num_frames=9, height=96, width=64))
     batched = classifier(videos, candidate_labels=LABELS)
     assert len(batched) == 2
     for video, predictions in zip(videos, batched):
@@ -387,7 +387,7 @@ def test_timeline_covers_the_video_and_each_window_is_classified_on_its_frames(c
         assert sorted(scores_by_label(window["labels"])) == sorted(LABELS)
         assert sum(scores_by_label(window["labels"]).values()) == pytest.approx(1.0)
     # The first window is frames 0..9: classifying those frames alone gives the same ranking.
-    frames = load_video_frames(video, num_frames=None, decode_short_side=32)[0]
+    frames = load_video_frames(video, num_frames=None)[0]
     assert_same_predictions(timeline[0]["labels"], classifier(frames[:10], candidate_labels=LABELS))
     # Decoded frames need their frame rate to be cut into seconds.
     assert len(classifier(frames, candidate_labels=LABELS, segment_seconds=1.0, fps=10)) == 3

@@ -79,3 +79,13 @@ def test_save_and_load_round_trip(processor, tmp_path, tiny_clip_dir):
 def test_wrong_sub_processor_is_refused():
     with pytest.raises(TypeError, match="video_processor"):
         STDDProcessor(video_processor=STDDTokenizer(), tokenizer=STDDTokenizer())
+
+
+def test_images_are_refused_with_a_pointer_to_videos(processor):
+    frame = np.zeros((40, 48, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="takes videos, not images: pass `videos=`"):
+        processor(images=frame, return_tensors="pt")
+    with pytest.raises(ValueError, match="takes videos, not images"):
+        processor(images=frame[None], text=TEXTS, return_tensors="pt")
+    pixel_values = processor(videos=frame[None], return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape == (1, 4, 3, 32, 32)

@@ -1,4 +1,5 @@
 import io
+import re
 
 import av
 import numpy as np
@@ -75,11 +76,51 @@ def test_large_sources_are_decoded_at_reduced_size(make_video):
     assert load_video_frames(path, num_frames=2, decode_short_side=100).shape == (1, 2, 48, 64, 3)
 
 
+def write_multi_stream_video(path, streams: list[tuple[int, int, int]]):
+    """An mkv with one H.264 stream per (height, width, num_frames) in `streams`, in that order."""
+    with av.open(str(path), mode="w") as container:
+        encoders = []
+        for height, width, num_frames in streams:
+            stream = container.add_stream("libx264", rate=10)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            encoders.append((stream, height, width, num_frames))
+        for stream, height, width, num_frames in encoders:
+            frame = np.zeros((height, width, 3), dtype=np.uint8)
+            for _ in range(num_frames):
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+    return path
+
+
+def test_decode_size_comes_from_the_stream_decord_decodes(tmp_path):
+    # A square 48x48 thumbnail stream first, then the 60x80 main stream that FFmpeg (and so decord) picks as best.
+    path = write_multi_stream_video(tmp_path / "two_streams.mkv", [(48, 48, 2), (60, 80, 12)])
+    frames = load_video_frames(path, num_frames=4, decode_short_side=40)
+    assert frames.shape == (1, 4, 40, 53, 3)
+
+
 def test_reduced_size_decoding_matches_full_size_decoding_and_resizing(processor, make_video):
     path = make_video("clip.mp4", num_frames=8)
-    reduced = processor(path, return_tensors="pt")["pixel_values"]  # decoded at 32x42
-    full = processor(path, decode_short_side=48, return_tensors="pt")["pixel_values"]  # decoded at 48x64, resized
+    reduced = processor(path, decode_short_side=40, return_tensors="pt")["pixel_values"]  # decoded at 40x53
+    full = processor(path, return_tensors="pt")["pixel_values"]  # decoded at 48x64, resized
     assert (reduced - full).abs().mean() < 0.1 * full.abs().mean()
+
+
+def test_sources_up_to_twice_the_resize_target_are_decoded_at_full_size(processor, make_video):
+    # 48x64 is above the 32 px target but not twice it: FFmpeg's bilinear scaler would replace the bicubic resize.
+    path = make_video("clip.mp4", num_frames=8)
+    with av.open(str(path)) as container:
+        decoded = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    from_file = processor(path, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(from_file, processor(decoded, return_tensors="pt")["pixel_values"], atol=0.02, rtol=0)
+    assert processor.load_frames(path).shape == (1, 8, 48, 64, 3)
+
+
+def test_sources_over_twice_the_resize_target_are_decoded_at_twice_the_target(make_video):
+    processor = STDDVideoProcessor(size={"shortest_edge": 16}, crop_size=16, num_frames=4)
+    path = make_video("clip.mp4", num_frames=8, height=48, width=64)
+    assert processor.load_frames(path).shape == (1, 4, 32, 42, 3)
+    assert processor(path, return_tensors="pt")["pixel_values"].shape == (1, 4, 3, 16, 16)
 
 
 def test_all_source_kinds_give_the_same_pixel_values(processor, make_video):
@@ -140,11 +181,9 @@ def test_one_processor_serves_training_and_evaluation_frames(processor, make_vid
     evaluation = processor.load_frames(path)
     torch.manual_seed(0)
     training = processor.load_frames(path, training=True)
-    assert evaluation.shape == training.shape == (1, 8, SIZE, SIZE * 64 // 48, 3)
-    full_size = processor.load_frames(path, decode_short_side=48)
-    np.testing.assert_array_equal(source_indices(full_size, path), [[5, 15, 25, 35, 45, 55, 65, 75]])
-    torch.manual_seed(0)
-    training_indices = source_indices(processor.load_frames(path, training=True, decode_short_side=48), path)[0]
+    assert evaluation.shape == training.shape == (1, 8, 48, 64, 3)
+    np.testing.assert_array_equal(source_indices(evaluation, path), [[5, 15, 25, 35, 45, 55, 65, 75]])
+    training_indices = source_indices(training, path)[0]
     assert all(10 * t <= index < 10 * (t + 1) for t, index in enumerate(training_indices))
     assert list(training_indices) != [5, 15, 25, 35, 45, 55, 65, 75]
 
@@ -198,6 +237,49 @@ def test_grayscale_and_rgba_decoded_input(processor):
         torch.testing.assert_close(processor(video, return_tensors="pt")["pixel_values"], as_rgb)
     pil_rgba = [Image.fromarray(frame, mode="RGBA") for frame in rgba]
     torch.testing.assert_close(processor(pil_rgba, return_tensors="pt")["pixel_values"], as_rgb)
+
+
+@pytest.mark.parametrize("shape", [(48, 64, 3), (48, 64, 4)])
+def test_one_color_image_is_refused_not_read_as_a_grayscale_video(processor, shape):
+    image = np.zeros(shape, dtype=np.uint8)
+    for video in (image, torch.from_numpy(image)):
+        with pytest.raises(ValueError, match=rf"{re.escape(str(shape))}.*\(T, H, W, C\)"):
+            processor(video, return_tensors="pt")
+    assert processor(image[None], return_tensors="pt")["pixel_values"].shape == (1, 8, 3, SIZE, SIZE)
+    gray = np.zeros((6, 40, 50), dtype=np.uint8)
+    assert processor(gray, return_tensors="pt")["pixel_values"].shape == (1, 8, 3, SIZE, SIZE)
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 40, 3), (8, 4, 40, 1), (8, 1, 40, 4)])
+def test_videos_whose_channel_axis_reads_both_ways_are_refused(processor, shape):
+    video = np.zeros(shape, dtype=np.uint8)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(shape))}.*unambiguous"):
+        processor(video, return_tensors="pt")
+    # The same frames in the other layout are unambiguous.
+    assert processor(video.transpose(0, 2, 3, 1), return_tensors="pt")["pixel_values"].shape == (1, 8, 3, SIZE, SIZE)
+
+
+def test_lists_of_frames_must_hold_pil_images_only(processor):
+    frame = np.zeros((40, 48, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="PIL images only, got ndarray"):
+        processor([Image.fromarray(frame), frame], return_tensors="pt")
+    with pytest.raises(ValueError, match="PIL images only, got NoneType"):
+        processor([Image.fromarray(frame), None], return_tensors="pt")
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), -float("inf")])
+def test_float_frames_with_nan_or_inf_are_refused(processor, bad_value):
+    video = np.full((4, 40, 40, 3), 0.5, dtype=np.float32)
+    video[:, :5] = bad_value
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        processor(video, return_tensors="pt")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_tensors_are_read_as_float32(processor, dtype):
+    video = torch.rand(4, 3, 40, 40)
+    expected = processor(video.to(dtype).float(), return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(processor(video.to(dtype), return_tensors="pt")["pixel_values"], expected)
 
 
 def test_bad_files_raise_errors_that_name_them(processor, make_video, tmp_path):
@@ -255,6 +337,35 @@ def test_bad_arguments_are_refused(processor):
         processor(np.zeros((4, 40, 40, 5), dtype=np.uint8))
     with pytest.raises(TypeError, match="videos must be"):
         processor(42)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"crop_size": 0}, r"crop_size\['height'\] must be an integer >= 1, got 0"),
+        ({"crop_size": {"height": 32, "width": -4}}, r"crop_size\['width'\] must be an integer >= 1, got -4"),
+        ({"size": {"shortest_edge": 0}}, r"size\['shortest_edge'\] must be an integer >= 1, got 0"),
+        ({"size": {"shortest_edge": -5}}, r"size\['shortest_edge'\] must be an integer >= 1, got -5"),
+        ({"decode_short_side": 0}, "decode_short_side must be an integer >= 1, got 0"),
+        ({"decode_short_side": -32}, "decode_short_side must be an integer >= 1, got -32"),
+        ({"image_mean": [0.5]}, "image_mean must hold 3 values"),
+        ({"image_mean": [0.5] * 4}, "image_mean must hold 3 values"),
+        ({"image_std": [0.5, 0.5]}, "image_std must hold 3 values"),
+        ({"image_std": [0.5, 0.0, 0.5]}, "image_std values must be > 0"),
+        ({"image_std": [0.5, -0.2, 0.5]}, "image_std values must be > 0"),
+    ],
+)
+def test_out_of_range_sizes_and_statistics_are_refused_by_calls_and_constructor(processor, options, message):
+    video = np.zeros((4, 40, 40, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=message):
+        processor(video, return_tensors="pt", **options)
+    with pytest.raises(ValueError, match=message):
+        STDDVideoProcessor(**options)
+
+
+def test_load_frames_refuses_a_decode_short_side_below_one(processor, make_video):
+    with pytest.raises(ValueError, match="decode_short_side must be an integer >= 1, got -32"):
+        processor.load_frames(make_video("clip.mp4", num_frames=4), decode_short_side=-32)
 
 
 def test_unstacked_output_without_return_tensors(processor):
