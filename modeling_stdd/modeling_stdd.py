@@ -234,17 +234,21 @@ def multi_head_attention(
     return output.reshape(*input_shape, -1)
 
 
-def normalized_projection_basis(layer_norm: nn.LayerNorm, projections: list[nn.Linear], channels: int) -> torch.Tensor:
+def normalized_projection_basis(layer_norm: nn.LayerNorm, projections: list[nn.Module], channels: int) -> torch.Tensor:
     """
-    Rows `[W beta + b, W gamma, (W[:, :channels] * gamma[:channels])^T]` of the `projections` (W, b), stacked along
-    their outputs, applied after `layer_norm` (gamma, beta): `(2 + channels, sum of out_features)`, what their
-    outputs change along when channels move.
+    Rows `[W beta + b, W gamma, (W[:, :channels] * gamma[:channels])^T]` of the `projections`, stacked along their
+    outputs, applied after `layer_norm` (gamma, beta): `(2 + channels, sum of out_features)`, what their outputs change
+    along when channels move.
+
+    Each projection is called, not read: any affine map `P(y) = W y + b` works, such as a `nn.Linear` wrapped by an
+    adapter (LoRA), whose effective W and b are not its `weight` and `bias`. The rows are `P(beta)`, `P(gamma) - P(0)`
+    and `P(gamma_i e_i) - P(0)` for the first `channels` channels i.
     """
     gamma = layer_norm.weight
-    bias_term = torch.cat([p.weight @ layer_norm.bias + p.bias for p in projections])  # (sum of out_features,)
-    gain_term = torch.cat([p.weight @ gamma for p in projections])
-    low_rank = torch.cat([p.weight[:, :channels] * gamma[:channels] for p in projections]).T  # (channels, ...)
-    return torch.cat([bias_term[None], gain_term[None], low_rank])
+    inputs = torch.cat([layer_norm.bias[None], gamma[None], torch.diag(gamma)[:channels], torch.zeros_like(gamma)[None]])
+    outputs = torch.cat([projection(inputs) for projection in projections], dim=-1)  # (3 + channels, sum of outputs)
+    origin = outputs[-1:]  # P(0) = b
+    return torch.cat([outputs[:1], outputs[1:-1] - origin])
 
 
 def layer_norm_change_coefficients(

@@ -98,6 +98,45 @@ def test_layer_matches_the_literal_reading_on_both_paths(clip_dir):
         torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 
+class LowRankAdapter(torch.nn.Module):
+    """A LoRA-style wrapper: `base(x) + up(down(x))`, exposing the base layer's `weight` and `bias` as PEFT does."""
+
+    def __init__(self, base: torch.nn.Linear, rank: int = 2):
+        super().__init__()
+        self.base = base
+        self.down = torch.nn.Linear(base.in_features, rank, bias=False)
+        self.up = torch.nn.Linear(rank, base.out_features, bias=False)
+        torch.nn.init.normal_(self.up.weight, std=0.5)
+
+    @property
+    def weight(self):
+        return self.base.weight
+
+    @property
+    def bias(self):
+        return self.base.bias
+
+    def forward(self, hidden_states):
+        return self.base(hidden_states) + self.up(self.down(hidden_states))
+
+
+def test_fast_path_follows_adapters_wrapping_the_projections(clip_dir):
+    """Adapters such as LoRA change what q_proj and v_proj compute: the fast path must see it as the reference does."""
+    torch.manual_seed(5)
+    fast, reference = fast_and_reference(clip_dir)
+    for model in (fast, reference):
+        torch.manual_seed(5)
+        for module in model.vision_model.modules():
+            if isinstance(module, CLIPAttention):
+                module.q_proj, module.v_proj = LowRankAdapter(module.q_proj), LowRankAdapter(module.v_proj)
+    pixel_values = torch.randn(1, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert_same_outputs_and_gradients(fast.train(), reference.train(), pixel_values)
+    with torch.no_grad():
+        adapted = fast.eval().get_video_features(pixel_values).pooler_output
+        plain = fast_and_reference(clip_dir)[0].eval().get_video_features(pixel_values).pooler_output
+    assert not torch.allclose(adapted, plain, atol=1e-3)
+
+
 def test_layer_norm_correction_reproduces_the_projection_of_changed_tokens():
     generator = torch.Generator().manual_seed(0)
     width, changed = 24, 6
