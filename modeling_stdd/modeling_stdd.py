@@ -512,6 +512,9 @@ class STDDVisionModel(CLIPVisionModel):
 
         Returns `last_hidden_state` `(B, T, L, D)` and `pooler_output` `(B, T, D)` (post-LayerNorm CLS of each frame)
         for videos, `(B, L, D)` and `(B, D)` for images. Recorded `hidden_states` are per frame, `(B * T, L, D)`.
+        With `output_attentions` (eager attention), an STCA layer records 1 + S maps, in this order: the spatial
+        attention over all L tokens `(B * T, heads, L, L)`, then the cross attention over `[CLS, kept]` of each
+        temporal scale `(B * T, heads, 1 + n, 1 + n)`; a layer without STCA records one map, as CLIP's does.
         """
         check_pixel_values(pixel_values, self.config, interpolate_pos_encoding)
         is_video = pixel_values.ndim == 5
