@@ -17,6 +17,7 @@ import torch
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from hub_card import check_model_card, check_repo_folder, export_repo, plan_upload, push_repo, read_eval_results
 from hub_card.__main__ import main
@@ -298,10 +299,16 @@ def package_classifier(exported):
     return ZeroShotVideoClassificationPipeline(model=model, processor=STDDProcessor.from_pretrained(result.repo_dir))
 
 
-def test_pipeline_uses_embeddings_stored_for_the_same_prompts_and_model(exported, package_classifier):
+def test_pipeline_uses_embeddings_stored_for_the_same_prompts_and_model(exported, package_classifier, monkeypatch):
     result, _ = exported
     embeddings_file = result.repo_dir / "label_texts" / "actions.safetensors"
     assert package_classifier.load_prompt_embeddings(LABEL_TEXTS, embeddings_file)
+    stored = load_file(embeddings_file)["text_embeds"]
+    monkeypatch.setattr(package_classifier, "_prompt_embeddings", type(package_classifier._prompt_embeddings)())
+    monkeypatch.setattr(package_classifier.model, "get_text_features", None)  # the text tower must not run
+    package_classifier(np.zeros((8, 32, 32, 3), dtype=np.uint8), label_texts=LABEL_TEXTS)
+    (text_embeds, _), = package_classifier._prompt_embeddings.values()
+    torch.testing.assert_close(text_embeds, stored.to(text_embeds.dtype))
 
 
 def test_pipeline_ignores_embeddings_of_other_prompts(exported, package_classifier, caplog):

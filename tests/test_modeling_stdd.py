@@ -200,17 +200,23 @@ def test_training_schedules_are_rotations_of_one_draw_per_video(stdd_model):
     grid = layer.config.patch_grid
     eval_layer = copy.deepcopy(layer).eval()
     eval_kept = eval_layer.sample_kept_patches(1, slots, grid, "cpu")[0]  # rotation r -> kept patches
+    torch.manual_seed(0)
     for shuffle in (False, True):
         layer.config.temporal_shuffle = shuffle
         kept = layer.sample_kept_patches(8, num_frames, grid, "cpu")
-        for video_kept in kept:
-            rotation = [next(r for r in range(slots) if torch.equal(frame, eval_kept[r])) for frame in video_kept]
-            if not shuffle:
-                assert all((rotation[t] - rotation[0]) % slots == t % slots for t in range(num_frames))
-            else:  # a permutation in time of one schedule's rotations
-                assert any(
-                    sorted(rotation) == sorted((t + draw) % slots for t in range(num_frames)) for draw in range(slots)
-                )
+        rotations = [
+            [next(r for r in range(slots) if torch.equal(frame, eval_kept[r])) for frame in video_kept]
+            for video_kept in kept
+        ]
+        in_order = [all((rot[t] - rot[0]) % slots == t % slots for t in range(num_frames)) for rot in rotations]
+        if not shuffle:
+            assert all(in_order)
+        else:  # a permutation in time of one schedule's rotations, and not the schedule's own order for every video
+            assert all(
+                any(sorted(rot) == sorted((t + draw) % slots for t in range(num_frames)) for draw in range(slots))
+                for rot in rotations
+            )
+            assert not all(in_order)
 
 
 def test_training_masks_vary_between_calls_and_with_the_seed(stdd_model):

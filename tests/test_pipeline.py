@@ -386,11 +386,23 @@ def test_timeline_covers_the_video_and_each_window_is_classified_on_its_frames(c
     for window in timeline:
         assert sorted(scores_by_label(window["labels"])) == sorted(LABELS)
         assert sum(scores_by_label(window["labels"]).values()) == pytest.approx(1.0)
-    # The first window is frames 0..9: classifying those frames alone gives the same ranking.
+    # Each window is classified on its own frames: [start, end) at 10 frames per second, alone, ranks the same.
     frames = load_video_frames(video, num_frames=None)[0]
-    assert_same_predictions(timeline[0]["labels"], classifier(frames[:10], candidate_labels=LABELS))
+    for window in timeline:
+        first, last = round(window["start"] * 10), round(window["end"] * 10)
+        assert_same_predictions(window["labels"], classifier(frames[first:last], candidate_labels=LABELS))
     # Decoded frames need their frame rate to be cut into seconds.
     assert len(classifier(frames, candidate_labels=LABELS, segment_seconds=1.0, fps=10)) == 3
+
+
+def test_prompt_embedding_cache_evicts_the_least_recently_used_label_set(classifier, video_path, monkeypatch):
+    from modeling_stdd import pipeline_stdd
+
+    monkeypatch.setattr(pipeline_stdd, "TEXT_CACHE_SIZE", 2)
+    monkeypatch.setattr(classifier, "_prompt_embeddings", type(classifier._prompt_embeddings)())
+    for labels in (["a", "b"], ["c", "d"], ["a", "b"], ["e", "f"]):  # ["c", "d"] is the least recently used
+        classifier(video_path, candidate_labels=labels)
+    assert [label_set.labels for label_set in classifier._prompt_embeddings] == [("a", "b"), ("e", "f")]
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -134,7 +134,17 @@ def stdd_folder(tiny_clip_dir, tmp_path):
     return folder
 
 
-def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_path, make_video):
+def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_path, make_video, monkeypatch):
+    from training import evaluate_zero_shot
+
+    shapes = []
+    score_videos = evaluate_zero_shot.video_scores
+
+    def recording_video_scores(model, pixel_values, *args):
+        shapes.append(tuple(pixel_values.shape))
+        return score_videos(model, pixel_values, *args)
+
+    monkeypatch.setattr(evaluate_zero_shot, "video_scores", recording_video_scores)
     for name in ("waving", "clapping"):
         (tmp_path / "data" / name).mkdir(parents=True)
         for index in range(2):
@@ -148,6 +158,8 @@ def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_
     ])
     assert json.loads(output.read_text()) == results
     assert results["views"] == {"num_clips": 2, "num_crops": 2}
+    # Every video reaches the model as 2 clips x 2 crops of 4 frames: (B, views, T, 3, S, S).
+    assert shapes and all(len(shape) == 6 and shape[1:3] == (4, 4) for shape in shapes)
     assert results["num_videos"] == {"test": 4}
     assert set(results["splits"]["test"]) == {"top1", "top5"}
     assert 0 <= results["mean"]["top1"] <= 100 and results["std"]["top1"] == 0.0

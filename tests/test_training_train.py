@@ -251,6 +251,20 @@ def test_class_folders_find_their_label_texts_whatever_their_spelling(tiny_data,
     assert saved.texts["running"] == ["a person running.", "someone jogging."]
 
 
+def test_weight_averaging_takes_the_mean_of_the_chosen_epochs_only():
+    torch.manual_seed(0)
+    epoch_models = [torch.nn.Linear(3, 2) for _ in range(3)]
+    averager = train.WeightAverager([2, 3])
+    for epoch, model in enumerate(epoch_models, start=1):
+        averager.add(model, epoch)
+    target = torch.nn.Linear(3, 2)
+    assert averager.apply_to(target)
+    with torch.no_grad():
+        torch.testing.assert_close(target.weight, (epoch_models[1].weight + epoch_models[2].weight) / 2)
+        torch.testing.assert_close(target.bias, (epoch_models[1].bias + epoch_models[2].bias) / 2)
+    assert not train.WeightAverager([4]).apply_to(target)  # no chosen epoch reached: the weights stay
+
+
 def test_adopting_the_training_frame_size_keeps_the_interpolated_outputs(tiny_clip_dir):
     model = STDDModel.from_pretrained(tiny_clip_dir, num_frames=4).eval()
     video = torch.randn(1, 4, 3, 48, 48)

@@ -176,6 +176,20 @@ def test_training_is_seeded_random_crop_and_flip(processor, make_video):
     assert not torch.equal(train(0), processor(path, return_tensors="pt")["pixel_values"])
 
 
+def test_training_crops_are_random_resized_crops(processor):
+    """Frames equal in time and no flip: only the crop box can make two draws differ, or a draw differ from eval."""
+    ramp = np.arange(64)[None, :, None] * 4 + np.arange(48)[:, None, None]  # brighter to the right and down
+    frames = np.broadcast_to(ramp.astype(np.uint8), (6, 48, 64, 3)).copy()
+
+    def train(seed):
+        torch.manual_seed(seed)
+        return processor(frames, training=True, flip_probability=0.0, return_tensors="pt")["pixel_values"]
+
+    assert not torch.equal(train(0), train(1))
+    assert not torch.equal(train(0), processor(frames, return_tensors="pt")["pixel_values"])
+    torch.testing.assert_close(train(0)[0, 1:], train(0)[0, :1].expand(7, -1, -1, -1))  # one box for all frames
+
+
 def test_one_processor_serves_training_and_evaluation_frames(processor, make_video):
     path = make_video("clip.mp4", num_frames=80)
     evaluation = processor.load_frames(path)
