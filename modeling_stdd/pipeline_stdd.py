@@ -39,9 +39,9 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import cached_file, logging
 
+from .file_utils import move_into_place
 from .processing_stdd import STDDProcessor
 from .video_processing_stdd import (
-    default_decode_short_side,
     evaluation_frame_indices,
     frames_from_decoded,
     is_encoded_video,
@@ -367,28 +367,6 @@ class FrameSource:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Saving
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def replace_folder(new_dir: Path, target_dir: Path, aside_dir: Path) -> None:
-    """
-    Rename the finished folder `new_dir` to `target_dir` (all paths on one file system). An existing `target_dir` is
-    first renamed to `aside_dir`, and back if the swap fails, so one complete folder is always there to be found; the
-    caller removes `aside_dir`.
-    """
-    if not target_dir.exists():
-        os.rename(new_dir, target_dir)
-        return
-    os.rename(target_dir, aside_dir)
-    try:
-        os.rename(new_dir, target_dir)
-    except BaseException:
-        os.rename(aside_dir, target_dir)
-        raise
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # The pipeline
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -641,12 +619,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         return cached_file(self.model.name_or_path, filename, _raise_exceptions_for_missing_entries=False)
 
     def _decode_short_side(self) -> int | None:
-        """Short side the video processor decodes large files at: its `decode_short_side`, else its default."""
-        if self.video_processor.decode_short_side is not None:
-            return self.video_processor.decode_short_side
-        if not self.video_processor.do_resize:
-            return None
-        return default_decode_short_side(self.video_processor.size["shortest_edge"])
+        """Short side the video processor decodes large files at, with its own settings."""
+        processor = self.video_processor
+        return processor.resolve_decode_short_side(processor.decode_short_side, processor.do_resize, processor.size)
 
     @staticmethod
     def _with_view_axis(pixel_values: torch.Tensor) -> torch.Tensor:
@@ -682,7 +657,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             else:
                 new_dir.mkdir()
             self._write_pretrained(new_dir, **kwargs)
-            replace_folder(new_dir, save_directory, aside_dir=work_dir / "previous")
+            move_into_place(new_dir, save_directory)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 

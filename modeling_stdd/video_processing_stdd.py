@@ -554,7 +554,7 @@ class STDDVideoProcessor(VideoProcessorMixin):
             num_frames=num_frames or self.num_frames,
             training=training,
             num_clips=1 if training else self.num_clips,
-            decode_short_side=self._decode_short_side(
+            decode_short_side=self.resolve_decode_short_side(
                 decode_short_side or self.decode_short_side, self.do_resize, self.size
             ),
             generator=generator,
@@ -609,7 +609,7 @@ class STDDVideoProcessor(VideoProcessorMixin):
             raise ValueError(f"flip_probability must be in [0, 1], got {options['flip_probability']}.")
 
     @staticmethod
-    def _decode_short_side(decode_short_side: int | None, do_resize: bool, size: SizeDict) -> int | None:
+    def resolve_decode_short_side(decode_short_side: int | None, do_resize: bool, size: SizeDict) -> int | None:
         """
         Short side to decode large sources at: the explicit setting, else twice the resize target (see
         `DECODE_SIZE_FACTOR`), else None (full size, when frames are not resized).
@@ -626,7 +626,7 @@ class STDDVideoProcessor(VideoProcessorMixin):
             num_frames=options["num_frames"] if options["do_sample_frames"] else None,
             training=training,
             num_clips=1 if training else options["num_clips"],
-            decode_short_side=self._decode_short_side(
+            decode_short_side=self.resolve_decode_short_side(
                 options["decode_short_side"], options["do_resize"], options["size"]
             ),
         )

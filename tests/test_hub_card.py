@@ -45,6 +45,7 @@ EVAL_RESULTS = {
 }
 EXPECTED_CODE_FILES = {
     "configuration_stdd.py",
+    "file_utils.py",  # the pipeline's atomic save
     "modeling_stdd.py",
     "pipeline_stdd.py",
     "processing_stdd.py",
