@@ -578,8 +578,22 @@ def class_scores(
         `torch.Tensor` of shape `(B, K)`. With grouped prompts,
         `score[b, k] = (mean_n max_t sim[b, t, k, n] + mean_t max_n sim[b, t, k, n]) / 2` over each class's own
         prompts only, so classes with unequal prompt counts need no padding.
+
+    The prompts are checked first (`check_prompts`); `class_scores_of_checked_prompts` scores prompts checked once
+    already, as in training, where the same prompts come back at every step.
     """
     check_prompts(text_embeds, prompt_class_ids, video_embeds.shape[-1], num_classes)
+    return class_scores_of_checked_prompts(video_embeds, text_embeds, logit_scale, prompt_class_ids, num_classes)
+
+
+def class_scores_of_checked_prompts(
+    video_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    prompt_class_ids: torch.LongTensor | None = None,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """`class_scores` of prompts that have passed `check_prompts`. (B, T, E), (P, E) -> (B, K)."""
     text_embeds = text_embeds.to(video_embeds.dtype)
     similarity = logit_scale * torch.einsum("bte,pe->btp", video_embeds, text_embeds)  # (B, T, P)
     if prompt_class_ids is None:
@@ -731,7 +745,9 @@ class STDDModel(CLIPModel):
         )
         video_embeds = _normalize(vision_outputs.pooler_output)
         text_embeds = _normalize(text_embeds)
-        logits_per_video = class_scores(video_embeds, text_embeds, self.logit_scale.exp(), prompt_class_ids)
+        logits_per_video = class_scores_of_checked_prompts(
+            video_embeds, text_embeds, self.logit_scale.exp(), prompt_class_ids
+        )
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits_per_video, labels.to(logits_per_video.device))
@@ -749,7 +765,9 @@ __all__ = [
     "STDDModel",
     "STDDOutput",
     "STDDVisionModel",
+    "check_prompts",
     "class_scores",
+    "class_scores_of_checked_prompts",
     "kept_patch_index",
     "mix_channels",
     "pad_cross_tokens",

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from modeling_stdd import STDDModel, class_scores
+from modeling_stdd import STDDModel
+from modeling_stdd.modeling_stdd import check_prompts, class_scores_of_checked_prompts
 from modeling_stdd.pipeline_stdd import encode_prompts
 
 
@@ -87,6 +88,7 @@ def encode_class_prompts(
     """Encode `prompts` with the model's text tower in batches of `batch_size` (see `ClassPrompts`)."""
     text_embeds = nn.functional.normalize(encode_prompts(model, tokenizer, prompts, batch_size).float(), dim=-1)
     class_ids = None if prompt_class_ids is None else torch.tensor(prompt_class_ids, device=text_embeds.device)
+    check_prompts(text_embeds, class_ids, model.config.projection_dim, num_classes)
     return ClassPrompts(text_embeds, class_ids, num_classes)
 
 
@@ -116,7 +118,7 @@ class STDDTrainingModule(nn.Module):
             pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding
         ).pooler_output
         frame_embeds = nn.functional.normalize(frame_embeds, dim=-1)  # (B, T, E)
-        logits = class_scores(
+        logits = class_scores_of_checked_prompts(  # checked once by encode_class_prompts
             frame_embeds, prompts.text_embeds.to(frame_embeds.dtype), self.model.logit_scale.exp(),
             prompts.prompt_class_ids, prompts.num_classes,
         )
