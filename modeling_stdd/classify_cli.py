@@ -60,8 +60,8 @@ def check_device(device: str | None, parser: argparse.ArgumentParser):
         device_type = torch.device(device).type
     except RuntimeError as error:
         parser.error(f"--device {device!r} is not a torch device: {error}")
-    if device_type != "cpu" and not (torch.accelerator.is_available() and torch.accelerator.current_accelerator().type
-                                     == device_type):
+    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    if device_type != "cpu" and (accelerator is None or accelerator.type != device_type):
         parser.error(f"--device {device!r}: this machine has no {device_type} device available to torch.")
 
 

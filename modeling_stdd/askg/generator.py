@@ -462,11 +462,10 @@ def read_labels(path: str | os.PathLike) -> list[str]:
             raise ValueError(f"{path}: the CSV header needs a 'name' or 'label' column, got {rows.fieldnames}")
         labels = [row[column] for row in rows]
     else:
-        labels = [line for line in text.splitlines() if not line.strip().startswith("#")]
-    if isinstance(labels, list):
+        lines = [line.strip() for line in text.splitlines()]
+        labels = [line for line in lines if line and not line.startswith("#")]
+    if isinstance(labels, list):  # spaces around a name in JSON or CSV are not part of it
         labels = [label.strip() if isinstance(label, str) else label for label in labels]
-        if path.suffix.lower() not in (".json", ".csv"):
-            labels = [label for label in labels if label]
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) and label for label in labels):
         raise ValueError(f"{path}: expected a non-empty list of class names")
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
