@@ -2,26 +2,16 @@
 
 import pytest
 import torch
-from conftest import tiny_clip_config
 from test_modeling_stdd import literal_stca_layer
-from transformers import CLIPModel
 from transformers.models.clip.modeling_clip import CLIPAttention
 
 from modeling_stdd import STDDModel, STDDVisionConfig
 from modeling_stdd.modeling_stdd import layer_norm_change_coefficients, normalized_projection_basis
 
 
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("clip")
-    CLIPModel(tiny_clip_config()).save_pretrained(path)
-    return path
-
-
-def fast_and_reference(clip_dir, **settings):
+def fast_and_reference(tiny_clip_dir, **settings):
     return [
-        STDDModel.from_pretrained(clip_dir, channel_fold=8, stca_implementation=implementation, **settings)
+        STDDModel.from_pretrained(tiny_clip_dir, channel_fold=8, stca_implementation=implementation, **settings)
         for implementation in ("fast", "reference")
     ]
 
@@ -50,10 +40,10 @@ def assert_same_outputs_and_gradients(fast, reference, pixel_values):
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("num_frames, temporal_scales", [(1, [1, 2]), (3, [1]), (5, [1, 2]), (4, [3, 1])])
 def test_fast_path_matches_reference_outputs_and_gradients(
-    clip_dir, attn_implementation, training, num_frames, temporal_scales
+    tiny_clip_dir, attn_implementation, training, num_frames, temporal_scales
 ):
     fast, reference = fast_and_reference(
-        clip_dir, attn_implementation=attn_implementation, temporal_scales=temporal_scales
+        tiny_clip_dir, attn_implementation=attn_implementation, temporal_scales=temporal_scales
     )
     pixel_values = torch.randn(2, num_frames, 3, 32, 32, generator=torch.Generator().manual_seed(num_frames))
     assert_same_outputs_and_gradients(fast.train(training), reference.train(training), pixel_values)
@@ -67,18 +57,18 @@ def test_fast_path_matches_reference_outputs_and_gradients(
         dict(stca_layers=[1], mask_stride=[1, 4, 4], temporal_scales=[2]),
     ],
 )
-def test_fast_path_matches_reference_across_stca_settings(clip_dir, settings):
+def test_fast_path_matches_reference_across_stca_settings(tiny_clip_dir, settings):
     fast, reference = (
-        STDDModel.from_pretrained(clip_dir, stca_implementation=implementation, **settings).train()
+        STDDModel.from_pretrained(tiny_clip_dir, stca_implementation=implementation, **settings).train()
         for implementation in ("fast", "reference")
     )
     assert_same_outputs_and_gradients(fast, reference, torch.randn(1, 4, 3, 32, 32))
 
 
-def test_training_draws_the_same_random_numbers_with_attention_dropout(clip_dir):
+def test_training_draws_the_same_random_numbers_with_attention_dropout(tiny_clip_dir):
     pixel_values = torch.randn(2, 3, 3, 32, 32)
     pooled, next_draws = [], []
-    for model in fast_and_reference(clip_dir, attn_implementation="eager"):
+    for model in fast_and_reference(tiny_clip_dir, attn_implementation="eager"):
         for module in model.modules():
             if isinstance(module, CLIPAttention):
                 module.dropout = 0.3
@@ -88,8 +78,8 @@ def test_training_draws_the_same_random_numbers_with_attention_dropout(clip_dir)
     assert torch.equal(next_draws[0], next_draws[1])
 
 
-def test_layer_matches_the_literal_reading_on_both_paths(clip_dir):
-    for model in fast_and_reference(clip_dir):
+def test_layer_matches_the_literal_reading_on_both_paths(tiny_clip_dir):
+    for model in fast_and_reference(tiny_clip_dir):
         layer = model.vision_model.encoder.layers[0]
         hidden_states = torch.randn(2 * 3, 17, 32, generator=torch.Generator().manual_seed(3))
         with torch.no_grad():
@@ -120,10 +110,10 @@ class LowRankAdapter(torch.nn.Module):
         return self.base(hidden_states) + self.up(self.down(hidden_states))
 
 
-def test_fast_path_follows_adapters_wrapping_the_projections(clip_dir):
+def test_fast_path_follows_adapters_wrapping_the_projections(tiny_clip_dir):
     """Adapters such as LoRA change what q_proj and v_proj compute: the fast path must see it as the reference does."""
     torch.manual_seed(5)
-    fast, reference = fast_and_reference(clip_dir)
+    fast, reference = fast_and_reference(tiny_clip_dir)
     for model in (fast, reference):
         torch.manual_seed(5)
         for module in model.vision_model.modules():
@@ -133,7 +123,7 @@ def test_fast_path_follows_adapters_wrapping_the_projections(clip_dir):
     assert_same_outputs_and_gradients(fast.train(), reference.train(), pixel_values)
     with torch.no_grad():
         adapted = fast.eval().get_video_features(pixel_values).pooler_output
-        plain = fast_and_reference(clip_dir)[0].eval().get_video_features(pixel_values).pooler_output
+        plain = fast_and_reference(tiny_clip_dir)[0].eval().get_video_features(pixel_values).pooler_output
     assert not torch.allclose(adapted, plain, atol=1e-3)
 
 
@@ -154,8 +144,8 @@ def test_layer_norm_correction_reproduces_the_projection_of_changed_tokens():
     torch.testing.assert_close(actual, projection(layer_norm(moved)), atol=1e-5, rtol=1e-5)
 
 
-def test_attention_maps_are_returned_on_the_fast_setting(clip_dir):
-    fast, reference = fast_and_reference(clip_dir, attn_implementation="eager")
+def test_attention_maps_are_returned_on_the_fast_setting(tiny_clip_dir):
+    fast, reference = fast_and_reference(tiny_clip_dir, attn_implementation="eager")
     pixel_values = torch.randn(1, 2, 3, 32, 32)
     with torch.no_grad():
         fast_attentions = fast.eval().vision_model(pixel_values, output_attentions=True).attentions
@@ -165,9 +155,9 @@ def test_attention_maps_are_returned_on_the_fast_setting(clip_dir):
         torch.testing.assert_close(fast_map, reference_map)
 
 
-def test_stca_implementation_is_validated_and_routed_at_load(clip_dir):
+def test_stca_implementation_is_validated_and_routed_at_load(tiny_clip_dir):
     with pytest.raises(ValueError, match="stca_implementation must be one of 'fast', 'reference', got 'quick'"):
         STDDVisionConfig(stca_implementation="quick")
     assert STDDVisionConfig().stca_implementation == "fast"
-    model = STDDModel.from_pretrained(clip_dir, stca_implementation="reference")
+    model = STDDModel.from_pretrained(tiny_clip_dir, stca_implementation="reference")
     assert model.config.vision_config.stca_implementation == "reference"

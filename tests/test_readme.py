@@ -6,10 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-from conftest import tiny_clip_config
-
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -30,23 +26,12 @@ def test_ci_runs_exactly_the_readme_set_up_and_test_commands():
     assert ci_lines[-1] == test_command
 
 
-@pytest.fixture(scope="module")
-def hub_stand_in(tmp_path_factory):
-    """A local folder standing in for the CLIP hub checkpoint the README names."""
-    from transformers import CLIPModel
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("clip_hub_stand_in")
-    CLIPModel(tiny_clip_config()).save_pretrained(path)
-    return path
-
-
-def test_readme_python_examples_run(hub_stand_in, tmp_path, make_video):
+def test_readme_python_examples_run(tiny_clip_dir, tmp_path, make_video):
     blocks = fenced_blocks("python")
     assert blocks, "the README has python examples"
     video_path = make_video("video.mp4", num_frames=24)
     script = "\n".join(
-        f"print('--- README example {index}')\n{block.replace(HUB_ID, str(hub_stand_in))}"
+        f"print('--- README example {index}')\n{block.replace(HUB_ID, str(tiny_clip_dir))}"
         for index, block in enumerate(blocks)
     )
     (tmp_path / "readme_examples.py").write_text(script)
