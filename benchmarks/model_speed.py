@@ -16,6 +16,9 @@ cost a perfectly efficient implementation would pay, free of timing noise.
 Peak memory is what one step allocates beyond the weights and the input: on CUDA from the caching allocator's
 statistics, on CPU from the process's peak resident set (each measured in a fresh process).
 
+The timings run with glibc's malloc thresholds fixed (see `malloc_settings.py`; `--system-malloc` leaves them adaptive)
+and report the median page faults per step, which show when memory handed back to the system is touched again.
+
     python benchmarks/model_speed.py                      # CPU, 2 threads, fp32
     python benchmarks/model_speed.py --device cuda --dtype bfloat16 --compile
 """
@@ -37,6 +40,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from transformers import CLIPConfig, CLIPModel, XCLIPConfig, XCLIPModel  # noqa: E402
 
+from malloc_settings import fix_malloc_thresholds, page_faults  # noqa: E402
 from modeling_stdd import STDDConfig, STDDModel  # noqa: E402
 
 
@@ -44,11 +48,8 @@ TINY_TEXT_TOWER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=
 ROWS = ("clip", "stdd-reference", "stdd-fast", "x-clip")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+def add_shared_arguments(parser: argparse.ArgumentParser):
+    """The threads, input geometry and malloc arguments that `stca_overhead.py` takes too."""
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--num-frames", type=int, default=8)
@@ -56,8 +57,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--patch-size", type=int, default=16)
     parser.add_argument("--hidden-size", type=int, default=768)
-    parser.add_argument("--num-layers", type=int, default=12)
     parser.add_argument("--num-heads", type=int, default=12)
+    parser.add_argument(
+        "--system-malloc", action="store_true", help="leave glibc's adaptive malloc thresholds as they are"
+    )
+
+
+def check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace, counts: tuple[str, ...]):
+    """Refuse counts below 1 and a width the heads do not divide."""
+    for name in counts:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.hidden_size % args.num_heads:
+        parser.error(f"--hidden-size {args.hidden_size} is not divisible by --num-heads {args.num_heads}.")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+    add_shared_arguments(parser)
+    parser.add_argument("--num-layers", type=int, default=12)
     parser.add_argument("--attn-implementation", default="sdpa", choices=["sdpa", "eager"])
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds (after one warm-up round)")
     parser.add_argument("--modes", nargs="+", default=["eval", "train"], choices=["eval", "train"])
@@ -68,11 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda was given but torch.cuda.is_available() is False on this machine.")
-    for name in ("threads", "batch_size", "num_frames", "num_layers", "num_heads", "rounds"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.hidden_size % args.num_heads:
-        parser.error(f"--hidden-size {args.hidden_size} is not divisible by --num-heads {args.num_heads}.")
+    check_counts(parser, args, ("threads", "batch_size", "num_frames", "num_layers", "num_heads", "rounds"))
     if "clip" not in args.rows:
         parser.error("--rows must include clip: every ratio is relative to it.")
     return args
@@ -160,22 +177,24 @@ def make_video(args: argparse.Namespace) -> torch.Tensor:
     return torch.randn(shape, generator=generator).to(device=args.device, dtype=getattr(torch, args.dtype))
 
 
-def time_rows(args: argparse.Namespace, mode: str) -> dict[str, list[float]]:
-    """Seconds per step of every row, `args.rounds` rounds, rows interleaved inside each round."""
+def time_rows(args: argparse.Namespace, mode: str) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """Seconds and page faults per step of every row, `args.rounds` rounds, rows interleaved inside each round."""
     video = make_video(args)
     steps = {name: make_step(name, build_model(name, args), mode, args) for name in args.rows}
     for step in steps.values():  # warm-up (and compilation)
         step(video)
     synchronize(args.device)
     seconds = {name: [] for name in steps}
+    faults = {name: [] for name in steps}
     for _ in range(args.rounds):
         for name, step in steps.items():
             synchronize(args.device)
-            start = time.perf_counter()
+            faults_before, start = page_faults(), time.perf_counter()
             step(video)
             synchronize(args.device)
             seconds[name].append(time.perf_counter() - start)
-    return seconds
+            faults[name].append(page_faults() - faults_before)
+    return seconds, faults
 
 
 def step_flops(name: str, mode: str, args: argparse.Namespace) -> int:
@@ -231,10 +250,11 @@ def peak_memory_mib(name: str, mode: str, args: argparse.Namespace) -> float:
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    malloc = "system malloc (adaptive thresholds)" if args.system_malloc else fix_malloc_thresholds()
     started = time.strftime("%Y-%m-%d %H:%M")
     results = {}
     for mode in args.modes:
-        seconds = time_rows(args, mode)
+        seconds, faults = time_rows(args, mode)
         base = statistics.median(seconds["clip"])
         clip_flops = None if args.no_flops else step_flops("clip", mode, args)
         for name, values in seconds.items():
@@ -243,6 +263,7 @@ def main(argv=None):
                 ratio=statistics.median(values) / base,
                 paired_ratio=statistics.median(value / clip for value, clip in zip(values, seconds["clip"])),
                 best_ratio=min(values) / min(seconds["clip"]),
+                faults_per_step=statistics.median(faults[name]),
             )
             if not args.no_flops:
                 flops = step_flops(name, mode, args)
@@ -255,16 +276,19 @@ def main(argv=None):
         f"# {started}  {device}  torch {torch.__version__}  threads {args.threads}  dtype {args.dtype}  "
         f"compile {args.compile}  attn {args.attn_implementation}  B={args.batch_size} T={args.num_frames}  "
         f"scales {args.temporal_scales}  ViT {args.hidden_size}w x {args.num_layers}L /{args.patch_size} "
-        f"@ {args.image_size}px  rounds {args.rounds}  load avg {load}"
+        f"@ {args.image_size}px  rounds {args.rounds}  load avg {load}  {malloc}"
     )
-    print("| model | mode | median ms | ratio vs CLIP | paired ratio | best/best ratio | GFLOP | FLOP ratio | peak MiB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| model | mode | median ms | ratio vs CLIP | paired ratio | best/best ratio | GFLOP | FLOP ratio | peak MiB "
+        "| faults/step |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (name, mode), row in results.items():
         peak = f"{row['peak_mib']:.0f}" if "peak_mib" in row else "-"
         gflops, flop_ratio = (f"{row['gflops']:.1f}", f"{row['flop_ratio']:.3f}") if "gflops" in row else ("-", "-")
         print(
             f"| {name} | {mode} | {row['median_ms']:.0f} | {row['ratio']:.3f} | {row['paired_ratio']:.3f} "
-            f"| {row['best_ratio']:.3f} | {gflops} | {flop_ratio} | {peak} |"
+            f"| {row['best_ratio']:.3f} | {gflops} | {flop_ratio} | {peak} | {row['faults_per_step']:.0f} |"
         )
     if args.json:
         rows = [dict(model=name, mode=mode, **row) for (name, mode), row in results.items()]
