@@ -358,9 +358,9 @@ class STDDEncoderLayer(CLIPEncoderLayer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Steps 1-5 with the plain path's q/k/v reused: every scale's q/k/v are the plain ones at `[CLS, kept]` plus a
-        rank-(2c + 2) correction (see `layer_norm_change_coefficients`); only the attention itself runs per scale, and
-        the output projection runs once on the mean over scales. Draws the same random numbers, in the same order, as
-        `reference_stca`. hidden_states: `(B * T, L, D)` -> (`full`, `padded`), both `(B * T, L, D)`.
+        rank-(2c + 2) correction (see `layer_norm_change_coefficients`); one attention call covers the sequences of all
+        scales, and the output projection runs once on the mean over scales. Draws the same random numbers, in the same
+        order, as `reference_stca`. hidden_states: `(B * T, L, D)` -> (`full`, `padded`), both `(B * T, L, D)`.
         """
         attention = self.self_attn
         projections = [attention.q_proj, attention.k_proj, attention.v_proj]
@@ -373,15 +373,19 @@ class STDDEncoderLayer(CLIPEncoderLayer):
         )
         frames, sequence_length, width = hidden_states.shape
         rows = sequence_rows(kept_index, sequence_length)  # (BT * (1 + n),)
-        sequence = hidden_states.flatten(0, 1).index_select(0, rows).view(frames, -1, width)  # (BT, 1 + n, D)
-        sequence_qkv = torch.cat([p.flatten(0, 1).index_select(0, rows) for p in plain_qkv], dim=-1)  # (BT(1 + n), 3D)
-        sequence_qkv = sequence_qkv.view(frames, -1, 3 * width)  # (BT, 1 + n, 3D)
+        sequence, *sequence_qkv = [
+            tokens.flatten(0, 1).index_select(0, rows).view(frames, -1, width)  # (BT, 1 + n, D)
+            for tokens in (hidden_states, *plain_qkv)
+        ]
         delta = self.mixing_deltas(sequence[:, 1:].unflatten(0, kept_index.shape[:2]))  # (S, BT, 1 + n, 2c)
         ratio, coefficients = layer_norm_change_coefficients(sequence, delta, self.layer_norm1.eps)
         basis = normalized_projection_basis(self.layer_norm1, projections, delta.shape[-1])  # (2 + 2c, 3D)
-        scale_qkv = (coefficients @ basis).addcmul_(ratio, sequence_qkv)  # (S, BT, 1 + n, 3D)
-        attended = sum(multi_head_attention(attention, *qkv.chunk(3, dim=-1), None, **kwargs) for qkv in scale_qkv)
-        cross = sequence + attention.out_proj(attended / len(scale_qkv))  # (BT, 1 + n, D)
+        scale_qkv = [
+            (coefficients @ projection_basis).addcmul_(ratio, plain_rows).flatten(0, 1)  # (S * BT, 1 + n, D)
+            for projection_basis, plain_rows in zip(basis.split(width, dim=-1), sequence_qkv)
+        ]
+        attended = multi_head_attention(attention, *scale_qkv, None, **kwargs)  # (S * BT, 1 + n, D)
+        cross = sequence + attention.out_proj(attended.unflatten(0, (len(delta), frames)).mean(dim=0))  # (BT, 1 + n, D)
         cross[..., : delta.shape[-1]] += delta.mean(dim=0)
         padded = full.flatten(0, 1).index_copy(0, rows, cross.flatten(0, 1)).view_as(full)
         return full, padded
