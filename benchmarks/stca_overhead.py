@@ -28,6 +28,7 @@ import platform
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -102,7 +103,7 @@ def make_step(name: str, layer: torch.nn.Module, mode: str, args: argparse.Names
     return step
 
 
-def op_milliseconds(steps: dict[str, callable], rounds: int) -> dict[str, dict[str, float]]:
+def op_milliseconds(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, dict[str, float]]:
     """Self CPU time of every aten op, in milliseconds per step, for each of `steps`; the steps take turns, one
     profiled step each per round, so that the machine's drift hits both alike."""
     totals = {name: defaultdict(float) for name in steps}
@@ -121,6 +122,7 @@ def is_matrix_product(op: str) -> bool:
 
 
 def step_flops(name: str, layer: torch.nn.Module, mode: str, args: argparse.Namespace) -> int:
+    """Floating-point operations of one step, as `model_speed.py` counts them (eager attention)."""
     step = make_step(name, layer, mode, args)
     with FlopCounterMode(display=False) as counter:
         step()
