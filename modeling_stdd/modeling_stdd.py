@@ -586,7 +586,7 @@ def class_scores(
     The prompts are checked first (`check_prompts`); `class_scores_of_checked_prompts` scores prompts checked once
     already, as in training, where the same prompts come back at every step.
     """
-    check_prompts(text_embeds, prompt_class_ids, video_embeds.shape[-1], num_classes)
+    num_classes = check_prompts(text_embeds, prompt_class_ids, video_embeds.shape[-1], num_classes)
     return class_scores_of_checked_prompts(video_embeds, text_embeds, logit_scale, prompt_class_ids, num_classes)
 
 
@@ -610,14 +610,18 @@ def class_scores_of_checked_prompts(
 
 def check_prompts(
     text_embeds: torch.Tensor, prompt_class_ids: torch.Tensor | None, width: int, num_classes: int | None = None
-):
-    """Fail early, naming the shape or the classes, on prompts `class_scores` cannot score (or would score NaN)."""
+) -> int | None:
+    """
+    Fail early, naming the shape or the classes, on prompts `class_scores` cannot score (or would score NaN). Returns
+    the number of classes K (`num_classes`, else `max(prompt_class_ids) + 1`; `num_classes` as given without
+    `prompt_class_ids`), for `class_scores_of_checked_prompts`.
+    """
     if (not isinstance(text_embeds, torch.Tensor) or text_embeds.ndim != 2 or text_embeds.shape[-1] != width
             or text_embeds.shape[0] == 0):
         shape = tuple(text_embeds.shape) if isinstance(text_embeds, torch.Tensor) else type(text_embeds).__name__
         raise ValueError(f"text_embeds must have shape (num_prompts >= 1, {width}), got {shape}.")
     if prompt_class_ids is None:
-        return
+        return num_classes
     if not isinstance(prompt_class_ids, torch.Tensor) or prompt_class_ids.dtype not in (torch.int32, torch.int64):
         found = prompt_class_ids.dtype if isinstance(prompt_class_ids, torch.Tensor) else type(prompt_class_ids).__name__
         raise ValueError(f"prompt_class_ids must be a tensor of int64 (or int32) class indices, got {found}.")
@@ -633,6 +637,7 @@ def check_prompts(
     empty = (counts[1:] == 0).nonzero().flatten().tolist()
     if empty:
         raise ValueError(f"Classes {empty[:20]} have no prompts in prompt_class_ids; every class needs at least one.")
+    return num_classes
 
 
 def mean_of_frame_max(similarity: torch.Tensor, prompt_class_ids: torch.LongTensor, num_classes: int) -> torch.Tensor:
@@ -743,14 +748,14 @@ class STDDModel(CLIPModel):
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
             )
             text_embeds = text_outputs.pooler_output
-        check_prompts(text_embeds, prompt_class_ids, self.config.projection_dim)
+        num_classes = check_prompts(text_embeds, prompt_class_ids, self.config.projection_dim)
         vision_outputs = self.get_video_features(
             pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs
         )
         video_embeds = _normalize(vision_outputs.pooler_output)
         text_embeds = _normalize(text_embeds)
         logits_per_video = class_scores_of_checked_prompts(
-            video_embeds, text_embeds, self.logit_scale.exp(), prompt_class_ids
+            video_embeds, text_embeds, self.logit_scale.exp(), prompt_class_ids, num_classes
         )
         loss = None
         if labels is not None:

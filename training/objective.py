@@ -119,7 +119,7 @@ class STDDTrainingModule(nn.Module):
         ).pooler_output
         frame_embeds = nn.functional.normalize(frame_embeds, dim=-1)  # (B, T, E)
         logits = class_scores_of_checked_prompts(  # checked once by encode_class_prompts
-            frame_embeds, prompts.text_embeds.to(frame_embeds.dtype), self.model.logit_scale.exp(),
+            frame_embeds, prompts.text_embeds, self.model.logit_scale.exp(),
             prompts.prompt_class_ids, prompts.num_classes,
         )
         cross_entropy = nn.functional.cross_entropy(logits.float(), labels)
