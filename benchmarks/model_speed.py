@@ -64,10 +64,15 @@ def add_shared_arguments(parser: argparse.ArgumentParser):
 
 
 def check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace, counts: tuple[str, ...]):
-    """Refuse counts below 1 and a width the heads do not divide."""
+    """Refuse any of the integer arguments `counts` below 1."""
     for name in counts:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+
+
+def check_shared_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The values of `add_shared_arguments`: counts of at least 1, and a width that the heads divide."""
+    check_counts(parser, args, ("threads", "batch_size", "num_frames", "num_heads"))
     if args.hidden_size % args.num_heads:
         parser.error(f"--hidden-size {args.hidden_size} is not divisible by --num-heads {args.num_heads}.")
 
@@ -89,7 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda was given but torch.cuda.is_available() is False on this machine.")
-    check_counts(parser, args, ("threads", "batch_size", "num_frames", "num_layers", "num_heads", "rounds"))
+    check_shared_arguments(parser, args)
+    check_counts(parser, args, ("num_layers", "rounds"))
     if "clip" not in args.rows:
         parser.error("--rows must include clip: every ratio is relative to it.")
     return args

@@ -19,6 +19,7 @@ import torch
 from transformers import pipeline
 
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
+from model_speed import check_counts
 from modeling_stdd.video_io import write_video
 
 
@@ -87,9 +88,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="cached calls to time after the first")
     args = parser.parse_args()
-    for name in ("videos", "labels", "prompts_per_label", "num_frames", "batch_size", "repeats"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    check_counts(parser, args, ("videos", "labels", "prompts_per_label", "num_frames", "batch_size", "repeats"))
 
     model = random_model(args.size, args.num_frames)
     processor = STDDProcessor.from_clip_defaults(model.config.vision_config.image_size, args.num_frames)

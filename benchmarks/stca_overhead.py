@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer  # noqa: E402
 
 from malloc_settings import fix_malloc_thresholds  # noqa: E402
-from model_speed import add_shared_arguments, check_counts, vision_geometry  # noqa: E402
+from model_speed import add_shared_arguments, check_counts, check_shared_arguments, vision_geometry  # noqa: E402
 from modeling_stdd.configuration_stdd import STDDVisionConfig  # noqa: E402
 from modeling_stdd.modeling_stdd import STDDEncoderLayer  # noqa: E402
 
@@ -57,7 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=12, help="ops listed, largest extra time first")
     parser.set_defaults(num_layers=1)
     args = parser.parse_args(argv)
-    check_counts(parser, args, ("steps", "threads", "batch_size", "num_frames", "num_heads", "rows"))
+    check_shared_arguments(parser, args)
+    check_counts(parser, args, ("steps", "rows"))
     if args.image_size % args.patch_size:
         parser.error(f"--image-size {args.image_size} is not a multiple of --patch-size {args.patch_size}.")
     return args

@@ -16,6 +16,7 @@ from .export import check_repo_folder
 # huggingface_hub always keeps `.gitattributes`.
 DELETE_PATTERNS = "*"
 
+
 @dataclass
 class UploadPlan:
     """The files of a repo folder, as `upload_folder` would send them: relative POSIX paths and sizes in bytes."""
