@@ -4,7 +4,7 @@ Fixed glibc malloc thresholds for the timing benchmarks.
 PyTorch allocates CPU tensors with the C library's malloc. glibc adapts two thresholds to the allocation history: blocks
 above the mmap threshold are mapped from the system and returned on free, and free memory at the top of the heap above
 the trim threshold is returned too. Memory that goes back to the system faults in again, page by page, when the next
-step touches it. Which tensors that hits depends on everything allocated before, so the same layer step can fault 500
+step touches it. Which tensors that hits depends on everything allocated before, so the same layer step can fault 900
 times in one process and 10,000 times in the next, and the time per step moves by up to 30% with it, for one model
 more than for another.
 
