@@ -94,6 +94,20 @@ def test_evaluation_recipe_expands_and_flags_override_it():
     assert evaluate_zero_shot.parse_args([*base, "--recipe", "paper", "--num-clips", "2"]).num_clips == 2
 
 
+def test_test_time_temporal_shuffle_permutes_the_fixed_masks_in_time(tiny_clip_dir):
+    model = STDDModel.from_pretrained(tiny_clip_dir, evaluation_temporal_shuffle=True).eval()
+    layer = model.vision_model.encoder.layers[0]
+    grid = layer.config.patch_grid
+    torch.manual_seed(0)
+    shuffled = layer.sample_kept_patches(16, 4, grid, "cpu")  # (videos, frames, kept)
+    layer.config.evaluation_temporal_shuffle = False
+    fixed = layer.sample_kept_patches(1, 4, grid, "cpu")[0]
+    assert torch.equal(layer.sample_kept_patches(1, 4, grid, "cpu")[0], fixed)  # deterministic by default
+    for video in shuffled:  # every frame keeps one of the fixed frames' patches, each frame's pattern once
+        assert sorted(video.tolist()) == sorted(fixed.tolist())
+    assert any(not torch.equal(video, fixed) for video in shuffled)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Optimizer and schedule
 # ----------------------------------------------------------------------------------------------------------------------

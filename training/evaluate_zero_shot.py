@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fail-on-unreadable-video", action="store_true", help="stop instead of skipping a bad file")
     parser.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="no",
                         help="auto: fp16 on a GPU, none on the CPU")
+    parser.add_argument("--test-temporal-shuffle", dest="evaluation_temporal_shuffle", action="store_true",
+                        help="permute each video's STCA masks in time at random, as the authors' test code does")
     parser.add_argument("--patch-ratio", type=float,
                         help="evaluate r * starting checkpoint + (1 - r) * the model (weight patching, r in [0, 1])")
     parser.add_argument("--base-model",
@@ -261,7 +263,8 @@ def load_processor(model_path: str, image_size: int, num_frames: int) -> STDDPro
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
-    model = STDDModel.from_pretrained(args.model).to(accelerator.device).eval()
+    model = STDDModel.from_pretrained(args.model, evaluation_temporal_shuffle=args.evaluation_temporal_shuffle)
+    model = model.to(accelerator.device).eval()
     patching = None
     if args.patch_ratio is not None:
         model, base_model = patched_model(model, args.model, args.patch_ratio, args.base_model)
@@ -297,6 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
         "protocol": args.protocol or "custom",
         "views": {"num_clips": args.num_clips, "num_crops": args.num_crops},
         "recipe": args.recipe,
+        "test_temporal_shuffle": args.evaluation_temporal_shuffle,
         "recipe_settings": recipe_settings(args, EVALUATION_RECIPES[args.recipe]) if args.recipe else {},
         "weight_patching": patching,
         "class_overlap": {name: overlap.to_dict() for name, overlap in overlaps.items()} if overlaps else None,
