@@ -276,3 +276,29 @@ def test_a_run_records_its_settings_and_how_many_evaluation_classes_it_saw(
     assert "Results, not zero-shot (1 of 2 evaluation classes seen in training)" in card
     assert "Settings of its training run (recipe `paper`)" in card and "| `channel_fold` | `16` |" in card
     assert not math.isnan(results["zero_shot"]["stdd"]["top1"])
+
+
+def test_the_readme_commands_for_reproducing_the_paper_parse(tmp_path):
+    """The commands of the README's "Reproducing the paper" (they need the data sets to run) use existing flags."""
+    import shlex
+
+    from hub_card.__main__ import build_parser as hub_card_parser
+    from tests.test_readme import README
+
+    section = README.split("## Reproducing the paper", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line) for line in block.replace("\\\n", " ").splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    scripts = []
+    for words in commands:
+        if "training/train.py" in words:
+            args = parse_args(words[words.index("training/train.py") + 1:])
+            assert (args.recipe, args.batch_size, args.learning_rate, args.average_epochs) == (
+                "paper", 8, 3.33e-6, "from:2")
+        elif "training/evaluate_zero_shot.py" in words:
+            assert evaluate_zero_shot.parse_args(words[words.index("training/evaluate_zero_shot.py") + 1:]).num_clips == 3
+        else:
+            assert words[:3] == ["python", "-m", "hub_card"]
+            hub_card_parser().parse_args(words[3:])
+        scripts.append(next(word for word in words if word.endswith(".py") or word == "hub_card"))
+    assert scripts.count("training/evaluate_zero_shot.py") == 3 and len(scripts) == 5
