@@ -39,7 +39,6 @@ from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.file_utils import move_into_place
 from modeling_stdd.pipeline_stdd import (
-    DEFAULT_HYPOTHESIS_TEMPLATE,
     build_label_set,
     check_hypothesis_template,
     save_prompt_embeddings,
@@ -135,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-grad-norm", type=float, help="gradient clipping (0: off)")
     add("--distillation-weight", type=float, help="weight of the distillation term (section 4; paper: 2.0)")
     add("--mixed-precision", choices=("auto", "no", "fp16", "bf16"),
-        help="auto: fp16 on a GPU, none on the CPU (default without a recipe: accelerate's configuration, else no)")
+        help="auto: fp16 on a GPU, none on the CPU (paper recipe: auto; embedded: accelerate's configuration, else no)")
     add("--gradient-checkpointing", action="store_true", help="recompute activations in backward to save memory")
     add("--seed", type=int, default=0)
     add("--resume-from-checkpoint", help="a checkpoint folder, or 'latest' (the newest one in --output-dir)")
