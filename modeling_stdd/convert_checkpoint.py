@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
@@ -61,6 +62,17 @@ KNOWN_NON_CLIP_PARTS = {
 # The modules of OpenAI's ResNet image towers (ViT towers have none).
 RESNET_PARTS = ("layer1.", "attnpool.")
 OPENAI_HEAD_WIDTH = 64
+# The STDD code records its settings in the checkpoint's `cfg` (a YAML dump); its STDD layers are "stcross_attend".
+STDD_TEMPORAL_MODELING_TYPE = "stcross_attend"
+PYSLOWFAST_STDD_SETTINGS = {
+    ("DATA", "NUM_FRAMES"): "num_frames",
+    ("MODEL", "MASK_RATE"): "mask_rate",
+    ("MODEL", "MASK_STRIDE"): "mask_stride",
+    ("MODEL", "CHANNEL_FOLD"): "channel_fold",
+    ("MODEL", "TEMPORAL_SCALE"): "temporal_scales",
+    ("MODEL", "SPATIAL_REPEAT"): "spatial_repeat",
+    ("MODEL", "TEMPORAL_SHUFFLE"): "temporal_shuffle",
+}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 # OpenAI key -> STDDModel key, for tensors copied as they are.
@@ -126,6 +138,7 @@ class ConversionResult:
     geometry: OpenAIClipGeometry
     config: STDDConfig
     ignored: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -250,6 +263,38 @@ def extract_openai_state_dict(
     if not_tensors:
         raise CheckpointError(f"{path}: entries that are not tensors: {', '.join(not_tensors[:12])}.")
     return clip, {key: int(value) for key, value in metadata.items()}, layout, ignored
+
+
+def stdd_settings_of_pyslowfast_cfg(checkpoint: dict) -> tuple[dict, str | None]:
+    """
+    The STDD settings a PySlowFast checkpoint was trained with, from its `cfg`, and a note on where the settings
+    come from. A checkpoint of another temporal model (FROSTER's, Open-VCLIP's) or without a readable `cfg` gives
+    none: STDD's defaults then apply.
+    """
+    cfg = checkpoint.get("cfg")
+    if isinstance(cfg, str):
+        try:
+            cfg = yaml.safe_load(cfg)
+        except yaml.YAMLError:
+            cfg = None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("MODEL"), dict):
+        return {}, None
+    temporal_modeling = cfg["MODEL"].get("TEMPORAL_MODELING_TYPE")
+    if temporal_modeling != STDD_TEMPORAL_MODELING_TYPE:
+        return {}, (
+            f"trained with MODEL.TEMPORAL_MODELING_TYPE {temporal_modeling!r}, not STDD's "
+            f"{STDD_TEMPORAL_MODELING_TYPE!r}: its CLIP weights run with STDD's space-time cross attention, "
+            "at the settings given here or STDD's defaults"
+        )
+    settings = {
+        name: cfg[section][key]
+        for (section, key), name in PYSLOWFAST_STDD_SETTINGS.items()
+        if isinstance(cfg.get(section), dict) and key in cfg[section]
+    }
+    if isinstance(settings.get("temporal_scales"), int):
+        settings["temporal_scales"] = [settings["temporal_scales"]]
+    listed = ", ".join(f"{name}={value}" for name, value in settings.items())
+    return settings, f"STDD settings from the checkpoint's cfg ({listed}); those given here take precedence"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -484,7 +529,8 @@ def convert_checkpoint(
             assembled next to its place and renamed into it once complete.
         vision_num_heads, text_num_heads: attention heads per tower; OpenAI's `width // 64` when not given.
         vision_settings: STDD settings of the vision tower (`num_frames`, `temporal_scales`, ... of
-            [`STDDVisionConfig`]); the paper's defaults otherwise.
+            [`STDDVisionConfig`]). A checkpoint of the STDD code brings the settings it was trained with (its
+            `cfg`); these override them, and STDD's defaults fill the rest.
         dtype: dtype of the written weights (`"float32"`, `"float16"` or `"bfloat16"`).
         overwrite: replace a non-empty `output_dir`.
         allow_pickle: load a plain file with `weights_only=False`, which runs the code its pickle names.
@@ -498,6 +544,7 @@ def convert_checkpoint(
     check_output_dir(output_dir, input_path, overwrite)
     checkpoint, stored_as = read_checkpoint(input_path, allow_pickle=allow_pickle)
     state_dict, metadata, layout, ignored = extract_openai_state_dict(checkpoint, input_path, stored_as)
+    trained_settings, settings_note = stdd_settings_of_pyslowfast_cfg(checkpoint)
     geometry = infer_geometry(state_dict, input_path)
     check_metadata(metadata, geometry, input_path)
     if geometry.vocab_size != CLIP_VOCAB_SIZE:
@@ -509,7 +556,7 @@ def convert_checkpoint(
         geometry,
         vision_num_heads=attention_heads(geometry.vision_width, vision_num_heads, "vision", input_path),
         text_num_heads=attention_heads(geometry.text_width, text_num_heads, "text", input_path),
-        vision_settings=vision_settings,
+        vision_settings={**trained_settings, **(vision_settings or {})},
     )
     model = STDDModel(config)
     model.load_state_dict(openai_to_stdd_state_dict(state_dict), strict=True)
@@ -528,7 +575,10 @@ def convert_checkpoint(
         move_into_place(staging_dir, output_dir)
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
-    return ConversionResult(output_dir=output_dir, layout=layout, geometry=geometry, config=config, ignored=ignored)
+    notes = [settings_note] if settings_note else []
+    return ConversionResult(
+        output_dir=output_dir, layout=layout, geometry=geometry, config=config, ignored=ignored, notes=notes
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -595,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         f"context {g.context_length}, vocabulary {g.vocab_size}; projection {g.projection_dim}"
     )
     print(f"  STDD: {', '.join(f'{name}={getattr(vision, name)}' for name in STDD_VISION_FIELDS)}")
+    for line in result.notes:
+        print(f"  note: {line}")
     for line in result.ignored:
         print(f"  left out: {line}")
     print(f"wrote {result.output_dir}")

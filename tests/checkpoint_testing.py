@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
 
@@ -126,11 +127,32 @@ def save_torchscript_archive(state_dict: dict[str, torch.Tensor], path: Path, **
     return path
 
 
-def pyslowfast_checkpoint(state_dict: dict[str, torch.Tensor], wrapped: bool = True, seed: int = 1) -> dict:
+# The part of the STDD code's config (`cfg.dump()`, YAML) that holds its STDD settings.
+STDD_CODE_CFG = {
+    "DATA": {"NUM_FRAMES": 8},
+    "MODEL": {
+        "ARCH": "vitb16",
+        "KEEP_RAW_MODEL": True,
+        "RAW_MODEL_DISTILLATION": True,
+        "TEMPORAL_MODELING_TYPE": "stcross_attend",
+        "MASK_RATE": 0.5,
+        "MASK_STRIDE": [1, 2, 2],
+        "SPATIAL_REPEAT": True,
+        "TEMPORAL_SHUFFLE": True,
+        "CHANNEL_FOLD": 16,
+        "TEMPORAL_SCALE": [1],
+    },
+}
+
+
+def pyslowfast_checkpoint(
+    state_dict: dict[str, torch.Tensor], wrapped: bool = True, seed: int = 1, cfg: dict = STDD_CODE_CFG
+) -> dict:
     """
     A checkpoint as the STDD code's `save_checkpoint` writes it: the video model's state dict (tuned CLIP under
     `model.`, the frozen raw CLIP under `raw_model.`, the distillation projector `projector_v`), with
-    DistributedDataParallel's `module.` prefix when `wrapped`, next to the epoch, optimizer state and config.
+    DistributedDataParallel's `module.` prefix when `wrapped`, next to the epoch, optimizer state and the config
+    as YAML text.
     """
     generator = torch.Generator().manual_seed(seed)
     raw_copy = {key: torch.randn(value.shape, generator=generator) for key, value in state_dict.items()}
@@ -152,5 +174,5 @@ def pyslowfast_checkpoint(state_dict: dict[str, torch.Tensor], wrapped: bool = T
             "state": {0: {"momentum_buffer": torch.zeros(3)}},
             "param_groups": [{"lr": 3e-6, "momentum": 0.9, "params": [0]}],
         },
-        "cfg": "MODEL:\n  ARCH: vitb16\n  KEEP_RAW_MODEL: true\n",
+        "cfg": yaml.safe_dump(cfg),
     }

@@ -15,7 +15,7 @@ from checkpoint_testing import (
 )
 from safetensors.torch import save_file
 
-from modeling_stdd import STDDModel, STDDProcessor
+from modeling_stdd import STDDModel, STDDProcessor, STDDVisionConfig
 from modeling_stdd.convert_checkpoint import CheckpointError, convert_checkpoint, main
 
 
@@ -101,6 +101,25 @@ def test_pyslowfast_checkpoint_converts_the_tuned_clip_and_lists_the_rest(openai
         assert part in ignored
     # The tuned CLIP under model., not the raw copy: the features are those of `openai_state_dict`.
     assert_features_match_open_clip(tmp_path / "stdd", openai_state_dict, images)
+    # The STDD settings the checkpoint's cfg records (STDD_CODE_CFG).
+    vision = STDDModel.from_pretrained(tmp_path / "stdd").config.vision_config
+    assert (vision.channel_fold, vision.temporal_scales, vision.num_frames) == (16, [1], 8)
+    assert any("STDD settings from the checkpoint's cfg" in note for note in result.notes)
+
+
+def test_given_settings_override_the_checkpoints_other_temporal_models_get_the_defaults(openai_state_dict, tmp_path):
+    torch.save(pyslowfast_checkpoint(openai_state_dict), tmp_path / "stdd.pyth")
+    convert_checkpoint(tmp_path / "stdd.pyth", tmp_path / "a", vision_settings={"temporal_scales": [1, 2, 3]})
+    vision = STDDModel.from_pretrained(tmp_path / "a").config.vision_config
+    assert (vision.temporal_scales, vision.channel_fold) == ([1, 2, 3], 16)
+
+    open_vclip_cfg = {"DATA": {"NUM_FRAMES": 16}, "MODEL": {"TEMPORAL_MODELING_TYPE": "expand_temporal_view"}}
+    torch.save(pyslowfast_checkpoint(openai_state_dict, cfg=open_vclip_cfg), tmp_path / "open_vclip.pyth")
+    result = convert_checkpoint(tmp_path / "open_vclip.pyth", tmp_path / "b")
+    defaults = STDDVisionConfig()
+    vision = STDDModel.from_pretrained(tmp_path / "b").config.vision_config
+    assert (vision.num_frames, vision.channel_fold) == (defaults.num_frames, defaults.channel_fold)
+    assert "'expand_temporal_view', not STDD's 'stcross_attend'" in result.notes[0]
 
 
 def test_safetensors_state_dict_converts(openai_state_dict, images, tmp_path):
