@@ -24,7 +24,7 @@ import modeling_stdd
 from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.configuration_stdd import STDD_VISION_FIELDS
-from modeling_stdd.file_utils import move_into_place
+from modeling_stdd.file_utils import apply_default_permissions, move_into_place
 from modeling_stdd.pipeline_stdd import (
     EXPORTED_LABEL_TEXTS_DIR,
     ZeroShotVideoClassificationPipeline,
@@ -309,14 +309,6 @@ def check_output_outside_inputs(output_dir: Path, inputs: Sequence[Path]) -> Non
                 f"the output folder {output_dir} is or contains the input {path}; exporting there would delete it, "
                 "choose another output folder"
             )
-
-
-def apply_default_permissions(folder: Path) -> None:
-    """Give `folder` and everything in it the permissions of newly created files (temporary ones are owner-only)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [folder, *folder.rglob("*")]:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def export_repo(
