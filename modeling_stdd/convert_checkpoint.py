@@ -612,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     stdd.add_argument("--temporal-scales", type=int, nargs="+")
     stdd.add_argument("--spatial-repeat", action=argparse.BooleanOptionalAction)
     stdd.add_argument("--temporal-shuffle", action=argparse.BooleanOptionalAction)
+    stdd.add_argument("--evaluation-temporal-shuffle", action=argparse.BooleanOptionalAction,
+                      help="random test-time masks, as the authors' test code (default: deterministic)")
     stdd.add_argument("--stca-layers", type=int, nargs="*", help="layers that run STCA (none given: plain CLIP)")
     stdd.add_argument("--stca-implementation", choices=["fast", "reference"])
     return parser
