@@ -8,11 +8,12 @@ mp4 files whose class names compose appearance and motion, trains a tiny STDD fr
 frame-mean baseline (plain CLIP, `stca_layers=[]`) with the same budget, evaluates both zero-shot on held-out
 classes and writes `eval_results.json` and the trained model folder to `--output-dir`.
 
-With your data (`--train-data`, `--eval-data`, `--base-model`), it is the paper's recipe: frozen text tower and
-prompt embeddings from the label texts, cross-entropy on the class scores plus distillation towards the frozen
-starting image tower, AdamW with warm-up and cosine decay, gradient clipping, mixed precision and gradient
-accumulation through accelerate, a checkpoint per epoch (resumable) and uniform weight averaging over chosen
-epochs. Every option can also come from a YAML file (`--config run.yaml`, keys named like the flags).
+With your data (`--train-data`, `--eval-data`, `--base-model`), it is the paper's recipe (`--recipe paper`, see
+training/recipe.py; every flag overrides it): frozen text tower and prompt embeddings from the label texts,
+cross-entropy on the class scores plus distillation towards the frozen starting image tower, AdamW with warm-up and
+cosine decay, gradient clipping, mixed precision and gradient accumulation through accelerate, a checkpoint per epoch
+(resumable) and uniform weight averaging over chosen epochs. Every option can also come from a YAML file
+(`--config run.yaml`, keys named like the flags).
 """
 
 import argparse
