@@ -19,7 +19,7 @@ from training import evaluate_zero_shot
 from training.objective import STDDTrainingModule
 from training.optim import learning_rate_factor, parameter_groups, scaled_learning_rate, warmup_cosine_schedule
 from training.protocols import class_overlap
-from training.recipe import TRAINING_RECIPES, check_model_overrides
+from training.recipe import TRAINING_RECIPES, check_model_overrides, stca_overrides
 from training.run_record import RUN_RECORD_NAME
 from training.train import main, parse_args
 from training.weight_patching import patch_weights, patched_model
@@ -302,3 +302,12 @@ def test_the_readme_commands_for_reproducing_the_paper_parse(tmp_path):
             hub_card_parser().parse_args(words[3:])
         scripts.append(next(word for word in words if word.endswith(".py") or word == "hub_card"))
     assert scripts.count("training/evaluate_zero_shot.py") == 3 and len(scripts) == 5
+
+
+def test_stca_settings_come_from_a_config_file_like_flags(tiny_clip_dir, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"base-model: {tiny_clip_dir}\ntrain-data: {tmp_path}\nmask-stride: [1, 2, 2]\n"
+                      "temporal-scales: [1]\nstca-layers: none\ntemporal-shuffle: false\n")
+    args = parse_args(["--config", str(config)])
+    assert (args.mask_stride, args.temporal_scales, args.temporal_shuffle) == ([1, 2, 2], [1], False)
+    assert stca_overrides(args)["stca_layers"] == []

@@ -190,7 +190,7 @@ def config_arguments(options: dict, parser: argparse.ArgumentParser, path: str) 
             if not isinstance(value, bool):
                 parser.error(f"--config {path}: {name} must be true or false, got {value!r}")
             arguments += [action.option_strings[0] for action in actions if action.const is value][:1]
-        elif actions[0].nargs in ("+", "*"):
+        elif actions[0].nargs in ("+", "*") or isinstance(actions[0].nargs, int):
             arguments += [actions[0].option_strings[0], *map(str, value if isinstance(value, list) else [value])]
         else:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
