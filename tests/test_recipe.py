@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import CLIPModel, get_cosine_schedule_with_warmup
 
 from hub_card import export_repo
-from modeling_stdd import STDDModel
+from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import LabelTexts
 from tests.conftest import tiny_clip_config
 from training import evaluate_zero_shot
@@ -186,7 +186,8 @@ def fine_tuned_dir(tiny_clip_dir, tmp_path):
             parameter.add_(torch.randn_like(parameter))
     folder = tmp_path / "fine_tuned"
     model.save_pretrained(folder)
-    (folder / RUN_RECORD_NAME).write_text(json.dumps({"base_model": str(tiny_clip_dir)}))
+    STDDProcessor.from_clip_defaults(image_size=32, num_frames=4).save_pretrained(folder)
+    (folder / RUN_RECORD_NAME).write_text(json.dumps({"base_model": str(tiny_clip_dir), "train_classes": ["Waving"]}))
     return folder
 
 
@@ -212,6 +213,34 @@ def test_patching_refuses_another_geometry_and_a_missing_start(tmp_path, fine_tu
         patched_model(STDDModel.from_pretrained(fine_tuned_dir), fine_tuned_dir, 0.5)
     with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
         patch_weights(STDDModel.from_pretrained(fine_tuned_dir), wider, 1.5)
+
+
+def test_evaluation_scores_the_patched_model_and_counts_seen_classes(
+    tiny_clip_dir, fine_tuned_dir, tmp_path, make_video, monkeypatch
+):
+    evaluated = []
+    predict = evaluate_zero_shot.predict
+
+    def recording_predict(model, *args, **kwargs):
+        evaluated.append({name: weight.clone() for name, weight in model.state_dict().items()})
+        return predict(model, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_zero_shot, "predict", recording_predict)
+    for name in ("waving", "clapping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        make_video(f"{name}.mp4", num_frames=8).rename(tmp_path / "data" / name / "0.mp4")
+    results = evaluate_zero_shot.main([
+        "--model", str(fine_tuned_dir), "--data", str(tmp_path / "data"), "--patch-ratio", "0.4",
+        "--num-workers", "0", "--label-texts", "none", "--output", str(tmp_path / "out.json"),
+    ])
+    assert results["weight_patching"] == {"ratio": 0.4, "base_model": str(tiny_clip_dir)}
+    start = CLIPModel.from_pretrained(tiny_clip_dir).state_dict()
+    fine = STDDModel.from_pretrained(fine_tuned_dir).state_dict()
+    name = "vision_model.encoder.layers.0.mlp.fc1.weight"
+    torch.testing.assert_close(evaluated[0][name], 0.4 * start[name] + 0.6 * fine[name])
+    overlap = results["class_overlap"]["test"]
+    assert (overlap["num_seen_in_training"], overlap["seen_in_training"]) == (1, ["waving"])
+    assert overlap["description"] == "1 of 2 evaluation classes seen in training"
 
 
 def test_export_writes_the_patched_weights(tiny_clip_dir, fine_tuned_dir, tmp_path):
