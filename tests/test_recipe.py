@@ -340,3 +340,21 @@ def test_stca_settings_come_from_a_config_file_like_flags(tiny_clip_dir, tmp_pat
     args = parse_args(["--config", str(config)])
     assert (args.mask_stride, args.temporal_scales, args.temporal_shuffle) == ([1, 2, 2], [1], False)
     assert stca_overrides(args)["stca_layers"] == []
+
+
+def test_the_card_calls_results_zero_shot_only_when_recorded_disjoint(tmp_path):
+    from hub_card.card import evaluation_scope
+
+    disjoint = class_overlap(["a"], ["b", "c"]).to_dict()
+    seen = class_overlap(["a", "b"], ["b", "c"]).to_dict()
+    cases = {
+        "zero_shot.json": ({"zero_shot": {"stdd": {"top1": 50.0}}, "class_overlap": disjoint},
+                           "Zero-shot results (classes not seen in training):"),
+        "per_split.json": ({"protocol": "ucf101", "mean": {}, "std": {}, "class_overlap": {"1": disjoint, "2": seen}},
+                           "Results, not zero-shot (1 of 2 evaluation classes seen in training):"),
+        "unknown.json": ({"protocol": "ucf101", "mean": {}, "std": {}},
+                         "Results (whether the evaluation classes were seen in training was not recorded):"),
+    }
+    for name, (data, heading) in cases.items():
+        (tmp_path / name).write_text(json.dumps(data))
+        assert evaluation_scope(tmp_path / name) == heading
