@@ -42,6 +42,7 @@ from transformers.utils import cached_file, logging
 from .file_utils import move_into_place
 from .processing_stdd import STDDProcessor
 from .video_processing_stdd import (
+    FRAME_TIME_DECIMALS,
     evaluation_frame_indices,
     frames_from_decoded,
     is_encoded_video,
@@ -68,6 +69,8 @@ PROMPTS_TO_VERIFY = 4
 MIN_VERIFIED_COSINE = 0.9999
 # A timeline window ending this close to the end of the video is its last one.
 WINDOW_END_TOLERANCE_SECONDS = 1e-6
+# A frame whose timestamp is this close before a window's start counts as inside it (decord gives float32 seconds).
+FRAME_TIME_TOLERANCE_SECONDS = 1e-3
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -330,36 +333,49 @@ def timeline_windows(duration: float, segment_seconds: float, stride_seconds: fl
 
 
 def window_frame_indices(
-    start: float, end: float, fps: float, num_source_frames: int, num_frames: int, num_clips: int
+    start: float, end: float, frame_times: np.ndarray, num_frames: int, num_clips: int
 ) -> np.ndarray:
-    """Frame indices of shape (num_clips, num_frames) sampled (segment centres) from the frames of `[start, end)`."""
-    first = min(int(round(start * fps)), num_source_frames - 1)
-    last = min(max(int(round(end * fps)), first + 1), num_source_frames)
-    return first + evaluation_frame_indices(last - first, num_frames, num_clips)
+    """
+    Frame indices of shape (num_clips, num_frames) sampled (segment centres) from the frames of `[start, end)`: those
+    whose timestamp (`frame_times`, seconds, increasing) falls inside, or the frame on screen at `start` when no frame
+    starts inside (a window shorter than a frame of a variable-frame-rate video).
+    """
+    first, last = np.searchsorted(frame_times, [start - FRAME_TIME_TOLERANCE_SECONDS, end - FRAME_TIME_TOLERANCE_SECONDS])
+    if last <= first:
+        first = max(int(first) - 1, 0)
+        last = first + 1
+    return first + evaluation_frame_indices(int(last - first), num_frames, num_clips)
 
 
 class FrameSource:
-    """Random access to the frames of one video (decoded with decord, or already decoded) and its frame rate."""
+    """
+    Random access to the frames of one video (decoded with decord, or already decoded), when each is shown
+    (`frame_times`, seconds) and the video's duration: the end of its last frame, which lasts as long as the one
+    before it.
+    """
 
     def __init__(self, video, fps: float | None, decode_short_side: int | None):
         if is_encoded_video(video):
             encoded, name = read_encoded_video(video)
             decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
             reader = open_video_reader(encoded, name, decode_size)
-            self.num_frames, self.fps = len(reader), fps or reader.get_avg_fps()
+            num_frames, self.frame_times = len(reader), None
+            if fps is None:
+                fps = reader.get_avg_fps()
+                self.frame_times = reader.frame_times() if num_frames else None
             self._read = lambda indices: read_frames(reader, indices, name)
         else:
             if fps is None:
                 raise ValueError("Segmenting decoded frames (an array, a tensor or a list of images) needs their fps=.")
             frames = frames_from_decoded(video)
-            self.num_frames, self.fps = len(frames), fps
+            num_frames, self.frame_times = len(frames), None
             self._read = frames.__getitem__
-        if self.num_frames == 0 or not self.fps > 0:
-            raise ValueError(f"The video has {self.num_frames} frames at {self.fps} fps; it cannot be cut in windows.")
-
-    @property
-    def duration(self) -> float:
-        return self.num_frames / self.fps
+        if num_frames == 0 or not fps > 0:
+            raise ValueError(f"The video has {num_frames} frames at {fps} fps; it cannot be cut in windows.")
+        if self.frame_times is None:
+            self.frame_times = np.arange(num_frames) / fps
+        last_frame_seconds = np.diff(self.frame_times[-2:])[0] if num_frames > 1 else 1 / fps
+        self.duration = round(float(self.frame_times[-1] + last_frame_seconds), FRAME_TIME_DECIMALS)
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         """Frames at `indices` (any shape): indices.shape + (H, W, 3) uint8."""
@@ -511,9 +527,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         source = FrameSource(video, fps, self._decode_short_side())
         windows = timeline_windows(source.duration, segment_seconds, stride_seconds)
         for index, (start, end) in enumerate(windows):
-            frame_indices = window_frame_indices(
-                start, end, source.fps, source.num_frames, self.video_processor.num_frames, num_clips
-            )
+            frame_indices = window_frame_indices(start, end, source.frame_times, self.video_processor.num_frames, num_clips)
             views = [
                 self.video_processor(clip, do_sample_frames=False, return_tensors="pt")["pixel_values"]
                 for clip in source.read(frame_indices)
