@@ -23,8 +23,6 @@ import os
 import shutil
 import string
 import tempfile
-import urllib.error
-import urllib.request
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from transformers.utils import cached_file, logging
 
 from .file_utils import move_into_place
 from .processing_stdd import STDDProcessor
+from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, DEFAULT_MAX_DOWNLOAD_BYTES, download_video, is_url
 from .video_processing_stdd import (
     FRAME_TIME_DECIMALS,
     evaluation_frame_indices,
@@ -288,17 +287,13 @@ def build_label_set(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def fetch_video(video, timeout: float | None = None):
-    """Download an http(s) URL into memory (bytes); check that a local path exists; pass other videos through."""
-    if isinstance(video, str) and video.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(video, timeout=timeout) as response:
-                data = response.read()
-        except (urllib.error.URLError, TimeoutError, OSError) as error:
-            raise ValueError(f"Could not download the video {video}: {error}") from error
-        if not data:
-            raise ValueError(f"The video at {video} is empty (0 bytes).")
-        return data
+def fetch_video(
+    video, timeout: float = DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+):
+    """Download an http(s) URL into memory (bytes, see `download_video`); check that a local path exists; pass other
+    videos through."""
+    if is_url(video):
+        return download_video(video, timeout, max_download_bytes)
     if isinstance(video, (str, os.PathLike)) and not os.path.isfile(video):
         raise ValueError(f"Video file not found: {video}")
     return video
@@ -450,7 +445,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             segment_seconds (`float`, *optional*): classify windows of this length and return a timeline.
             stride_seconds (`float`, *optional*, defaults to `segment_seconds`): the step between window starts.
             fps (`float`, *optional*): frame rate of decoded frames (needed to segment them); overrides the file's.
-            timeout (`float`, *optional*): seconds to wait for a URL.
+            timeout (`float`, defaults to 300): seconds a URL's download may take in all (not per read).
+            max_download_bytes (`int`, defaults to 2 GiB): larger videos at a URL are refused.
             batch_size (`int`, *optional*): videos (or windows) per model call.
 
         Returns:
@@ -479,6 +475,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         stride_seconds: float | None = None,
         fps: float | None = None,
         timeout: float | None = None,
+        max_download_bytes: int | None = None,
     ):
         preprocess_params, forward_params, postprocess_params = {}, {}, {}
         if label_set is not None:
@@ -504,8 +501,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             raise ValueError("stride_seconds needs segment_seconds.")
         if fps is not None:
             preprocess_params["fps"] = fps
-        if timeout is not None:
-            preprocess_params["timeout"] = timeout
+        for name, value in (("timeout", timeout), ("max_download_bytes", max_download_bytes)):
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                    raise ValueError(f"{name} must be a number > 0, got {value!r}.")
+                preprocess_params[name] = value
         return preprocess_params, forward_params, postprocess_params
 
     def preprocess(
@@ -515,11 +515,12 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         segment_seconds: float | None = None,
         stride_seconds: float | None = None,
         fps: float | None = None,
-        timeout: float | None = None,
+        timeout: float = DEFAULT_DOWNLOAD_TIMEOUT_SECONDS,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     ):
         """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or per window with its start and end."""
         check_one_video(video)
-        video = fetch_video(video, timeout)
+        video = fetch_video(video, timeout, max_download_bytes)
         if segment_seconds is None:
             pixel_values = self.video_processor(video, num_clips=num_clips, return_tensors="pt")["pixel_values"]
             yield {"pixel_values": self._with_view_axis(pixel_values), "start": None, "end": None, "is_last": True}
