@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     dry_run=args.dry_run,
                 )
             )
-    except (FileExistsError, FileNotFoundError, PermissionError, ValueError) as error:
+    except (ConnectionError, FileExistsError, FileNotFoundError, PermissionError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

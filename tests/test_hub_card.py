@@ -620,3 +620,51 @@ def test_push_without_a_token_says_how_to_get_one(exported, monkeypatch, capsys)
     assert api.calls == []
     assert main(["push", "--repo-dir", str(result.repo_dir), "--repo-id", REPO_ID]) == 1
     assert "HF_TOKEN" in capsys.readouterr().err
+
+
+def broken_copy(repo_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "broken"
+    shutil.copytree(repo_dir, copy)
+    return copy
+
+
+def test_push_refuses_truncated_or_mismatched_weights_before_any_upload_in_dry_run_too(exported, tmp_path, capsys):
+    result, _ = exported
+    repo_dir = broken_copy(result.repo_dir, tmp_path)
+    shard = sorted(repo_dir.glob("model-*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[:1000])
+    api = RecordingApi()
+    with pytest.raises(ValueError, match=rf"broken weights; nothing was uploaded.*\n  {shard.name}: .*header"):
+        push_repo(repo_dir, REPO_ID, api=api)
+    assert api.calls == []
+    assert main(["push", "--repo-dir", str(repo_dir), "--repo-id", REPO_ID, "--dry-run"]) == 1
+    assert shard.name in capsys.readouterr().err
+    # An index that maps a tensor to a shard not holding it, and a padded label-text embeddings file.
+    shard.write_bytes((result.repo_dir / shard.name).read_bytes())
+    index_path = repo_dir / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    tensor = next(name for name, file in index["weight_map"].items() if file != shard.name)
+    index["weight_map"][tensor] = shard.name
+    index_path.write_text(json.dumps(index))
+    embeddings = next(repo_dir.glob("label_texts/*.safetensors"))
+    embeddings.write_bytes(embeddings.read_bytes() + b"\0" * 8)
+    with pytest.raises(ValueError) as error_info:
+        push_repo(repo_dir, REPO_ID, dry_run=True)
+    assert f"maps {tensor} to {shard.name}, which does not hold it" in str(error_info.value)
+    assert f"label_texts/{embeddings.name}:" in str(error_info.value)
+
+
+def test_a_network_failure_of_push_is_one_clear_line(exported, monkeypatch, capsys):
+    from hub_card.push import NETWORK_ERRORS
+
+    class UnreachableApi(RecordingApi):
+        def create_repo(self, repo_id, **kwargs):
+            raise NETWORK_ERRORS[-1]("[Errno 111] Connection refused")
+
+    result, _ = exported
+    with pytest.raises(ConnectionError, match=rf"pushing to the Hub repo {REPO_ID} failed: \[Errno 111\] Connection"):
+        push_repo(result.repo_dir, REPO_ID, api=UnreachableApi())
+    monkeypatch.setattr("hub_card.push.HfApi", UnreachableApi)
+    assert main(["push", "--repo-dir", str(result.repo_dir), "--repo-id", REPO_ID]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error and "Connection refused" in error
