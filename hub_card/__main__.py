@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                 datasets=args.datasets,
                 max_shard_size=args.max_shard_size,
             )
+            for folder in result.removed_partial_dirs:
+                print(f"Removed {folder}, left by an export that was interrupted")
             print(f"Exported {len(result.files)} files to {result.repo_dir}")
         else:
             print(

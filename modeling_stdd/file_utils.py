@@ -1,6 +1,7 @@
 """Writing files and folders so that a reader never sees half of one and an interruption loses nothing."""
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -41,3 +42,41 @@ def move_into_place(staging_dir: str | os.PathLike, output_dir: str | os.PathLik
         raise
     finally:
         shutil.rmtree(replaced, ignore_errors=True)
+
+
+def make_staging_dir(output_dir: str | os.PathLike, kind: str = "partial") -> Path:
+    """
+    A new empty sibling folder `.NAME.KIND-PID-XXXXXXXX` of `output_dir` to build it in; the process id in its name
+    lets a later run tell a folder an interrupted run left (`remove_stale_staging_dirs`) from one still being built.
+    """
+    output_dir = Path(output_dir)
+    return Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.{kind}-{os.getpid()}-", dir=output_dir.parent))
+
+
+def process_is_running(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def remove_stale_staging_dirs(output_dir: str | os.PathLike, kind: str = "partial") -> list[Path]:
+    """
+    Remove the staging folders of `output_dir` (see `make_staging_dir`) whose process no longer runs: what a killed
+    run left behind. Folders of running processes are kept. Returns the removed folders.
+    """
+    output_dir = Path(output_dir)
+    pattern = re.compile(rf"\.{re.escape(output_dir.name)}\.{re.escape(kind)}-(\d+)-")
+    removed = []
+    if not output_dir.parent.is_dir():
+        return removed
+    for path in sorted(output_dir.parent.iterdir()):
+        match = pattern.match(path.name)
+        if match and path.is_dir() and not path.is_symlink() and not process_is_running(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed

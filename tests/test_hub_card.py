@@ -668,3 +668,18 @@ def test_a_network_failure_of_push_is_one_clear_line(exported, monkeypatch, caps
     assert main(["push", "--repo-dir", str(result.repo_dir), "--repo-id", REPO_ID]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "Traceback" not in error and "Connection refused" in error
+
+
+def test_export_removes_the_partial_folders_of_killed_exports_and_says_so(tiny_clip_dir, tmp_path, capsys):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    stale = tmp_path / f".repo.partial-{dead_pid}-k1ll3d00"
+    running = tmp_path / f".repo.partial-{os.getpid()}-running0"
+    other_folder = tmp_path / f".other.partial-{dead_pid}-k1ll3d00"
+    for folder in (stale, running, other_folder):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half a file")
+    assert main(["export", "--model-dir", str(tiny_clip_dir), "--output-dir", str(tmp_path / "repo")]) == 0
+    assert f"Removed {stale}, left by an export that was interrupted" in capsys.readouterr().out
+    assert not stale.exists() and running.is_dir() and other_folder.is_dir()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([running.name, other_folder.name, "repo"])
