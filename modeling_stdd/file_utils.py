@@ -1,5 +1,9 @@
-"""Writing files and folders so that a reader never sees half of one and an interruption loses nothing."""
+"""
+Writing files and folders so that a reader never sees half of one and an interruption loses nothing, and reading
+text and JSON files with errors that name the file.
+"""
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +26,63 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
         partial.unlink(missing_ok=True)
         raise
     return path
+
+
+def append_text_durably(path: str | os.PathLike, text: str) -> Path:
+    """
+    Append `text` (UTF-8) to `path` (created if missing) in one write, flushed to disk before returning. A write that
+    fails (a full disk) is cut back off, so the file keeps only whole appends.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("utf-8")
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size_before = os.fstat(descriptor).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        except BaseException:
+            os.ftruncate(descriptor, size_before)
+            raise
+    finally:
+        os.close(descriptor)
+    return path
+
+
+def read_text_file(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """The text of `path`; a file that is not valid `encoding` text is a ValueError naming it and the bad byte."""
+    try:
+        return Path(path).read_text(encoding=encoding)
+    except UnicodeDecodeError as error:
+        bad_byte = error.object[error.start : error.start + 1].hex()
+        raise ValueError(
+            f"{path} is not {error.encoding.upper().replace('-SIG', '')} text: byte 0x{bad_byte} at offset "
+            f"{error.start}; save it as UTF-8."
+        ) from error
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [key for key, _ in pairs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate keys {duplicates} (JSON would keep only the last value of each)")
+    return dict(pairs)
+
+
+def read_json_file(path: str | os.PathLike, encoding: str = "utf-8"):
+    """
+    The JSON value in `path`. Invalid JSON, text that is not `encoding`, and an object holding one key twice are
+    ValueErrors naming the file.
+    """
+    text = read_text_file(path, encoding)
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+    except ValueError as error:  # json.JSONDecodeError is a ValueError
+        kind = "not valid JSON: " if isinstance(error, json.JSONDecodeError) else ""
+        raise ValueError(f"{path}: {kind}{error}") from error
 
 
 def move_into_place(staging_dir: str | os.PathLike, output_dir: str | os.PathLike) -> None:

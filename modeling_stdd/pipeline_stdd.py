@@ -37,7 +37,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import cached_file, logging
 
-from .file_utils import move_into_place
+from .file_utils import move_into_place, read_json_file
 from .processing_stdd import STDDProcessor
 from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, DEFAULT_MAX_DOWNLOAD_BYTES, download_video, is_url
 from .video_processing_stdd import (
@@ -91,7 +91,10 @@ class LabelSet:
 
 
 def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
-    """Labels from a list or a comma-separated string, stripped; empty, blank or duplicate labels are errors."""
+    """
+    Labels from a list or a comma-separated string, stripped; empty, blank or duplicate labels (also ones that differ
+    only in case) are errors.
+    """
     if isinstance(candidate_labels, str):
         candidate_labels = candidate_labels.split(",")
     if not isinstance(candidate_labels, Sequence) or not all(isinstance(label, str) for label in candidate_labels):
@@ -106,6 +109,13 @@ def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise ValueError(f"candidate_labels contains duplicates: {duplicates}.")
+    folded = [label.casefold() for label in labels]
+    case_duplicates = sorted(label for label, key in zip(labels, folded) if folded.count(key) > 1)
+    if case_duplicates:
+        raise ValueError(
+            f"candidate_labels contains labels that differ only in case: {case_duplicates}; CLIP's tokenizer "
+            "lower-cases text, so they would always tie. Keep one of each."
+        )
     return labels
 
 
@@ -179,10 +189,9 @@ def _read_label_texts_file(path: str | os.PathLike):
 def _read_label_texts_json(path: str | os.PathLike) -> Mapping:
     """Label -> prompts of a label-texts JSON file (`LabelTexts.save` output or a plain mapping); no stdd needed."""
     try:
-        with open(path, encoding="utf-8") as file:
-            data = json.load(file)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"Could not read label texts from {path}: not valid JSON: {error}") from error
+        data = read_json_file(path)
+    except ValueError as error:
+        raise ValueError(f"Could not read label texts from {error}") from error
     if not isinstance(data, Mapping):
         raise ValueError(f"Could not read label texts from {path}: expected a JSON object, got {type(data).__name__}.")
     return data["label_texts"] if isinstance(data.get("label_texts"), Mapping) else data

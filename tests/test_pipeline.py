@@ -441,6 +441,7 @@ def test_prompt_embedding_cache_evicts_the_least_recently_used_label_set(classif
         ({"candidate_labels": []}, "candidate_labels is empty"),
         ({"candidate_labels": "running, , swimming"}, "empty label"),
         ({"candidate_labels": ["running", "swimming", "running"]}, r"duplicates: \['running'\]"),
+        ({"candidate_labels": ["dancing", "Dancing"]}, r"differ only in case: \['Dancing', 'dancing'\]; CLIP"),
         ({}, "Give candidate_labels"),
         ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person"}, "hypothesis_template must"),
         ({"candidate_labels": LABELS, "hypothesis_template": "a video of a {role} {}."}, r"got 'a video of a \{role"),
@@ -456,6 +457,24 @@ def test_prompt_embedding_cache_evicts_the_least_recently_used_label_set(classif
 def test_bad_arguments_raise_clear_value_errors(classifier, video_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         classifier(video_path, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("repeated.json", b'{"running": ["a run."], "running": ["a jog."]}', r"duplicate keys \['running'\]"),
+        ("latin1.json", '{"caf\xe9": ["a caf\xe9."]}'.encode("latin-1"), r"not UTF-8 text: byte 0xe9 at offset 5"),
+        ("list_key.yml", b"[running, jogging]:\n  label: running\n", r"a key must be a name, got the list"),
+    ],
+)
+def test_broken_label_text_files_are_refused_naming_the_file(classifier, video_path, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as error_info:
+        classifier(video_path, candidate_labels=LABELS, label_texts=path)
+    assert name in str(error_info.value)
+    with pytest.raises(ValueError, match=message):
+        LabelTexts.from_file(path)
 
 
 def test_missing_or_broken_videos_raise_value_errors_naming_them(classifier, tmp_path):
