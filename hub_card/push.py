@@ -94,7 +94,7 @@ def verify_weights(repo_dir: Path) -> None:
 
 
 def plan_upload(repo_dir: str | os.PathLike) -> UploadPlan:
-    """Check that `repo_dir` is a complete export with intact weights, then list the files `upload_folder` would send."""
+    """Check that `repo_dir` is a complete export with intact weights, then list the files `upload_folder` sends."""
     repo_dir = check_repo_folder(repo_dir)
     verify_weights(repo_dir)
     relative_paths = [path.relative_to(repo_dir).as_posix() for path in repo_dir.rglob("*") if path.is_file()]

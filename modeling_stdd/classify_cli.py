@@ -2,7 +2,8 @@
 `stdd-classify`: zero-shot action labels for video files from the command line.
 
     stdd-classify video.mp4 other.mp4 --labels "dancing, playing guitar" [--model DIR] [--label-texts FILE]
-                  [--top-k K] [--num-clips N] [--segment-seconds S [--stride-seconds S]] [--batch-size B] [--timeout S] [--json]
+                  [--top-k K] [--num-clips N] [--segment-seconds S [--stride-seconds S]] [--batch-size B]
+                  [--timeout S] [--json]
 """
 
 import argparse

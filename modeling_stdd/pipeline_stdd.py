@@ -299,8 +299,10 @@ def build_label_set(
 def fetch_video(
     video, timeout: float = DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
 ):
-    """Download an http(s) URL into memory (bytes, see `download_video`); check that a local path exists; pass other
-    videos through."""
+    """
+    Download an http(s) URL into memory (bytes, see `download_video`); check that a local path exists; pass other
+    videos through.
+    """
     if is_url(video):
         return download_video(video, timeout, max_download_bytes)
     if isinstance(video, (str, os.PathLike)) and not os.path.isfile(video):
@@ -344,7 +346,8 @@ def window_frame_indices(
     whose timestamp (`frame_times`, seconds, increasing) falls inside, or the frame on screen at `start` when no frame
     starts inside (a window shorter than a frame of a variable-frame-rate video).
     """
-    first, last = np.searchsorted(frame_times, [start - FRAME_TIME_TOLERANCE_SECONDS, end - FRAME_TIME_TOLERANCE_SECONDS])
+    bounds = np.array([start, end]) - FRAME_TIME_TOLERANCE_SECONDS
+    first, last = np.searchsorted(frame_times, bounds)
     if last <= first:
         first = max(int(first) - 1, 0)
         last = first + 1
@@ -537,7 +540,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         source = FrameSource(video, fps, self._decode_short_side())
         windows = timeline_windows(source.duration, segment_seconds, stride_seconds)
         for index, (start, end) in enumerate(windows):
-            frame_indices = window_frame_indices(start, end, source.frame_times, self.video_processor.num_frames, num_clips)
+            frame_indices = window_frame_indices(
+                start, end, source.frame_times, self.video_processor.num_frames, num_clips
+            )
             views = [
                 self.video_processor(clip, do_sample_frames=False, return_tensors="pt")["pixel_values"]
                 for clip in source.read(frame_indices)

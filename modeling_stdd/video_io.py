@@ -55,7 +55,8 @@ def write_video(
         for index, frame in enumerate(frames[:, :height, :width]):
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             if frame_times is not None:
-                video_frame.pts, video_frame.time_base = round(frame_times[index] / _TIMESTAMP_TIME_BASE), _TIMESTAMP_TIME_BASE
+                video_frame.pts = round(frame_times[index] / _TIMESTAMP_TIME_BASE)
+                video_frame.time_base = _TIMESTAMP_TIME_BASE
             container.mux(stream.encode(video_frame))
         container.mux(stream.encode())
     os.replace(partial, path)

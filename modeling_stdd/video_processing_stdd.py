@@ -224,7 +224,7 @@ class VideoReader(decord.VideoReader):
     def frame_times(self) -> np.ndarray:
         """
         When each frame is shown, in seconds from the first one (float64, increasing): the frames' own timestamps,
-        so variable-frame-rate videos are timed right; frame k at k / average fps where a file's timestamps are unusable.
+        so variable-frame-rate videos are timed right; frame k at k / average fps where the timestamps are unusable.
         """
         times = self.get_frame_timestamp(list(range(len(self))))[:, 0].astype(np.float64)
         times = np.round(times - times[0], FRAME_TIME_DECIMALS)

@@ -373,7 +373,11 @@ def test_classes_are_appended_not_the_file_rewritten(chat_server, tmp_path, monk
 
     appends, rewrites = [], []
     append = generator_module.append_text_durably
-    monkeypatch.setattr(generator_module, "append_text_durably", lambda path, text: appends.append(text) or append(path, text))
+    def recording_append(path, text):
+        appends.append(text)
+        return append(path, text)
+
+    monkeypatch.setattr(generator_module, "append_text_durably", recording_append)
     monkeypatch.setattr("modeling_stdd.askg.schema.write_text_atomically", lambda *args: rewrites.append(args))
     server = chat_server(helpful_model)
     labels = ["stirring coffee", "sweetening tea", "pouring milk"]

@@ -50,6 +50,8 @@ EXPECTED_CODE_FILES = {
     "pipeline_stdd.py",
     "processing_stdd.py",
     "tokenization_stdd.py",
+    "video_download.py",  # the pipeline's bounded URL downloads
+    "video_io.py",  # the video processor's display rotation and PyAV decoding
     "video_processing_stdd.py",
 }
 

@@ -87,7 +87,8 @@ def test_a_download_gets_its_bytes(server_url):
 @pytest.mark.parametrize("path", ["/stall", "/trickle"])
 def test_the_timeout_is_a_deadline_for_the_whole_download(server_url, path):
     """A server sending a byte every 0.25 s never lets a per-read timeout of 1 s expire; the deadline does."""
-    with pytest.raises(ValueError, match=rf"Could not download the video {server_url}{path}: the download took longer than timeout=1 s"):
+    message = rf"Could not download the video {server_url}{path}: the download took longer than timeout=1 s"
+    with pytest.raises(ValueError, match=message):
         download_video(server_url + path, timeout=1)
 
 

@@ -396,7 +396,8 @@ class ASKGGenerator:
     def run(self, labels: Iterable[str], output_path: str | os.PathLike) -> GenerationResult:
         """
         Generate every class of `labels` not yet in `output_path`, appending each finished class to the file in
-        one durable write (so 10,000 classes cost 10,000 small appends, not 10,000 rewrites). A class whose answers stay invalid, or whose request the server refuses, is recorded in `failed` and the
+        one durable write (10,000 classes cost 10,000 small appends, not 10,000 rewrites of a growing file). A
+        class whose answers stay invalid, or whose request the server refuses, is recorded in `failed` and the
         run goes on; any other `BackendError` (server unreachable after retries, a bad URL or key) stops it, naming
         the class, and the next run resumes after the last finished class.
         """
