@@ -32,7 +32,8 @@ from training.data import (
     load_video_dataset,
 )
 from training.objective import FrozenImageTower, STDDTrainingModule, encode_class_prompts
-from training.train import EMBEDDED_STCA, TINY_CLIP_PROJECTION_DIM, TINY_CLIP_TEXT, TINY_CLIP_VISION
+from training.recipe import EMBEDDED_STCA
+from training.train import TINY_CLIP_PROJECTION_DIM, TINY_CLIP_TEXT, TINY_CLIP_VISION
 
 
 SIZES = {
