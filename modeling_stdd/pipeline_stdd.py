@@ -4,8 +4,9 @@ The "zero-shot-video-classification" pipeline: rank free-text action labels for 
 Each candidate label becomes one prompt (`hypothesis_template.format(label)`), or, with label texts (STDD's
 spatiotemporal text augmentation), the label's own prompt set; the prompt embeddings of a label set are computed
 once per pipeline and reused. Videos are scored with the model's class scores (STDD_METHOD.md, section 2) and the
-scores are a softmax over the candidates, averaged over views when `num_clips > 1`. With `segment_seconds`, each
-window of a long video is classified on its own and the result is a timeline.
+scores are a softmax over the candidates; with `num_clips > 1` the views are combined by `view_aggregation` (see
+`view_aggregation.py`). With `segment_seconds`, each window of a long video is classified on its own and the result
+is a timeline.
 
 This file is also shipped as Hub remote code, where only its sibling files exist: it imports them relatively and
 flat, reads label-texts JSON files itself, and reads ASKG YAML files through the installed `modeling_stdd.askg`
@@ -42,7 +43,7 @@ from transformers.utils import cached_file, logging
 from .file_utils import move_into_place
 from .processing_stdd import STDDProcessor
 from .video_processing_stdd import (
-    evaluation_frame_indices,
+    DEFAULT_SAMPLING_RATE,
     frames_from_decoded,
     is_encoded_video,
     open_video_reader,
@@ -50,7 +51,9 @@ from .video_processing_stdd import (
     read_encoded_video,
     read_frames,
     reduced_decode_size,
+    sample_frame_indices,
 )
+from .view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views, check_view_aggregation
 
 
 logger = logging.get_logger(__name__)
@@ -330,12 +333,19 @@ def timeline_windows(duration: float, segment_seconds: float, stride_seconds: fl
 
 
 def window_frame_indices(
-    start: float, end: float, fps: float, num_source_frames: int, num_frames: int, num_clips: int
+    start: float, end: float, fps: float, num_source_frames: int, num_frames: int, num_clips: int,
+    frame_sampling: str = "segments", sampling_rate: int = DEFAULT_SAMPLING_RATE,
 ) -> np.ndarray:
-    """Frame indices of shape (num_clips, num_frames) sampled (segment centres) from the frames of `[start, end)`."""
+    """
+    Frame indices of shape (num_clips, num_frames) sampled from the frames of `[start, end)` by the evaluation views
+    of `frame_sampling` (segment centres, or dense windows of `sampling_rate`-spaced frames).
+    """
     first = min(int(round(start * fps)), num_source_frames - 1)
     last = min(max(int(round(end * fps)), first + 1), num_source_frames)
-    return first + evaluation_frame_indices(last - first, num_frames, num_clips)
+    return first + sample_frame_indices(
+        last - first, num_frames, num_clips=num_clips, frame_sampling=frame_sampling, sampling_rate=sampling_rate,
+        fps=fps,
+    )
 
 
 class FrameSource:
@@ -430,7 +440,10 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 (`label_texts/NAME.json` in its repo). Stored prompt embeddings next to a JSON file are used.
                 Labels it lacks use `hypothesis_template`; without `candidate_labels`, its labels are the candidates.
             top_k (`int`, *optional*): keep the `top_k` best labels.
-            num_clips (`int`, defaults to 1): temporal views per video (or window); their softmaxes are averaged.
+            num_clips (`int`, defaults to 1): temporal views per video (or window), sampled by the video
+                processor's `frame_sampling` (segments, or the authors' dense windows).
+            view_aggregation (`str`, defaults to `"softmax-mean"`): how the views' scores combine: `"logit-sum"`
+                (the paper's: the views' class logits summed) or `"softmax-mean"` (per-view softmaxes averaged).
             segment_seconds (`float`, *optional*): classify windows of this length and return a timeline.
             stride_seconds (`float`, *optional*, defaults to `segment_seconds`): the step between window starts.
             fps (`float`, *optional*): frame rate of decoded frames (needed to segment them); overrides the file's.
@@ -459,12 +472,15 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         label_set: LabelSet | None = None,
         top_k: int | None = None,
         num_clips: int | None = None,
+        view_aggregation: str | None = None,
         segment_seconds: float | None = None,
         stride_seconds: float | None = None,
         fps: float | None = None,
         timeout: float | None = None,
     ):
         preprocess_params, forward_params, postprocess_params = {}, {}, {}
+        if view_aggregation is not None:
+            forward_params["view_aggregation"] = check_view_aggregation(view_aggregation)
         if label_set is not None:
             forward_params["label_set"] = label_set
             postprocess_params["labels"] = label_set.labels
@@ -510,9 +526,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             return
         source = FrameSource(video, fps, self._decode_short_side())
         windows = timeline_windows(source.duration, segment_seconds, stride_seconds)
+        processor = self.video_processor
         for index, (start, end) in enumerate(windows):
             frame_indices = window_frame_indices(
-                start, end, source.fps, source.num_frames, self.video_processor.num_frames, num_clips
+                start, end, source.fps, source.num_frames, processor.num_frames, num_clips,
+                processor.frame_sampling, processor.sampling_rate,
             )
             views = [
                 self.video_processor(clip, do_sample_frames=False, return_tensors="pt")["pixel_values"]
@@ -521,8 +539,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             pixel_values = torch.cat([self._with_view_axis(view) for view in views], dim=1)
             yield {"pixel_values": pixel_values, "start": start, "end": end, "is_last": index == len(windows) - 1}
 
-    def _forward(self, model_inputs, label_set: LabelSet):
-        """Class probabilities (batch, labels): a softmax over the labels per view, averaged over the views."""
+    def _forward(self, model_inputs, label_set: LabelSet, view_aggregation: str = DEFAULT_VIEW_AGGREGATION):
+        """Class probabilities (batch, labels): the views' class scores combined by `view_aggregation`."""
         text_embeds, prompt_class_ids = self.prompt_embeddings(label_set)
         pixel_values = model_inputs["pixel_values"]  # (batch, views, T, 3, S, S)
         batch_size, num_views = pixel_values.shape[:2]
@@ -531,9 +549,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             text_embeds=text_embeds,
             prompt_class_ids=prompt_class_ids,
         )
-        probabilities = outputs.logits_per_video.float().softmax(dim=-1).unflatten(0, (batch_size, num_views))
+        logits = outputs.logits_per_video.unflatten(0, (batch_size, num_views))
         return {
-            "scores": probabilities.mean(dim=1),
+            "scores": aggregate_views(logits, view_aggregation),
             "start": model_inputs["start"],
             "end": model_inputs["end"],
             "is_last": model_inputs["is_last"],

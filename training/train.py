@@ -64,6 +64,13 @@ from training.evaluate_zero_shot import (
 )
 from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
 from training.protocols import with_label_text_names
+from training.video_options import (
+    add_augmentation_arguments,
+    add_sampling_arguments,
+    apply_video_options,
+    check_video_arguments,
+    video_settings,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -92,6 +99,11 @@ EMBEDDED_DEFAULTS = dict(
     average_epochs="last:3",
     num_workers=1,
     template=SYNTHETIC_PROMPT,
+    # No flips (they turn "moving left" into "moving right") and mild crops that keep the shape in view.
+    frame_sampling="segments",
+    train_crop="random-resized",
+    flip_probability=0.0,
+    crop_scale=(0.8, 1.0),
 )
 # The authors' schedule (section 4): 22 epochs, 2 of warm-up, lr 3.33e-6 at batch 32, distillation weight 2.
 PAPER_DEFAULTS = dict(
@@ -105,6 +117,11 @@ PAPER_DEFAULTS = dict(
     average_epochs="last:4",
     num_workers=4,
     template=DEFAULT_HYPOTHESIS_TEMPLATE,
+    # The authors' 8x16 frames (8 frames 16 apart at 30 fps, a random window) and short-side jitter crop with flips.
+    frame_sampling="dense",
+    sampling_rate=16,
+    train_crop="jitter",
+    flip_probability=0.5,
 )
 BASELINE_NAME = "frame_mean_baseline"
 
@@ -136,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--synthetic-data-dir", help="cache folder of the embedded job's synthetic data (default: ~/.cache/stdd)")
     add("--num-frames", type=int, help="frames per clip")
     add("--image-size", type=int, help="frame side in pixels (default: the model's)")
+    add_sampling_arguments(parser)
+    add_augmentation_arguments(parser)
     add("--batch-size", type=int, help="clips per process and step")
     add("--gradient-accumulation-steps", type=int, default=1)
     add("--epochs", type=int, help="training epochs")
@@ -198,7 +217,7 @@ def config_arguments(options: dict, parser: argparse.ArgumentParser, path: str) 
             if not isinstance(value, bool):
                 parser.error(f"--config {path}: {name} must be true or false, got {value!r}")
             arguments += [action.option_strings[0] for action in actions if action.const is value][:1]
-        elif actions[0].nargs in ("+", "*"):
+        elif actions[0].nargs in ("+", "*") or isinstance(actions[0].nargs, int):
             arguments += [actions[0].option_strings[0], *map(str, value if isinstance(value, list) else [value])]
         else:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -240,6 +259,7 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
         parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    check_video_arguments(args, parser)
     if args.embedded:
         data_flags = ("eval_data", "video_root", "index_to_class", "label_texts")
         given = [f"--{name.replace('_', '-')}" for name in data_flags if getattr(args, name) is not None]
@@ -462,10 +482,8 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
                 save_tiny_random_clip(cache / f"tiny-random-clip-{args.image_size}px-seed{args.seed}",
                                       args.image_size, args.seed)
             )
-        # No flips (they turn "moving left" into "moving right") and mild crops that keep the shape in view.
-        processor = STDDProcessor.from_clip_defaults(
-            args.image_size, args.num_frames, flip_probability=0.0, crop_scale=(0.8, 1.0)
-        )
+        processor = STDDProcessor.from_clip_defaults(args.image_size, args.num_frames)
+        apply_video_options(processor.video_processor, args)
         return Job(
             base_model=base_model,
             model_overrides={**EMBEDDED_STCA, "num_frames": args.num_frames},
@@ -491,10 +509,12 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
             )
     label_texts = load_label_texts(args.label_texts)
     label_names = None if label_texts is None else label_texts.labels
+    processor = load_processor(args.base_model, image_size, args.num_frames)
+    apply_video_options(processor.video_processor, args)
     return Job(
         base_model=args.base_model,
         model_overrides={"num_frames": args.num_frames},
-        processor=load_processor(args.base_model, image_size, args.num_frames),
+        processor=processor,
         train_dataset=with_label_text_names(train_dataset, label_names),
         eval_dataset=None if eval_dataset is None else with_label_text_names(eval_dataset, label_names),
         label_texts=label_texts,
@@ -802,6 +822,7 @@ def main(argv: list[str] | None = None) -> dict:
                                               "max_steps", "learning_rate", "warmup_epochs", "distillation_weight",
                                               "average_epochs", "seed")},
         "num_processes": accelerator.num_processes,
+        "video": video_settings(job.processor.video_processor),
     }
     if accelerator.is_main_process:
         write_json_atomically(output_dir / "eval_results.json", results)
