@@ -187,6 +187,42 @@ def test_scores_equal_processor_and_model_forward(classifier, video_path, num_cl
     assert sum(scores) == pytest.approx(1.0)
 
 
+def test_logit_sum_ranks_by_the_summed_view_logits(classifier, video_path):
+    predictions = classifier(video_path, candidate_labels=LABELS, num_clips=3, view_aggregation="logit-sum")
+    prompts = [f"a video of a person {label}." for label in LABELS]
+    inputs = classifier.processor(videos=video_path, text=prompts, return_tensors="pt", num_clips=3)
+    with torch.no_grad():
+        logits = classifier.model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], pixel_values=inputs["pixel_values"][0]
+        ).logits_per_video  # (views, labels)
+    summed = logits.sum(dim=0)
+    assert [prediction["label"] for prediction in predictions] == [LABELS[i] for i in summed.argsort(descending=True)]
+    expected = (summed / 3).softmax(dim=-1)  # probabilities at one view's temperature, ranked as the sum
+    assert scores_by_label(predictions) == pytest.approx(dict(zip(LABELS, expected.tolist())), abs=1e-5)
+    softmax_mean = classifier(video_path, candidate_labels=LABELS, num_clips=3)
+    assert scores_by_label(softmax_mean) == pytest.approx(
+        dict(zip(LABELS, logits.softmax(dim=-1).mean(dim=0).tolist())), abs=1e-5
+    )
+    with pytest.raises(ValueError, match="view_aggregation must be one of 'logit-sum', 'softmax-mean'"):
+        classifier(video_path, candidate_labels=LABELS, view_aggregation="max")
+
+
+def test_timeline_windows_use_the_processors_dense_sampling(classifier, make_video):
+    video = make_video("long.mp4", num_frames=24, fps=10)
+    frames = load_video_frames(video, num_frames=None)[0]
+    processor = classifier.video_processor
+    try:
+        processor.frame_sampling, processor.sampling_rate = "dense", 6
+        timeline = classifier(video, candidate_labels=LABELS, segment_seconds=1.0)
+    finally:
+        processor.frame_sampling, processor.sampling_rate = "segments", 16
+    # Windows of 10 frames; a dense window of 6 * 4 / 30 * 10 = 8 frames, delta 2, centred at floor(2 / 2) = 1:
+    # linspace(1, 8, 4) = 1, 3.3, 5.7, 8. Four frames by segment sampling are the frames themselves.
+    for window, first in zip(timeline[:2], (0, 10)):
+        indices = first + np.array([1, 3, 5, 8])
+        assert_same_predictions(window["labels"], classifier(frames[indices], candidate_labels=LABELS))
+
+
 def test_comma_separated_labels_template_and_top_k(classifier, video_path):
     predictions = classifier(video_path, candidate_labels=" running,swimming , juggling", hypothesis_template="{}")
     expected = manual_probabilities(classifier, video_path, LABELS)

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,31 @@ def test_readme_python_examples_run(tiny_clip_dir, tmp_path, make_video):
         env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def readme_commands(script: str) -> list[list[str]]:
+    """The README's shell commands that run `script`, continuation lines joined, split as the shell would."""
+    commands = []
+    for block in fenced_blocks("bash"):
+        for command in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(command, comments=True)
+            if script in words:
+                commands.append(words[words.index(script) + 1 :])
+    return commands
+
+
+def test_readme_evaluation_commands_are_valid_arguments():
+    """The evaluation commands need the real data sets to run; their arguments must at least be accepted as given."""
+    from training.evaluate_zero_shot import build_parser, check_args
+
+    commands = readme_commands("training/evaluate_zero_shot.py")
+    assert len(commands) >= 4
+    for arguments in commands:
+        parser = build_parser()
+        args = parser.parse_args(arguments)
+        check_args(args, parser)
+    kinetics600 = next(arguments for arguments in commands if "kinetics600_novel" in arguments)
+    args = build_parser().parse_args(kinetics600)
+    assert (args.frame_sampling, args.sampling_rate, args.num_clips, args.view_aggregation) == (
+        "dense", 16, 3, "logit-sum"
+    )
