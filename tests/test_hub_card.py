@@ -51,6 +51,7 @@ EXPECTED_CODE_FILES = {
     "processing_stdd.py",
     "tokenization_stdd.py",
     "video_processing_stdd.py",
+    "view_aggregation.py",  # the pipeline's multi-view scores
 }
 
 
