@@ -462,7 +462,8 @@ def load_video_frames(
     if not is_encoded_video(video):
         frames = frames_from_decoded(video)
         fps = fps or DENSE_REFERENCE_FPS
-        return frames[sample_frame_indices(len(frames), num_frames, training, num_clips, generator, **sampling, fps=fps)]
+        indices = sample_frame_indices(len(frames), num_frames, training, num_clips, generator, **sampling, fps=fps)
+        return frames[indices]
     encoded, name = read_encoded_video(video)
     decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
     reader = open_video_reader(encoded, name, decode_size)
@@ -790,7 +791,7 @@ class STDDVideoProcessor(VideoProcessorMixin):
         return crops.flatten(0, 1)
 
     def _training_view(self, frames: torch.Tensor, options: dict) -> torch.Tensor:
-        """(T, 3, H, W) -> (T, 3, h, w): one random crop (`train_crop`) and one random flip for all frames of the video."""
+        """(T, 3, H, W) -> (T, 3, h, w): one random crop (`train_crop`) and one random flip for all the frames."""
         crop = options["crop_size"]
         mode = _INTERPOLATION_MODES[options["resample"]]
         output_size = (crop.height, crop.width)

@@ -53,7 +53,8 @@ def test_index_video_shows_every_frame_index(index_video):
 def test_dense_test_views_are_pyslowfast_windows(index_video):
     # 300 frames at 30 fps, 8 frames 16 apart: a window of 16 * 8 / 30 * 30 = 128 frames, delta = 172; three test
     # windows start at k * floor(172 / 2) = 0, 86, 172; linspace(s, s + 127, 8) truncated.
-    frames = load_video_frames(index_video(300, 30), num_frames=8, num_clips=3, frame_sampling="dense", sampling_rate=16)
+    path = index_video(300, 30)
+    frames = load_video_frames(path, num_frames=8, num_clips=3, frame_sampling="dense", sampling_rate=16)
     np.testing.assert_array_equal(shown_indices(frames), [
         [0, 18, 36, 54, 72, 90, 108, 127],
         [86, 104, 122, 140, 158, 176, 194, 213],
@@ -124,7 +125,9 @@ def test_processor_setting_per_call_override_and_save(index_video, tmp_path):
     reloaded = STDDVideoProcessor.from_pretrained(tmp_path / "saved")
     assert (reloaded.frame_sampling, reloaded.sampling_rate, reloaded.train_crop) == ("dense", 4, "jitter")
     assert shown_indices(reloaded.load_frames(path)).tolist() == [
-        [0, 4, 8, 13, 17, 22, 26, 31], [134, 138, 142, 147, 151, 156, 160, 165], [268, 272, 276, 281, 285, 290, 294, 299]
+        [0, 4, 8, 13, 17, 22, 26, 31],
+        [134, 138, 142, 147, 151, 156, 160, 165],
+        [268, 272, 276, 281, 285, 290, 294, 299],
     ]  # window 4 * 8 = 32 frames, delta 268, starts 0, 134, 268; linspace(s, s + 31, 8) steps 31 / 7 = 4.43
 
 
@@ -157,7 +160,7 @@ def ramp_frames(height: int, width: int) -> torch.Tensor:
 def test_jitter_resizes_the_short_side_into_the_papers_range_and_crops_at_random(crop_side, frame_size):
     """
     On a ramp down the rows (the short side), the crop's slope is original / resized height, so it tells the short
-    side the frames were resized to: always in [S, S * 256 / 224] ([224, 256] for 224-pixel crops), over the whole range.
+    side the frames were resized to: always in [S, S * 256 / 224] ([224, 256] for 224-pixel crops), over all of it.
     """
     frames = ramp_frames(*frame_size).float()
     short_sides, lefts = set(), set()

@@ -193,7 +193,9 @@ def test_logit_sum_ranks_by_the_summed_view_logits(classifier, video_path):
     inputs = classifier.processor(videos=video_path, text=prompts, return_tensors="pt", num_clips=3)
     with torch.no_grad():
         logits = classifier.model(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], pixel_values=inputs["pixel_values"][0]
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            pixel_values=inputs["pixel_values"][0],
         ).logits_per_video  # (views, labels)
     summed = logits.sum(dim=0)
     assert [prediction["label"] for prediction in predictions] == [LABELS[i] for i in summed.argsort(descending=True)]

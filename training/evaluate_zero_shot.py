@@ -126,8 +126,7 @@ def video_scores(
     model: STDDModel, pixel_values: torch.Tensor, prompts: ClassPrompts, interpolate_pos_encoding: bool,
     view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
 ) -> torch.Tensor:
-    """Class probabilities `(B, K)` of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, V views combined by
-    `view_aggregation`."""
+    """Class probabilities `(B, K)` of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, views by `view_aggregation`."""
     if pixel_values.ndim == 5:  # one view: (B, T, 3, S, S)
         pixel_values = pixel_values.unsqueeze(1)
     batch_size, num_views = pixel_values.shape[:2]
@@ -280,9 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
             "num_classes": len(split.class_names), "num_videos": int(len(labels)), "num_unreadable": num_unreadable,
         }
         per_split[split.name] = {**top_k_accuracy(scores, labels), **counts}
-        figures = per_split[split.name].items()
-        accelerator.print(f"{split.name}: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                                                        for k, v in figures))
+        figures = [f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in per_split[split.name].items()]
+        accelerator.print(f"{split.name}: " + ", ".join(figures))
         if num_unreadable:
             accelerator.print(f"{split.name}: {num_unreadable} unreadable videos were left out of the scores.")
     results = {
