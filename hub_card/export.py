@@ -130,14 +130,6 @@ def copy_code_files(repo_dir: Path) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def load_processor(model_dir: Path, model: STDDModel) -> STDDProcessor:
-    """The processor saved with the model's folder, or CLIP's defaults for its image size and frame count."""
-    if (model_dir / PROCESSOR_CONFIG_NAME).is_file():
-        return STDDProcessor.from_pretrained(model_dir)
-    vision_config = model.config.vision_config
-    return STDDProcessor.from_clip_defaults(vision_config.image_size, vision_config.num_frames)
-
-
 def update_json_file(path: Path, updates: dict) -> None:
     """Merge `updates` into the JSON object stored at `path`."""
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -345,7 +337,7 @@ def export_repo(
     repo_id = check_repo_id(repo_id) if repo_id is not None else f"your-username/{model_name}"
 
     model = STDDModel.from_pretrained(str(model_dir)).eval()
-    processor = load_processor(model_dir, model)
+    processor = STDDProcessor.for_checkpoint(model_dir)
     base_model = base_model_of(model, base_model)
     metadata = card_metadata(model_name, base_model=base_model, datasets=datasets, eval_results=evaluation)
 

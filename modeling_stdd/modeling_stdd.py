@@ -11,6 +11,7 @@ Each STCA layer (STDD_METHOD.md, section 1) runs next to CLIP's spatial attentio
 No weights are added, so every CLIP checkpoint loads as an STDD one.
 """
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,7 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
+from .checkpoint_files import check_model_folder
 from .configuration_stdd import STDDConfig, STDDVisionConfig
 
 
@@ -687,6 +689,16 @@ class STDDModel(CLIPModel):
         super().__init__(config)
         self.vision_model = STDDVisionModel._from_config(config.vision_config)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """
+        As [`~PreTrainedModel.from_pretrained`]; a local folder is checked first (`config.json` present, safetensors
+        weights complete), so that a bad folder raises [`CheckpointFolderError`] naming it and the file.
+        """
+        if pretrained_model_name_or_path is not None and os.path.isdir(pretrained_model_name_or_path):
+            check_model_folder(os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder", "")))
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @can_return_tuple
     def get_video_features(

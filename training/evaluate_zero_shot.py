@@ -22,10 +22,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
-from transformers import AutoConfig
-from transformers.image_utils import SizeDict
 
-from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
+from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.file_utils import write_text_atomically
 from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set
@@ -212,22 +210,6 @@ def write_json_atomically(path: str | os.PathLike, data) -> Path:
     return write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
-def load_processor(model_path: str, image_size: int, num_frames: int) -> STDDProcessor:
-    """
-    The processor of a checkpoint saved by STDD training, or CLIP's preprocessing for a plain CLIP checkpoint; either
-    way set to `num_frames` frames of `image_size` pixels.
-    """
-    if AutoConfig.from_pretrained(model_path).model_type != STDDConfig.model_type:
-        return STDDProcessor.from_clip_defaults(image_size, num_frames)
-    processor = STDDProcessor.from_pretrained(model_path)
-    video_processor = processor.video_processor
-    video_processor.num_frames = num_frames
-    if video_processor.crop_size.height != image_size:
-        video_processor.size = SizeDict(shortest_edge=image_size)
-        video_processor.crop_size = SizeDict(height=image_size, width=image_size)
-    return processor
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -236,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = STDDModel.from_pretrained(args.model).to(accelerator.device).eval()
     vision_config = model.config.vision_config
     num_frames = vision_config.num_frames if args.num_frames is None else args.num_frames
-    processor = load_processor(args.model, vision_config.image_size, num_frames)
+    processor = STDDProcessor.for_checkpoint(args.model, vision_config.image_size, num_frames)
     label_texts = load_label_texts(args.label_texts)
     per_split = {}
     for split in protocol_splits(args, label_texts):

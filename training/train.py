@@ -56,7 +56,6 @@ from training.evaluate_zero_shot import (
     class_prompts,
     evaluation_loader,
     load_label_texts,
-    load_processor,
     make_accelerator,
     predict,
     top_k_accuracy,
@@ -494,7 +493,7 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
     return Job(
         base_model=args.base_model,
         model_overrides={"num_frames": args.num_frames},
-        processor=load_processor(args.base_model, image_size, args.num_frames),
+        processor=STDDProcessor.for_checkpoint(args.base_model, image_size, args.num_frames),
         train_dataset=with_label_text_names(train_dataset, label_names),
         eval_dataset=None if eval_dataset is None else with_label_text_names(eval_dataset, label_names),
         label_texts=label_texts,
