@@ -63,6 +63,7 @@ from training.evaluate_zero_shot import (
 )
 from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
 from training.protocols import with_label_text_names
+from training.reporting import reported_top_k, training_report
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -106,6 +107,10 @@ PAPER_DEFAULTS = dict(
     template=DEFAULT_HYPOTHESIS_TEMPLATE,
 )
 BASELINE_NAME = "frame_mean_baseline"
+RUN_DESCRIPTIONS = {
+    "stdd": "STDD",
+    BASELINE_NAME: "the frame-mean baseline (plain CLIP, stca_layers=[]) with the same budget",
+}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -578,8 +583,9 @@ class TrainedRun:
     summary: dict
 
 
-def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> TrainedRun:
-    """Train one model; returns it with its weights averaged over the chosen epochs."""
+def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path, position: str = "") -> TrainedRun:
+    """Train one model (`position`: "run 2/2" in the job, shown with its progress); returns it with its weights
+    averaged over the chosen epochs."""
     accelerator = make_accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -628,7 +634,7 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
         f"averaging epochs {averager.epochs or 'none'}"
     )
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=progress.global_step, desc=name,
+    bar = tqdm(total=total_steps, initial=progress.global_step, desc=f"{name} {position}".strip(),
                disable=not accelerator.is_local_main_process)
     epoch_loss = {}
     for epoch in range(progress.epoch + 1, num_epochs + 1):
@@ -639,9 +645,10 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
         averager.add(accelerator.unwrap_model(module).model, epoch)
         accelerator.log({"epoch": epoch, **{f"epoch_{k}": v for k, v in epoch_loss.items()}},
                         step=progress.global_step)
-        accelerator.print(f"[{name}] epoch {epoch}/{num_epochs}: " +
-                          ", ".join(f"{k} {v:.4f}" for k, v in epoch_loss.items()) +
-                          f", skipped videos {progress.skipped_videos}")
+        if accelerator.is_local_main_process:  # through the bar's writer, so that the line lands above the bar
+            bar.write(f"[{name}] epoch {epoch}/{num_epochs}: " +
+                      ", ".join(f"{k} {v:.4f}" for k, v in epoch_loss.items()) +
+                      f", skipped videos {progress.skipped_videos}")
         save_checkpoint(accelerator, run_dir, epoch, args.save_total_limit)
     bar.close()
     model = accelerator.unwrap_model(module).model
@@ -712,7 +719,8 @@ def evaluate_run(args, job: Job, run: TrainedRun) -> tuple[dict[str, float], dic
                                              accelerator, interpolate_pos_encoding=run.interpolate_pos_encoding)
     if len(labels) == 0:
         raise ValueError(f"There is no readable video in the evaluation data ({num_unreadable} unreadable).")
-    return top_k_accuracy(scores, labels, k=(1, 5)), {"num_videos": len(labels), "num_unreadable": num_unreadable}
+    top_k = reported_top_k(prompts.num_classes)
+    return top_k_accuracy(scores, labels, k=top_k), {"num_videos": len(labels), "num_unreadable": num_unreadable}
 
 
 def save_model_folder(run: TrainedRun, job: Job, folder: Path):
@@ -780,8 +788,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.frame_mean_baseline:
         runs.append((BASELINE_NAME, {"stca_layers": []}, output_dir / BASELINE_NAME))
     results = {"zero_shot": {}, "zero_shot_videos": {}, "training": {}}
-    for name, overrides, run_dir in runs:
-        run = train_run(args, job, name, overrides, run_dir)
+    for index, (name, overrides, run_dir) in enumerate(runs, start=1):
+        position = f"run {index}/{len(runs)}" if len(runs) > 1 else ""
+        accelerator.print(f"\n[{name}] {position + ': ' if position else ''}training {RUN_DESCRIPTIONS[name]}")
+        run = train_run(args, job, name, overrides, run_dir, position)
         results["training"][name] = run.summary
         if job.eval_dataset is not None:
             results["zero_shot"][name], videos = evaluate_run(args, job, run)
@@ -804,18 +814,11 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if accelerator.is_main_process:
         write_json_atomically(output_dir / "eval_results.json", results)
-        print_summary(results)
+        run_dirs = {name: run_dir for name, _, run_dir in runs}
+        print("\n" + training_report(results, run_dirs, output_dir, class_names_of(job.train_dataset),
+                                      eval_class_names(job)))
     accelerator.end_training()
     return results
-
-
-def print_summary(results: dict):
-    if not results["zero_shot"]:
-        return
-    print("\nzero-shot results (percent):")
-    for name, figures in results["zero_shot"].items():
-        seconds = results["training"][name]["seconds"]
-        print(f"  {name:<22} top1 {figures['top1']:5.1f}  top5 {figures['top5']:5.1f}  (trained in {seconds:.0f} s)")
 
 
 if __name__ == "__main__":
