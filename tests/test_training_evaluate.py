@@ -160,10 +160,10 @@ def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_
     assert results["views"] == {"num_clips": 2, "num_crops": 2}
     # Every video reaches the model as 2 clips x 2 crops of 4 frames: (B, views, T, 3, S, S).
     assert shapes and all(len(shape) == 6 and shape[1:3] == (4, 4) for shape in shapes)
-    assert results["num_videos"] == {"test": 4}
-    assert set(results["splits"]["test"]) == {"top1", "top5"}
+    assert results["num_videos"] == {"test": 4} and results["num_classes"] == {"test": 2}
+    assert results["classes_seen_in_training"] == {"test": 0}  # a CLIP checkpoint: no training classes
+    assert set(results["splits"]["test"]) == {"top1"}  # two classes: top-5 is always 100, so it is not reported
     assert 0 <= results["mean"]["top1"] <= 100 and results["std"]["top1"] == 0.0
-    assert results["splits"]["test"]["top5"] == 100.0  # two classes: always in the top 5
 
 
 def test_unreadable_videos_are_left_out_of_the_scores_and_counted(stdd_folder, tmp_path, make_video, caplog):

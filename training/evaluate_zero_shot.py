@@ -1,11 +1,12 @@
 """
-Zero-shot evaluation of an STDD (or CLIP) checkpoint on videos you have locally, with the protocols of
-STDD_METHOD.md, section 5, or on any one video data set:
+Zero-shot evaluation of an STDD (or CLIP) checkpoint on videos you have locally, with the published protocols
+(UCF101 and HMDB51: their three official test splits; Kinetics-600: three fixed splits of 160 novel classes), or on
+any one video data set:
 
-    python training/evaluate_zero_shot.py --model outputs/stdd --protocol ucf101 \
+    python training/evaluate_zero_shot.py --model outputs/stdd/model --protocol ucf101 \
         --video-root UCF-101 --split-dir ucfTrainTestlist --num-clips 3 --output ucf101.json
 
-Top-1 / top-5 come from the `evaluate` metric module shipped in `training/metrics/top_k_accuracy` (loaded by path,
+Top-1 / top-5 (top-5 from 6 classes on) come from the `evaluate` metric module shipped in `training/metrics/top_k_accuracy` (loaded by path,
 no download); the JSON holds every split's figures and their mean and std. Several processes work through
 `accelerate launch`.
 """
@@ -13,6 +14,7 @@ no download); the JSON holds every split's figures and their mean and std. Sever
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 # PyAV first: decord bundles its own FFmpeg libraries, and once they are loaded PyAV's VP8/VP9 encoders fail.
@@ -37,9 +39,13 @@ from training.protocols import (
     ucf101_splits,
     with_label_text_names,
 )
+from training.reporting import ResultRow, classes_seen_in_training, paths_block, reported_top_k, results_table
+from training.video_files import drop_missing_videos
 
 
 TOP_K_METRIC = Path(__file__).resolve().parent / "metrics" / "top_k_accuracy"
+# Where a model folder saved by training/train.py keeps the prompts of its training classes.
+TRAINING_LABEL_TEXTS = Path("label_texts") / "train.json"
 
 
 def make_accelerator(**kwargs) -> Accelerator:
@@ -166,7 +172,7 @@ def protocol_splits(args, label_texts: LabelTexts | None) -> list[EvaluationSpli
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="folder or Hub id of an STDD or CLIP checkpoint")
-    parser.add_argument("--protocol", choices=PROTOCOLS, help="a section-5 protocol; without it, --data is evaluated")
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="a published protocol; without it, --data is evaluated")
     parser.add_argument("--data", help="a folder of class sub-folders, a list file or a Hub dataset id")
     parser.add_argument("--split", default="test", help="the split of a Hub dataset (default: test)")
     parser.add_argument("--video-root", help="folder the videos (or list-file paths) are under")
@@ -202,6 +208,9 @@ def check_args(args, parser: argparse.ArgumentParser):
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    for flag, folder in (("--video-root", args.video_root), ("--split-dir", args.split_dir)):
+        if folder is not None and not os.path.isdir(folder):
+            parser.error(f"{flag} {folder} is not a folder")
     if args.label_texts is None and args.protocol is not None:
         args.label_texts = args.protocol
 
@@ -220,33 +229,78 @@ def main(argv: list[str] | None = None) -> dict:
     num_frames = vision_config.num_frames if args.num_frames is None else args.num_frames
     processor = STDDProcessor.for_checkpoint(args.model, vision_config.image_size, num_frames)
     label_texts = load_label_texts(args.label_texts)
-    per_split = {}
+    training_classes = model_training_classes(args.model)
+    per_split, counts = {}, {}
     for split in protocol_splits(args, label_texts):
+        dataset = drop_missing_videos(split.dataset, split.name, args.video_root, args.fail_on_unreadable_video)
         prompts = class_prompts(model, processor.tokenizer, split.class_names, label_texts, args.template)
         loader = evaluation_loader(
-            split.dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
+            dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
             num_clips=args.num_clips, num_crops=args.num_crops,
         )
         scores, labels, num_unreadable = predict(model, accelerator.prepare(loader), prompts, accelerator, split.name)
+        num_unreadable += len(split.dataset) - len(dataset)
         if len(labels) == 0:
             raise ValueError(f"There is no readable video in split '{split.name}' ({num_unreadable} unreadable).")
-        counts = {"num_videos": int(len(labels)), "num_unreadable": num_unreadable}
-        per_split[split.name] = {**top_k_accuracy(scores, labels), **counts}
-        accelerator.print(f"{split.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in per_split[split.name].items()))
+        per_split[split.name] = top_k_accuracy(scores, labels, k=reported_top_k(len(split.class_names)))
+        counts[split.name] = {
+            "num_videos": int(len(labels)),
+            "num_unreadable": int(num_unreadable),
+            "num_classes": len(split.class_names),
+            "classes_seen_in_training": classes_seen_in_training(split.class_names, training_classes),
+        }
+        figures = {**per_split[split.name], **counts[split.name]}
+        accelerator.print(f"{split.name}: " + ", ".join(
+            f"{name} {value}" if isinstance(value, int) else f"{name} {value:.2f}" for name, value in figures.items()
+        ))
         if num_unreadable:
             accelerator.print(f"{split.name}: {num_unreadable} unreadable videos were left out of the scores.")
     results = {
         "model": args.model,
         "protocol": args.protocol or "custom",
         "views": {"num_clips": args.num_clips, "num_crops": args.num_crops},
-        **summarize({name: {k: v for k, v in split.items() if k not in counts} for name, split in per_split.items()}),
-        **{count: {name: split[count] for name, split in per_split.items()} for count in counts},
+        **summarize(per_split),
+        **{count: {name: split[count] for name, split in counts.items()} for count in next(iter(counts.values()))},
     }
     if accelerator.is_main_process:
         write_json_atomically(args.output, results)
-        accelerator.print(f"mean top1 {results['mean']['top1']:.2f} +- {results['std']['top1']:.2f} -> {args.output}")
+        accelerator.print("\n" + evaluation_report(results, args.output))
     return results
 
 
+def model_training_classes(model_path: str) -> list[str]:
+    """The classes a model folder was trained on (its `label_texts/train.json`); none for other checkpoints."""
+    train_texts = Path(model_path) / TRAINING_LABEL_TEXTS
+    return LabelTexts.from_file(train_texts).labels if train_texts.is_file() else []
+
+
+def evaluation_report(results: dict, output: str) -> str:
+    """The end of an evaluation: a table row per split (and their mean when there are several), then the paths."""
+    rows = [
+        ResultRow(name, figures["top1"], figures.get("top5"), results["num_classes"][name],
+                  results["num_videos"][name], results["classes_seen_in_training"][name])
+        for name, figures in results["splits"].items()
+    ]
+    if len(rows) > 1:  # the protocols' splits: the same number of classes, mean ± std over the splits
+        rows.append(ResultRow(
+            "mean ± std", results["mean"]["top1"], results["mean"].get("top5"),
+            rows[0].num_classes, sum(row.num_videos for row in rows), rows[0].classes_seen,
+            top1_std=results["std"]["top1"],
+        ))
+    heading = f"zero-shot results of {results['model']} ({results['protocol']}):"
+    table = results_table(rows, first_column="split")
+    return f"{heading}\n{table}\n\n" + paths_block({"model": results["model"], "results": output})
+
+
+def command_line(argv: list[str] | None = None) -> int:
+    """`main`, with the errors of bad input (a wrong folder, a missing file) as one message instead of a traceback."""
+    try:
+        main(argv)
+    except (OSError, ValueError) as error:
+        print(f"evaluate_zero_shot.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(command_line())

@@ -53,12 +53,12 @@ class ResultRow:
 RESULT_COLUMNS = ("model", "top-1 %", "top-5 %", "chance %", "videos", "classes seen/unseen")
 
 
-def results_table(rows: list[ResultRow]) -> str:
+def results_table(rows: list[ResultRow], first_column: str = "model") -> str:
     """
-    The rows as an aligned text table. Top-5 reads "-" where it is not reported (5 classes or fewer); a top-1 with
-    a std over splits reads "mean ± std".
+    The rows as an aligned text table, the first column headed `first_column` ("split" for one model's splits). Top-5
+    reads "-" where it is not reported (5 classes or fewer); a top-1 with a std over splits reads "mean ± std".
     """
-    cells = [RESULT_COLUMNS]
+    cells = [(first_column, *RESULT_COLUMNS[1:])]
     for row in rows:
         top1 = f"{row.top1:.1f}" if row.top1_std is None else f"{row.top1:.1f} ± {row.top1_std:.1f}"
         cells.append((
