@@ -442,17 +442,29 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             `segment_seconds` a timeline `[{"start", "end", "labels": [{"label", "score"}, ...]}, ...]` in seconds.
             A list of those for a list of videos.
         """
-        if isinstance(label_texts, (str, os.PathLike)):
-            texts_file, embeddings_file = self._label_texts_files(label_texts)
-            label_texts = label_texts_mapping(texts_file)
-            if embeddings_file is not None:
-                self.load_prompt_embeddings(label_texts, embeddings_file)
-        label_set = build_label_set(candidate_labels, hypothesis_template, label_texts)
+        label_set = self.label_set(candidate_labels, hypothesis_template, label_texts)
         if isinstance(videos, tuple) or (isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5):
             videos = list(videos)
         elif isinstance(videos, list) and videos and all(isinstance(frame, Image.Image) for frame in videos):
             videos = frames_from_decoded(videos)
         return super().__call__(videos, label_set=label_set, **kwargs)
+
+    def label_set(
+        self,
+        candidate_labels: str | Sequence[str] | None = None,
+        hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
+        label_texts=None,
+    ) -> LabelSet:
+        """
+        The labels and prompts a call with these arguments ranks (see `__call__`), checked: a label-texts file or
+        saved set name is read and its stored prompt embeddings loaded. Raises `ValueError` for bad labels or texts.
+        """
+        if isinstance(label_texts, (str, os.PathLike)):
+            texts_file, embeddings_file = self._label_texts_files(label_texts)
+            label_texts = label_texts_mapping(texts_file)
+            if embeddings_file is not None:
+                self.load_prompt_embeddings(label_texts, embeddings_file)
+        return build_label_set(candidate_labels, hypothesis_template, label_texts)
 
     def _sanitize_parameters(
         self,

@@ -468,8 +468,10 @@ def test_cli_prints_rankings_and_json(stdd_dir, video_path, classifier, capsys):
     assert classify_main([str(video_path), "--labels", ", ".join(LABELS), "--model", str(stdd_dir), "--top-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     expected = classifier(video_path, candidate_labels=LABELS, top_k=2)
-    assert lines[0] == str(video_path)
-    assert [line.split()[-1] for line in lines[1:]] == [prediction["label"] for prediction in expected]
+    assert lines[0].split() == ["video", "rank", "label", "score"]
+    rows = [line.split() for line in lines[2:]]
+    assert [row[0] for row in rows] == [str(video_path)] * 2 and [row[1] for row in rows] == ["1", "2"]
+    assert [" ".join(row[2:-1]) for row in rows] == [prediction["label"] for prediction in expected]
 
     label_texts = LabelTexts(LABEL_TEXTS).save(video_path.parent / "texts.json")
     arguments = [str(video_path), str(video_path), "--labels", ",".join(LABELS), "--model", str(stdd_dir)]
