@@ -23,8 +23,10 @@ from transformers.utils import CONFIG_NAME
 import modeling_stdd
 from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.checkpoint_files import check_model_folder
 from modeling_stdd.configuration_stdd import STDD_VISION_FIELDS
 from modeling_stdd.file_utils import move_into_place
+from training.reporting import TRAINING_CURVES_NAME
 from modeling_stdd.pipeline_stdd import (
     EXPORTED_LABEL_TEXTS_DIR,
     ZeroShotVideoClassificationPipeline,
@@ -39,7 +41,7 @@ from .card import (
     card_metadata,
     check_repo_id,
     is_hub_model_id,
-    read_eval_results,
+    read_all_eval_results,
     render_model_card,
 )
 
@@ -161,6 +163,28 @@ def resolve_label_texts(source: str | os.PathLike) -> tuple[str, LabelTexts]:
     )
 
 
+def model_label_text_files(model_dir: Path) -> list[Path]:
+    """The label-text sets saved in a model folder (`label_texts/NAME.json`, e.g. training's `train` and `eval`)."""
+    return sorted((model_dir / EXPORTED_LABEL_TEXTS_DIR).glob("*.json")) if model_dir.is_dir() else []
+
+
+def with_model_label_texts(sources: list[str | os.PathLike], model_dir: Path) -> list[str | os.PathLike]:
+    """`sources` plus the sets saved in the model folder whose names no given source has (a given one wins)."""
+    names = {resolve_label_texts(source)[0] for source in sources}
+    return [*sources, *(path for path in model_label_text_files(model_dir) if path.stem not in names)]
+
+
+def training_curves_of(model_dir: Path) -> Path | None:
+    """
+    The training curves picture of a model folder saved by `training/train.py`: `training_curves.png` in the folder,
+    or in the run's output folder that holds it (`OUTPUT_DIR/model`); None when there is none.
+    """
+    for folder in (model_dir, model_dir.parent):
+        if (folder / TRAINING_CURVES_NAME).is_file():
+            return folder / TRAINING_CURVES_NAME
+    return None
+
+
 def label_text_sources(label_texts: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
     """The label-text sources as a list; a single file or dataset name (`"ucf101"`) is one source, not characters."""
     if isinstance(label_texts, (str, os.PathLike)):
@@ -264,15 +288,14 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> None:
 
 
 def input_paths(
-    model_dir: Path, eval_results: str | os.PathLike | None, label_texts: Sequence[str | os.PathLike]
+    model_dir: Path, eval_results: Sequence[str | os.PathLike], label_texts: Sequence[str | os.PathLike]
 ) -> list[Path]:
     """
     The files and folders on this machine that the export reads: the model folder (unless it is a Hub id), the
-    evaluation results file and the label-text files (not the names of shipped sets).
+    evaluation results files and the label-text files (not the names of shipped sets).
     """
     paths = [model_dir] if model_dir.is_dir() else []
-    if eval_results is not None:
-        paths.append(Path(eval_results))
+    paths += [Path(path) for path in eval_results]
     paths += [Path(source) for source in label_texts if Path(source).is_file()]
     return paths
 
@@ -300,7 +323,7 @@ def apply_default_permissions(folder: Path) -> None:
 def export_repo(
     model_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
-    eval_results: str | os.PathLike | None = None,
+    eval_results: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     label_texts: str | os.PathLike | Sequence[str | os.PathLike] = (),
     overwrite: bool = False,
     repo_id: str | None = None,
@@ -316,10 +339,13 @@ def export_repo(
             the Hub id of a CLIP checkpoint.
         output_dir: the repo folder to create; an existing non-empty one is replaced only with `overwrite=True`. It
             may not be, or contain, one of the inputs.
-        eval_results: a JSON file of evaluation results for the card's `model-index` (see `read_eval_results`).
+        eval_results: JSON files of evaluation results for the card's `model-index` (see `read_eval_results`), one
+            per protocol, or a single one.
         label_texts: label-texts JSON or ASKG YAML files, or names of datasets shipped with stdd (`DATASETS`), or
-            a single one of those; each is exported with its prompt embeddings.
-        repo_id: the Hub repo the folder is meant for, used in the card's examples (default: `your-username/NAME`).
+            a single one of those; each is exported with its prompt embeddings, as are the sets saved in the model
+            folder (training's `train` and `eval`) that none of these replaces by name.
+        repo_id: the Hub repo the folder is meant for: the card's title, model name and examples (default: the
+            output folder's name, under `your-username/`).
         base_model: the Hub id of the checkpoint the model was fine-tuned from (default: the model's
             `name_or_path` when that is a Hub id).
         datasets: Hub ids of the training data sets, for the card's metadata.
@@ -328,13 +354,17 @@ def export_repo(
     if not (Path(model_dir) / CONFIG_NAME).is_file() and not is_hub_model_id(str(model_dir)):
         raise FileNotFoundError(f"{model_dir} is neither a saved model folder (with {CONFIG_NAME}) nor a Hub model id")
     model_dir, output_dir = Path(model_dir), Path(output_dir).absolute()
-    label_texts = label_text_sources(label_texts)
+    if model_dir.is_dir():
+        check_model_folder(model_dir)
+    eval_results = [] if eval_results is None else label_text_sources(eval_results)
+    label_texts = with_model_label_texts(label_text_sources(label_texts), model_dir)
     check_output_outside_inputs(output_dir, input_paths(model_dir, eval_results, label_texts))
     check_output_dir(output_dir, overwrite)
-    evaluation = read_eval_results(eval_results) if eval_results is not None else []
+    evaluation = read_all_eval_results(eval_results)
     resolved_label_texts = resolve_all_label_texts(label_texts)
-    model_name = output_dir.name
-    repo_id = check_repo_id(repo_id) if repo_id is not None else f"your-username/{model_name}"
+    model_name = check_repo_id(repo_id).split("/")[1] if repo_id is not None else output_dir.name
+    repo_id = repo_id or f"your-username/{model_name}"
+    training_curves = training_curves_of(model_dir)
 
     model = STDDModel.from_pretrained(str(model_dir)).eval()
     processor = STDDProcessor.for_checkpoint(model_dir)
@@ -352,7 +382,11 @@ def export_repo(
         pipeline = ZeroShotVideoClassificationPipeline(model=model, processor=processor)
         with torch.no_grad():
             summaries = export_label_texts(pipeline, resolved_label_texts, staging_dir)
-        card = render_model_card(metadata, card_context(model, model_name, repo_id, base_model, summaries))
+        if training_curves is not None:
+            shutil.copyfile(training_curves, staging_dir / TRAINING_CURVES_NAME)
+        context = card_context(model, model_name, repo_id, base_model, summaries)
+        context.training_curves = TRAINING_CURVES_NAME if training_curves is not None else None
+        card = render_model_card(metadata, context)
         card.save(staging_dir / CARD_NAME)
         check_repo_folder(staging_dir)
         apply_default_permissions(staging_dir)

@@ -169,19 +169,16 @@ def plot_training_curves(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def training_report(
-    results: Mapping, run_dirs: Mapping[str, Path], output_dir: Path, train_classes: list[str], eval_classes: list[str]
-) -> str:
+def training_report(results: Mapping, run_dirs: Mapping[str, Path], output_dir: Path) -> str:
     """
     The end of `training/train.py`: the results table of every run evaluated, the training curves picture drawn into
     `output_dir` (from the runs' `log.jsonl`, when the jsonl tracker wrote one) and the paths the job wrote.
     """
     sections = []
     if results["zero_shot"]:
-        seen = classes_seen_in_training(eval_classes, train_classes)
         rows = [
-            ResultRow(name, figures["top1"], figures.get("top5"), len(eval_classes),
-                      results["zero_shot_videos"][name]["num_videos"], seen)
+            ResultRow(name, figures["top1"], figures.get("top5"), results["zero_shot_classes"]["num_classes"],
+                      results["zero_shot_videos"][name]["num_videos"], results["zero_shot_classes"]["seen_in_training"])
             for name, figures in results["zero_shot"].items()
         ]
         sections.append("zero-shot results on the evaluation data:\n" + results_table(rows))
@@ -191,7 +188,8 @@ def training_report(
         evaluated = {name: (results["training"][name]["epochs"], figures["top1"])
                      for name, figures in results["zero_shot"].items()}
         curves = {name: read_training_curves(log) for name, log in logs.items()}
-        chance = chance_top1(len(eval_classes)) if eval_classes else None
+        num_classes = results.get("zero_shot_classes", {}).get("num_classes")
+        chance = chance_top1(num_classes) if num_classes else None
         picture = plot_training_curves(curves, evaluated, output_dir / TRAINING_CURVES_NAME, chance)
     paths = {}
     for name, run_dir in run_dirs.items():

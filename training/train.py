@@ -63,7 +63,7 @@ from training.evaluate_zero_shot import (
 )
 from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
 from training.protocols import with_label_text_names
-from training.reporting import reported_top_k, training_report
+from training.reporting import classes_seen_in_training, reported_top_k, training_report
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -803,6 +803,11 @@ def main(argv: list[str] | None = None) -> dict:
         if accelerator.is_main_process:
             save_model_folder(run, job, run_dir / "model")
         accelerator.wait_for_everyone()
+    if job.eval_dataset is not None:
+        results["zero_shot_classes"] = {
+            "num_classes": len(eval_class_names(job)),
+            "seen_in_training": classes_seen_in_training(eval_class_names(job), class_names_of(job.train_dataset)),
+        }
     results["settings"] = {
         "job": "embedded synthetic motion" if args.embedded else "custom",
         "base_model": job.base_model,
@@ -815,8 +820,7 @@ def main(argv: list[str] | None = None) -> dict:
     if accelerator.is_main_process:
         write_json_atomically(output_dir / "eval_results.json", results)
         run_dirs = {name: run_dir for name, _, run_dir in runs}
-        print("\n" + training_report(results, run_dirs, output_dir, class_names_of(job.train_dataset),
-                                      eval_class_names(job)))
+        print("\n" + training_report(results, run_dirs, output_dir))
     accelerator.end_training()
     return results
 
