@@ -1,5 +1,5 @@
 """
-Train STDD (STDD_METHOD.md, section 4) and evaluate it zero-shot on classes it never saw:
+Train STDD (Yu et al., AAAI 2025) and evaluate it zero-shot on classes it never saw:
 
     accelerate launch training/train.py
 
@@ -13,6 +13,11 @@ prompt embeddings from the label texts, cross-entropy on the class scores plus d
 starting image tower, AdamW with warm-up and cosine decay, gradient clipping, mixed precision and gradient
 accumulation through accelerate, a checkpoint per epoch (resumable) and uniform weight averaging over chosen
 epochs. Every option can also come from a YAML file (`--config run.yaml`, keys named like the flags).
+
+The output folder (`--output-dir`, default outputs/stdd) receives checkpoints/, model/, log.jsonl,
+eval_results.json and training_curves.png (the baseline's run in frame_mean_baseline/ inside it); the job ends with
+a results table and these paths. Give every new run a new --output-dir: rerunning into a used one mixes the runs'
+checkpoints and logs. To continue an interrupted run, rerun the same command with --resume-from-checkpoint latest.
 """
 
 import argparse
@@ -148,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--weight-decay", type=float, default=0.01)
     add("--warmup-epochs", type=float, help="linear warm-up length in epochs, then cosine decay to 0")
     add("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: off)")
-    add("--distillation-weight", type=float, help="weight of the distillation term (section 4; paper: 2.0)")
+    add("--distillation-weight", type=float, help="weight of the distillation term (paper: 2.0)")
     add("--mixed-precision", choices=("no", "fp16", "bf16"), help="default: accelerate's configuration, else no")
     add("--gradient-checkpointing", action="store_true", help="recompute activations in backward to save memory")
     add("--seed", type=int, default=0)
