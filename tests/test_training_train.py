@@ -167,7 +167,8 @@ def test_custom_data_run_with_distillation_baseline_and_averaging(tiny_data, tin
     ))
     assert json.loads((output / "eval_results.json").read_text()) == results
     assert set(results["zero_shot"]) == {"stdd", "frame_mean_baseline"}
-    assert set(results["zero_shot"]["stdd"]) == {"top1", "top5"}
+    assert set(results["zero_shot"]["stdd"]) == {"top1"}  # 2 evaluation classes: no top-5
+    assert results["zero_shot_classes"] == {"num_classes": 2, "seen_in_training": 0}
     summary = results["training"]["stdd"]
     assert summary["averaged_epochs"] == [1, 2] and summary["epochs"] == 2
     assert summary["optimizer_steps"] == 4  # 3 batches per epoch: steps after batches 2 and 3 (end of epoch)
@@ -293,7 +294,8 @@ def test_embedded_job_builds_its_data_and_compares_with_the_baseline(tmp_path, m
     results = main(["--output-dir", str(tmp_path / "out"), "--synthetic-data-dir", str(tmp_path / "cache"),
                     "--max-steps", "2", "--num-workers", "0"])
     assert set(results["zero_shot"]) == {"stdd", "frame_mean_baseline"}
-    assert all(set(figures) == {"top1", "top5"} for figures in results["zero_shot"].values())
+    assert all(set(figures) == {"top1", "top5"} for figures in results["zero_shot"].values())  # 12 classes
+    assert (tmp_path / "out" / "training_curves.png").stat().st_size > 0
     assert results["training"]["stdd"]["optimizer_steps"] == 2
     assert results["settings"]["model_overrides"]["mask_rate"] == 0.0
     saved = tmp_path / "out" / "model"
