@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import LabelTexts
 from modeling_stdd.classify_cli import DEFAULT_MODEL, build_parser, main
 
@@ -13,10 +12,8 @@ LABELS = "waving, playing the guitar"
 
 
 @pytest.fixture
-def model_dir(tiny_clip_dir, tmp_path):
-    folder = tmp_path / "stdd"
-    STDDModel.from_pretrained(tiny_clip_dir, num_frames=4).save_pretrained(folder)
-    STDDProcessor.from_clip_defaults(image_size=32, num_frames=4).save_pretrained(folder)
+def model_dir(stdd_folder):
+    folder = stdd_folder
     LabelTexts({"waving": ["a person waving."]}).save(folder / "label_texts" / "demo.json")
     LabelTexts({"jumping": ["a person jumping."]}).save(folder / "label_texts" / "eval.json")
     return folder

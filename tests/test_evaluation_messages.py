@@ -5,7 +5,6 @@ import logging
 
 import pytest
 
-from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import LabelTexts
 from training.evaluate_zero_shot import build_parser, command_line, main
 from training.reporting import ResultRow, reported_top_k, results_table
@@ -20,14 +19,6 @@ def write_ucf101_lists(root, num_videos=4):
     for split in (1, 2, 3):
         (split_dir / f"testlist0{split}.txt").write_text("\n".join(lines) + "\n")
     return split_dir, lines
-
-
-@pytest.fixture
-def stdd_folder(tiny_clip_dir, tmp_path):
-    folder = tmp_path / "stdd"
-    STDDModel.from_pretrained(tiny_clip_dir, num_frames=4).save_pretrained(folder)
-    STDDProcessor.from_clip_defaults(image_size=32, num_frames=4).save_pretrained(folder)
-    return folder
 
 
 def ucf101_arguments(model, tmp_path, split_dir, video_root):

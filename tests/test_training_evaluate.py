@@ -125,15 +125,6 @@ def test_kinetics600_novel_splits_are_fixed_random_160_class_subsets(tmp_path):
             assert video["path"].endswith(f"c{split.class_names[label].split()[1]}/v.mp4")
 
 
-@pytest.fixture
-def stdd_folder(tiny_clip_dir, tmp_path):
-    """A saved STDD model with its processor (4 frames at 32 px)."""
-    folder = tmp_path / "stdd"
-    STDDModel.from_pretrained(tiny_clip_dir, num_frames=4).save_pretrained(folder)
-    STDDProcessor.from_clip_defaults(image_size=32, num_frames=4).save_pretrained(folder)
-    return folder
-
-
 def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_path, make_video, monkeypatch):
     from training import evaluate_zero_shot
 
