@@ -142,7 +142,7 @@ def plot_training_curves(
     loss_axis.set(title="training loss", xlabel="optimizer step", ylabel="loss")
     lr_axis.set(title="learning rate", xlabel="optimizer step", ylabel="learning rate")
     lr_axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    accuracy_axis.set(title="zero-shot top-1 (evaluated epochs)", xlabel="epoch", ylabel="top-1 %", ylim=(0, 100))
+    accuracy_axis.set(title="zero-shot top-1 (evaluated epochs)", xlabel="epoch", ylabel="top-1 %", ylim=(0, 105))
     if chance is not None:
         accuracy_axis.axhline(chance, color="gray", linestyle="--", linewidth=1, label=f"chance: {chance:.1f}")
     last_epoch = max([epoch for epoch, _ in zero_shot_top1.values()], default=1)
@@ -151,7 +151,7 @@ def plot_training_curves(
     for axis in (loss_axis, lr_axis, accuracy_axis):
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=8)
+            axis.legend(fontsize=8, loc="center left" if axis is accuracy_axis else "best")
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.stem}.{os.getpid()}.partial.png")
     try:
