@@ -25,7 +25,7 @@ from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.checkpoint_files import check_model_folder
 from modeling_stdd.configuration_stdd import STDD_VISION_FIELDS
-from modeling_stdd.file_utils import move_into_place
+from modeling_stdd.file_utils import apply_default_permissions, move_into_place
 from training.reporting import TRAINING_CURVES_NAME
 from modeling_stdd.pipeline_stdd import (
     EXPORTED_LABEL_TEXTS_DIR,
@@ -34,12 +34,16 @@ from modeling_stdd.pipeline_stdd import (
     save_prompt_embeddings,
 )
 
+from training.run_record import read_run_record
+from training.weight_patching import check_patch_ratio, patched_model
+
 from .card import (
     TRANSFORMERS_TASK,
     CardContext,
     LabelTextSummary,
     card_metadata,
     check_repo_id,
+    evaluation_scope,
     is_hub_model_id,
     read_all_eval_results,
     render_model_card,
@@ -256,16 +260,25 @@ def check_repo_folder(repo_dir: str | os.PathLike) -> Path:
     return repo_dir
 
 
-def base_model_of(model: STDDModel, base_model: str | None) -> str | None:
-    """The given base model, else the model's `name_or_path` when that is a Hub id (not a local folder)."""
-    if base_model is not None:
+def base_model_of(model: STDDModel, base_model: str | None, record: dict | None = None) -> str | None:
+    """
+    The given base model, else the starting checkpoint its training run recorded, else the model's `name_or_path`,
+    whichever first is a Hub id. A given base model that is a folder here (the starting weights of weight patching)
+    is not named on the card.
+    """
+    if base_model is not None and not os.path.exists(base_model):
         return base_model
+    recorded = (record or {}).get("base_model")
+    if is_hub_model_id(recorded):
+        return recorded
     return model.name_or_path if is_hub_model_id(model.name_or_path) else None
 
 
 def card_context(
-    model: STDDModel, model_name: str, repo_id: str, base_model: str | None, label_texts: list[LabelTextSummary]
+    model: STDDModel, model_name: str, repo_id: str, base_model: str | None, label_texts: list[LabelTextSummary],
+    **facts,
 ) -> CardContext:
+    """The card's facts about `model`; `facts` are the further `CardContext` fields (evaluation scope, recipe, ...)."""
     vision_config = model.config.vision_config
     return CardContext(
         model_name=model_name,
@@ -276,6 +289,7 @@ def card_context(
         patch_size=vision_config.patch_size,
         num_parameters=model.num_parameters(),
         label_texts=label_texts,
+        **facts,
     )
 
 
@@ -312,14 +326,6 @@ def check_output_outside_inputs(output_dir: Path, inputs: Sequence[Path]) -> Non
             )
 
 
-def apply_default_permissions(folder: Path) -> None:
-    """Give `folder` and everything in it the permissions of newly created files (temporary ones are owner-only)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [folder, *folder.rglob("*")]:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
 def export_repo(
     model_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -330,6 +336,7 @@ def export_repo(
     base_model: str | None = None,
     datasets: Sequence[str] = (),
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    patch_ratio: float | None = None,
 ) -> ExportResult:
     """
     Export the STDD (or plain CLIP) checkpoint in `model_dir` as a Hub repo folder at `output_dir`.
@@ -346,10 +353,13 @@ def export_repo(
             folder (training's `train` and `eval`) that none of these replaces by name.
         repo_id: the Hub repo the folder is meant for: the card's title, model name and examples (default: the
             output folder's name, under `your-username/`).
-        base_model: the Hub id of the checkpoint the model was fine-tuned from (default: the model's
-            `name_or_path` when that is a Hub id).
+        base_model: the Hub id of the checkpoint the model was fine-tuned from (default: the one its training run
+            recorded, else the model's `name_or_path`, when that is a Hub id); also the starting weights of
+            `patch_ratio`.
         datasets: Hub ids of the training data sets, for the card's metadata.
         max_shard_size: weights files larger than this are split into shards.
+        patch_ratio: export `patch_ratio * starting checkpoint + (1 - patch_ratio) * the model` (weight patching;
+            the starting checkpoint is `base_model` or the one the training run recorded in `model_dir`).
     """
     if not (Path(model_dir) / CONFIG_NAME).is_file() and not is_hub_model_id(str(model_dir)):
         raise FileNotFoundError(f"{model_dir} is neither a saved model folder (with {CONFIG_NAME}) nor a Hub model id")
@@ -361,6 +371,8 @@ def export_repo(
     check_output_outside_inputs(output_dir, input_paths(model_dir, eval_results, label_texts))
     check_output_dir(output_dir, overwrite)
     evaluation = read_all_eval_results(eval_results)
+    if patch_ratio is not None:
+        check_patch_ratio(patch_ratio)
     resolved_label_texts = resolve_all_label_texts(label_texts)
     model_name = check_repo_id(repo_id).split("/")[1] if repo_id is not None else output_dir.name
     repo_id = repo_id or f"your-username/{model_name}"
@@ -368,7 +380,12 @@ def export_repo(
 
     model = STDDModel.from_pretrained(str(model_dir)).eval()
     processor = STDDProcessor.for_checkpoint(model_dir)
-    base_model = base_model_of(model, base_model)
+    record = read_run_record(model_dir) if model_dir.is_dir() else None
+    weight_patching = None
+    if patch_ratio is not None:
+        model, patched_from = patched_model(model, model_dir, patch_ratio, base_model)
+        weight_patching = {"ratio": patch_ratio, "fine_tuned": round(1 - patch_ratio, 6), "base_model": patched_from}
+    base_model = base_model_of(model, base_model, record)
     metadata = card_metadata(model_name, base_model=base_model, datasets=datasets, eval_results=evaluation)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -384,9 +401,14 @@ def export_repo(
             summaries = export_label_texts(pipeline, resolved_label_texts, staging_dir)
         if training_curves is not None:
             shutil.copyfile(training_curves, staging_dir / TRAINING_CURVES_NAME)
-        context = card_context(model, model_name, repo_id, base_model, summaries)
-        context.training_curves = TRAINING_CURVES_NAME if training_curves is not None else None
-        card = render_model_card(metadata, context)
+        facts = dict(
+            evaluation_scope=evaluation_scope(eval_results) if eval_results else None,
+            recipe=(record or {}).get("recipe"),
+            training_settings=(record or {}).get("recipe_settings", {}),
+            weight_patching=weight_patching,
+            training_curves=TRAINING_CURVES_NAME if training_curves is not None else None,
+        )
+        card = render_model_card(metadata, card_context(model, model_name, repo_id, base_model, summaries, **facts))
         card.save(staging_dir / CARD_NAME)
         check_repo_folder(staging_dir)
         apply_default_permissions(staging_dir)

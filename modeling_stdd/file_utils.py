@@ -23,6 +23,15 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def apply_default_permissions(folder: str | os.PathLike) -> None:
+    """Give `folder` and everything in it the permissions of newly created files (temporary ones are owner-only)."""
+    folder = Path(folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def move_into_place(staging_dir: str | os.PathLike, output_dir: str | os.PathLike) -> None:
     """
     Replace `output_dir` by the finished folder `staging_dir` (a sibling of it). An existing `output_dir` is renamed

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from modeling_stdd.askg import LabelTexts
+from training.run_record import write_run_record
 from training.evaluate_zero_shot import build_parser, command_line, main
 from training.reporting import ResultRow, reported_top_k, results_table
 from training.video_files import MissingVideosError
@@ -79,13 +79,13 @@ def test_counts_are_integers_and_the_table_ends_the_run(stdd_folder, tmp_path, m
         (tmp_path / "data" / name).mkdir(parents=True)
         for index in range(2):
             make_video(f"{name}{index}.mp4", num_frames=8).rename(tmp_path / "data" / name / f"{index}.mp4")
-    # The model says it was trained on "waving": one of the two classes is seen, one unseen.
-    LabelTexts({"waving": ["a person waving."]}).save(stdd_folder / "label_texts" / "train.json")
+    # The training run's record says it was trained on "waving": one of the two classes is seen, one unseen.
+    write_run_record(stdd_folder, {"train_classes": ["waving", "running"]})
     results = main(["--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-workers", "0",
                     "--label-texts", "none", "--output", str(tmp_path / "out.json")])
     printed = capsys.readouterr().out
     assert "num_videos 4," in printed and "num_videos 4.00" not in printed
-    assert results["classes_seen_in_training"] == {"test": 1}
+    assert results["class_overlap"]["test"]["num_seen_in_training"] == 1
     table = printed[printed.index("split "):].splitlines()
     assert table[0].split() == ["split", "top-1", "%", "top-5", "%", "chance", "%", "videos", "classes", "seen/unseen"]
     assert table[2].split()[0] == "test" and table[2].split()[2:] == ["-", "50.0", "4", "1/1"]

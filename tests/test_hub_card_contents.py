@@ -31,7 +31,9 @@ def training_output(tiny_clip_dir, tmp_path):
     plot_training_curves({"stdd": curves}, {"stdd": (1, 40.0)}, output / "training_curves.png", chance=20.0)
     (output / "eval_results.json").write_text(json.dumps({
         "zero_shot": {"stdd": {"top1": 40.0}}, "zero_shot_videos": {"stdd": {"num_videos": 10, "num_unreadable": 0}},
-        "zero_shot_classes": {"num_classes": 5, "seen_in_training": 0}, "settings": {"eval_data": None},
+        "class_overlap": {"num_eval_classes": 5, "num_seen_in_training": 0, "seen_in_training": [], "zero_shot": True,
+                          "description": "5 unseen classes"},
+        "settings": {"eval_data": None},
     }))
     (tmp_path / "ucf101.json").write_text(json.dumps({
         "model": str(model_dir), "protocol": "ucf101", "splits": {"split_1": {"top1": 20.0}, "split_2": {"top1": 30.0}},

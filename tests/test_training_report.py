@@ -36,7 +36,7 @@ def test_the_embedded_job_announces_each_run_and_ends_with_a_table_paths_and_cur
     assert (output / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curves = read_training_curves(output / "log.jsonl")
     assert curves.steps == [1, 2, 3, 4] and len(curves.learning_rate) == 4 and curves.epochs == [1, 2]
-    assert json.loads((output / "eval_results.json").read_text())["zero_shot_classes"]["num_classes"] == 12
+    assert json.loads((output / "eval_results.json").read_text())["class_overlap"]["num_eval_classes"] == 12
 
 
 def test_without_a_jsonl_log_the_picture_is_not_drawn_and_that_is_said(tmp_path, monkeypatch, capsys):

@@ -5,11 +5,9 @@ and the class and video counts, the paths a run wrote, and the training curves p
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from training.protocols import class_key
 
 
 TRAINING_CURVES_NAME = "training_curves.png"
@@ -27,12 +25,6 @@ def chance_top1(num_classes: int) -> float:
     return 100.0 / num_classes
 
 
-def classes_seen_in_training(class_names: Iterable[str], training_class_names: Iterable[str]) -> int:
-    """How many of `class_names` are training classes, whatever their spelling ("ApplyEyeMakeup" = "apply eye makeup")."""
-    trained = {class_key(name) for name in training_class_names}
-    return sum(class_key(name) in trained for name in class_names)
-
-
 @dataclass
 class ResultRow:
     """One line of the end-of-run table: a model's zero-shot figures (percent) on one evaluation."""
@@ -42,12 +34,14 @@ class ResultRow:
     top5: float | None
     num_classes: int
     num_videos: int
-    classes_seen: int
+    classes_seen: int | None  # None: not known (a checkpoint without a training run's record)
     top1_std: float | None = None
 
     @property
-    def classes_unseen(self) -> int:
-        return self.num_classes - self.classes_seen
+    def classes_seen_unseen(self) -> str:
+        if self.classes_seen is None:
+            return f"unknown of {self.num_classes}"
+        return f"{self.classes_seen}/{self.num_classes - self.classes_seen}"
 
 
 RESULT_COLUMNS = ("model", "top-1 %", "top-5 %", "chance %", "videos", "classes seen/unseen")
@@ -67,7 +61,7 @@ def results_table(rows: list[ResultRow], first_column: str = "model") -> str:
             "-" if row.top5 is None else f"{row.top5:.1f}",
             f"{chance_top1(row.num_classes):.1f}",
             str(row.num_videos),
-            f"{row.classes_seen}/{row.classes_unseen}",
+            row.classes_seen_unseen,
         ))
     widths = [max(len(line[column]) for line in cells) for column in range(len(RESULT_COLUMNS))]
     lines = ["  ".join(cell.ljust(width) if column == 0 else cell.rjust(width)
@@ -175,10 +169,11 @@ def training_report(results: Mapping, run_dirs: Mapping[str, Path], output_dir: 
     `output_dir` (from the runs' `log.jsonl`, when the jsonl tracker wrote one) and the paths the job wrote.
     """
     sections = []
+    overlap = results["class_overlap"]
     if results["zero_shot"]:
         rows = [
-            ResultRow(name, figures["top1"], figures.get("top5"), results["zero_shot_classes"]["num_classes"],
-                      results["zero_shot_videos"][name]["num_videos"], results["zero_shot_classes"]["seen_in_training"])
+            ResultRow(name, figures["top1"], figures.get("top5"), overlap["num_eval_classes"],
+                      results["zero_shot_videos"][name]["num_videos"], overlap["num_seen_in_training"])
             for name, figures in results["zero_shot"].items()
         ]
         sections.append("zero-shot results on the evaluation data:\n" + results_table(rows))
@@ -188,8 +183,7 @@ def training_report(results: Mapping, run_dirs: Mapping[str, Path], output_dir: 
         evaluated = {name: (results["training"][name]["epochs"], figures["top1"])
                      for name, figures in results["zero_shot"].items()}
         curves = {name: read_training_curves(log) for name, log in logs.items()}
-        num_classes = results.get("zero_shot_classes", {}).get("num_classes")
-        chance = chance_top1(num_classes) if num_classes else None
+        chance = chance_top1(overlap["num_eval_classes"]) if overlap["num_eval_classes"] else None
         picture = plot_training_curves(curves, evaluated, output_dir / TRAINING_CURVES_NAME, chance)
     paths = {}
     for name, run_dir in run_dirs.items():
