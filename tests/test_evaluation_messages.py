@@ -54,10 +54,10 @@ def test_some_missing_videos_are_one_warning_and_counted(stdd_folder, tmp_path, 
         main([*ucf101_arguments(stdd_folder, tmp_path, split_dir, tmp_path / "videos"), "--fail-on-unreadable-video"])
 
 
-def test_a_missing_split_folder_is_an_argument_error(stdd_folder, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(ucf101_arguments(stdd_folder, tmp_path, tmp_path / "no-such-lists", tmp_path))
-    assert f"--split-dir {tmp_path / 'no-such-lists'} is not a folder" in capsys.readouterr().err
+def test_a_missing_split_folder_is_one_error_line(stdd_folder, tmp_path, capsys):
+    assert command_line(ucf101_arguments(stdd_folder, tmp_path, tmp_path / "no-such-lists", tmp_path)) == 2
+    error = capsys.readouterr().err
+    assert error == f"evaluate_zero_shot.py: error: --split-dir {tmp_path / 'no-such-lists'} is not a folder\n"
 
 
 def test_the_command_line_reports_bad_input_without_a_traceback(tmp_path, capsys):

@@ -231,9 +231,6 @@ def check_args(args, parser: argparse.ArgumentParser):
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
-    for flag, folder in (("--video-root", args.video_root), ("--split-dir", args.split_dir)):
-        if folder is not None and not os.path.isdir(folder):
-            parser.error(f"{flag} {folder} is not a folder")
     if args.label_texts is None and args.protocol is not None:
         args.label_texts = args.protocol
     if args.patch_ratio is not None:
@@ -249,8 +246,16 @@ def write_json_atomically(path: str | os.PathLike, data) -> Path:
     return write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
+def check_input_folders(args):
+    """The folders the videos and split files are read from exist (checked before the model is loaded)."""
+    for flag, folder in (("--video-root", args.video_root), ("--split-dir", args.split_dir)):
+        if folder is not None and not os.path.isdir(folder):
+            raise FileNotFoundError(f"{flag} {folder} is not a folder")
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    check_input_folders(args)
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
     model = STDDModel.from_pretrained(args.model, evaluation_temporal_shuffle=args.evaluation_temporal_shuffle)
     model = model.to(accelerator.device).eval()
