@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                 max_shard_size=args.max_shard_size,
                 patch_ratio=args.patch_ratio,
             )
+            for folder in result.removed_partial_dirs:
+                print(f"Removed {folder}, left by an export that was interrupted")
             print(f"Exported {len(result.files)} files to {result.repo_dir}")
         else:
             print(
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                     dry_run=args.dry_run,
                 )
             )
-    except (FileExistsError, FileNotFoundError, PermissionError, ValueError) as error:
+    except (ConnectionError, FileExistsError, FileNotFoundError, PermissionError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

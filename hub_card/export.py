@@ -11,9 +11,8 @@ import copy
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,7 +24,12 @@ from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.checkpoint_files import check_model_folder
 from modeling_stdd.configuration_stdd import STDD_VISION_FIELDS
-from modeling_stdd.file_utils import apply_default_permissions, move_into_place
+from modeling_stdd.file_utils import (
+    apply_default_permissions,
+    make_staging_dir,
+    move_into_place,
+    remove_stale_staging_dirs,
+)
 from training.reporting import TRAINING_CURVES_NAME
 from modeling_stdd.pipeline_stdd import (
     EXPORTED_LABEL_TEXTS_DIR,
@@ -83,6 +87,8 @@ class ExportResult:
     repo_dir: Path
     files: list[str]
     label_texts: list[LabelTextSummary]
+    # Staging folders `.NAME.partial-PID-*` that killed exports left next to `repo_dir`, removed by this one.
+    removed_partial_dirs: list[Path] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -389,7 +395,8 @@ def export_repo(
     metadata = card_metadata(model_name, base_model=base_model, datasets=datasets, eval_results=evaluation)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    removed_partial_dirs = remove_stale_staging_dirs(output_dir)
+    staging_dir = make_staging_dir(output_dir)
     try:
         model.config.auto_map = copy.deepcopy(CONFIG_AUTO_MAP)
         model.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
@@ -417,7 +424,7 @@ def export_repo(
         move_into_place(staging_dir, output_dir)
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
-    return ExportResult(repo_dir=output_dir, files=files, label_texts=summaries)
+    return ExportResult(output_dir, files, summaries, removed_partial_dirs)
 
 
 __all__ = [

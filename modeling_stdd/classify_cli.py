@@ -2,7 +2,8 @@
 `stdd-classify`: zero-shot action labels for video files from the command line.
 
     stdd-classify video.mp4 other.mp4 --labels "dancing, playing guitar" [--model DIR] [--label-texts FILE]
-                  [--top-k K] [--num-clips N] [--segment-seconds S [--stride-seconds S]] [--batch-size B] [--json]
+                  [--top-k K] [--num-clips N] [--segment-seconds S [--stride-seconds S]] [--batch-size B]
+                  [--timeout S] [--json]
 
 Each video's ranking is printed as soon as it is ready, as rows of an aligned table (video, rank, label, score; with
 a window column for a timeline). A video that cannot be read is reported by name on stderr and the others go on;
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, EXPORTED_LABEL_TEXTS_DIR, TASK
+from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS
 
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
@@ -46,6 +48,10 @@ def build_parser(model: str = DEFAULT_MODEL) -> argparse.ArgumentParser:
     parser.add_argument("--segment-seconds", type=float, help="classify windows of this length (a timeline)")
     parser.add_argument("--stride-seconds", type=float, help="step between windows (default: --segment-seconds)")
     parser.add_argument("--batch-size", type=int, default=1, help="videos or windows per model call")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_DOWNLOAD_TIMEOUT_SECONDS,
+        help=f"seconds a URL's download may take in all (default: {DEFAULT_DOWNLOAD_TIMEOUT_SECONDS:g})",
+    )
     parser.add_argument("--device", help='torch device, e.g. "cuda:0" (default: CPU)')
     parser.add_argument("--json", action="store_true", help="print JSON (one object per video) instead of a table")
     return parser
@@ -205,6 +211,8 @@ def check_args(args, parser: argparse.ArgumentParser):
     for flag, value in (("--top-k", args.top_k), ("--num-clips", args.num_clips), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             parser.error(f"{flag} must be >= 1, got {value}")
+    if not args.timeout > 0:
+        parser.error(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.stride_seconds is not None and args.segment_seconds is None:
         parser.error("--stride-seconds needs --segment-seconds")
     if args.segment_seconds is not None:
@@ -226,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.exit(EXIT_USAGE, f"stdd-classify: error: {error}\n")
     call_kwargs = {**label_kwargs, "top_k": args.top_k, "num_clips": args.num_clips,
-                   "segment_seconds": args.segment_seconds, "stride_seconds": args.stride_seconds}
+                   "segment_seconds": args.segment_seconds, "stride_seconds": args.stride_seconds,
+                   "timeout": args.timeout}
     table = ResultTable(list(args.videos), label_set.labels, timeline=args.segment_seconds is not None)
     printed_json = []
 

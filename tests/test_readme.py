@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,28 @@ def test_readme_checkpoint_conversion_commands_run(tmp_path, make_video):
     assert "left out: raw_model.*" in result.stdout and "playing guitar" in result.stdout
     assert (tmp_path / "stdd-vit-b-16" / "model.safetensors").is_file()
     assert (tmp_path / "stdd-k400-hub" / "label_texts" / "hmdb51.json").is_file()
+
+
+def readme_commands(script: str) -> list[list[str]]:
+    """The README's shell commands that run `script`, continuation lines joined, split as the shell would."""
+    commands = []
+    for block in fenced_blocks("bash"):
+        for command in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(command, comments=True)
+            if script in words:
+                commands.append(words[words.index(script) + 1 :])
+    return commands
+
+
+def test_readme_evaluation_commands_are_valid_arguments():
+    """The evaluation commands need the real data sets to run; their arguments must at least be accepted as given."""
+    from training.evaluate_zero_shot import parse_args
+
+    commands = readme_commands("training/evaluate_zero_shot.py")
+    assert len(commands) >= 4
+    parsed = [parse_args(arguments) for arguments in commands]
+    kinetics600 = [args for args in parsed if args.protocol == "kinetics600_novel"]
+    assert kinetics600 and all(
+        (args.frame_sampling, args.sampling_rate, args.num_clips, args.view_aggregation) == ("dense", 16, 3, "logit-sum")
+        for args in kinetics600
+    )

@@ -12,14 +12,14 @@ from safetensors.torch import load_file
 from transformers import CLIPModel, get_cosine_schedule_with_warmup
 
 from hub_card import export_repo
-from modeling_stdd import STDDModel
+from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import LabelTexts
 from tests.conftest import tiny_clip_config
 from training import evaluate_zero_shot
 from training.objective import STDDTrainingModule
 from training.optim import learning_rate_factor, parameter_groups, scaled_learning_rate, warmup_cosine_schedule
 from training.protocols import class_overlap
-from training.recipe import TRAINING_RECIPES, check_model_overrides
+from training.recipe import TRAINING_RECIPES, check_model_overrides, stca_overrides
 from training.run_record import RUN_RECORD_NAME
 from training.train import main, parse_args
 from training.weight_patching import patch_weights, patched_model
@@ -186,7 +186,8 @@ def fine_tuned_dir(tiny_clip_dir, tmp_path):
             parameter.add_(torch.randn_like(parameter))
     folder = tmp_path / "fine_tuned"
     model.save_pretrained(folder)
-    (folder / RUN_RECORD_NAME).write_text(json.dumps({"base_model": str(tiny_clip_dir)}))
+    STDDProcessor.from_clip_defaults(image_size=32, num_frames=4).save_pretrained(folder)
+    (folder / RUN_RECORD_NAME).write_text(json.dumps({"base_model": str(tiny_clip_dir), "train_classes": ["Waving"]}))
     return folder
 
 
@@ -212,6 +213,34 @@ def test_patching_refuses_another_geometry_and_a_missing_start(tmp_path, fine_tu
         patched_model(STDDModel.from_pretrained(fine_tuned_dir), fine_tuned_dir, 0.5)
     with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
         patch_weights(STDDModel.from_pretrained(fine_tuned_dir), wider, 1.5)
+
+
+def test_evaluation_scores_the_patched_model_and_counts_seen_classes(
+    tiny_clip_dir, fine_tuned_dir, tmp_path, make_video, monkeypatch
+):
+    evaluated = []
+    predict = evaluate_zero_shot.predict
+
+    def recording_predict(model, *args, **kwargs):
+        evaluated.append({name: weight.clone() for name, weight in model.state_dict().items()})
+        return predict(model, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_zero_shot, "predict", recording_predict)
+    for name in ("waving", "clapping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        make_video(f"{name}.mp4", num_frames=8).rename(tmp_path / "data" / name / "0.mp4")
+    results = evaluate_zero_shot.main([
+        "--model", str(fine_tuned_dir), "--data", str(tmp_path / "data"), "--patch-ratio", "0.4",
+        "--num-workers", "0", "--label-texts", "none", "--output", str(tmp_path / "out.json"),
+    ])
+    assert results["weight_patching"] == {"ratio": 0.4, "base_model": str(tiny_clip_dir)}
+    start = CLIPModel.from_pretrained(tiny_clip_dir).state_dict()
+    fine = STDDModel.from_pretrained(fine_tuned_dir).state_dict()
+    name = "vision_model.encoder.layers.0.mlp.fc1.weight"
+    torch.testing.assert_close(evaluated[0][name], 0.4 * start[name] + 0.6 * fine[name])
+    overlap = results["class_overlap"]["test"]
+    assert (overlap["num_seen_in_training"], overlap["seen_in_training"]) == (1, ["waving"])
+    assert overlap["description"] == "1 of 2 evaluation classes seen in training"
 
 
 def test_export_writes_the_patched_weights(tiny_clip_dir, fine_tuned_dir, tmp_path):
@@ -302,3 +331,30 @@ def test_the_readme_commands_for_reproducing_the_paper_parse(tmp_path):
             hub_card_parser().parse_args(words[3:])
         scripts.append(next(word for word in words if word.endswith(".py") or word == "hub_card"))
     assert scripts.count("training/evaluate_zero_shot.py") == 3 and len(scripts) == 5
+
+
+def test_stca_settings_come_from_a_config_file_like_flags(tiny_clip_dir, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"base-model: {tiny_clip_dir}\ntrain-data: {tmp_path}\nmask-stride: [1, 2, 2]\n"
+                      "temporal-scales: [1]\nstca-layers: none\ntemporal-shuffle: false\n")
+    args = parse_args(["--config", str(config)])
+    assert (args.mask_stride, args.temporal_scales, args.temporal_shuffle) == ([1, 2, 2], [1], False)
+    assert stca_overrides(args)["stca_layers"] == []
+
+
+def test_the_card_calls_results_zero_shot_only_when_recorded_disjoint(tmp_path):
+    from hub_card.card import evaluation_scope
+
+    disjoint = class_overlap(["a"], ["b", "c"]).to_dict()
+    seen = class_overlap(["a", "b"], ["b", "c"]).to_dict()
+    cases = {
+        "zero_shot.json": ({"zero_shot": {"stdd": {"top1": 50.0}}, "class_overlap": disjoint},
+                           "Zero-shot results (classes not seen in training):"),
+        "per_split.json": ({"protocol": "ucf101", "mean": {}, "std": {}, "class_overlap": {"1": disjoint, "2": seen}},
+                           "Results, not zero-shot (1 of 2 evaluation classes seen in training):"),
+        "unknown.json": ({"protocol": "ucf101", "mean": {}, "std": {}},
+                         "Results (whether the evaluation classes were seen in training was not recorded):"),
+    }
+    for name, (data, heading) in cases.items():
+        (tmp_path / name).write_text(json.dumps(data))
+        assert evaluation_scope(tmp_path / name) == heading

@@ -8,11 +8,12 @@ mp4 files whose class names compose appearance and motion, trains a tiny STDD fr
 frame-mean baseline (plain CLIP, `stca_layers=[]`) with the same budget, evaluates both zero-shot on held-out
 classes and writes `eval_results.json` and the trained model folder to `--output-dir`.
 
-With your data (`--train-data`, `--eval-data`, `--base-model`), it is the paper's recipe: frozen text tower and
-prompt embeddings from the label texts, cross-entropy on the class scores plus distillation towards the frozen
-starting image tower, AdamW with warm-up and cosine decay, gradient clipping, mixed precision and gradient
-accumulation through accelerate, a checkpoint per epoch (resumable) and uniform weight averaging over chosen
-epochs. Every option can also come from a YAML file (`--config run.yaml`, keys named like the flags).
+With your data (`--train-data`, `--eval-data`, `--base-model`), it is the paper's recipe (`--recipe paper`, see
+training/recipe.py; every flag overrides it): frozen text tower and prompt embeddings from the label texts,
+cross-entropy on the class scores plus distillation towards the frozen starting image tower, AdamW with warm-up and
+cosine decay, gradient clipping, mixed precision and gradient accumulation through accelerate, a checkpoint per epoch
+(resumable) and uniform weight averaging over chosen epochs. Every option can also come from a YAML file
+(`--config run.yaml`, keys named like the flags).
 
 The output folder (`--output-dir`, default outputs/stdd) receives checkpoints/, model/, log.jsonl,
 eval_results.json and training_curves.png (the baseline's run in frame_mean_baseline/ inside it); the job ends with
@@ -79,6 +80,13 @@ from training.recipe import (
 )
 from training.reporting import reported_top_k, training_report
 from training.run_record import write_run_record
+from training.video_options import (
+    add_augmentation_arguments,
+    add_sampling_arguments,
+    apply_video_options,
+    check_video_arguments,
+    video_settings,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -127,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--synthetic-data-dir", help="cache folder of the embedded job's synthetic data (default: ~/.cache/stdd)")
     add("--num-frames", type=int, help="frames per clip")
     add("--image-size", type=int, help="frame side in pixels (default: the model's)")
+    add_sampling_arguments(parser)
+    add_augmentation_arguments(parser)
     add("--batch-size", type=int, help="clips per process and step (the global batch: x processes x accumulation)")
     add("--gradient-accumulation-steps", type=int, default=1)
     add("--epochs", type=int, help="training epochs")
@@ -198,7 +208,7 @@ def config_arguments(options: dict, parser: argparse.ArgumentParser, path: str) 
             if not isinstance(value, bool):
                 parser.error(f"--config {path}: {name} must be true or false, got {value!r}")
             arguments += [action.option_strings[0] for action in actions if action.const is value][:1]
-        elif actions[0].nargs in ("+", "*"):
+        elif actions[0].nargs in ("+", "*") or isinstance(actions[0].nargs, int):
             arguments += [actions[0].option_strings[0], *map(str, value if isinstance(value, list) else [value])]
         else:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -252,6 +262,7 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
         parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    check_video_arguments(args, parser)
     if args.embedded:
         data_flags = ("eval_data", "video_root", "index_to_class", "label_texts")
         given = [f"--{name.replace('_', '-')}" for name in data_flags if getattr(args, name) is not None]
@@ -477,10 +488,8 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
                 save_tiny_random_clip(cache / f"tiny-random-clip-{args.image_size}px-seed{args.seed}",
                                       args.image_size, args.seed)
             )
-        # No flips (they turn "moving left" into "moving right") and mild crops that keep the shape in view.
-        processor = STDDProcessor.from_clip_defaults(
-            args.image_size, args.num_frames, flip_probability=0.0, crop_scale=(0.8, 1.0)
-        )
+        processor = STDDProcessor.from_clip_defaults(args.image_size, args.num_frames)
+        apply_video_options(processor.video_processor, args)
         check_model_overrides(base_model, model_overrides)
         return Job(
             base_model=base_model,
@@ -507,10 +516,12 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
             )
     label_texts = load_label_texts(args.label_texts)
     label_names = None if label_texts is None else label_texts.labels
+    processor = STDDProcessor.for_checkpoint(args.base_model, image_size, args.num_frames)
+    apply_video_options(processor.video_processor, args)
     return Job(
         base_model=args.base_model,
         model_overrides=model_overrides,
-        processor=STDDProcessor.for_checkpoint(args.base_model, image_size, args.num_frames),
+        processor=processor,
         train_dataset=with_label_text_names(train_dataset, label_names),
         eval_dataset=None if eval_dataset is None else with_label_text_names(eval_dataset, label_names),
         label_texts=label_texts,
@@ -848,6 +859,7 @@ def run_settings(args, job: Job, accelerator: Accelerator) -> dict:
         **{key: getattr(args, key) for key in ("train_data", "eval_data", "max_steps", "gradient_accumulation_steps",
                                               "seed")},
         "num_processes": accelerator.num_processes,
+        "video": video_settings(job.processor.video_processor),
     }
 
 
