@@ -197,6 +197,10 @@ def is_hub_dataset_id(value) -> bool:
     return _is_repo_id_not_path(value)
 
 
+# A NaN or infinity written as text ("nan ± 0.0", "inf"): a figure of a broken model, never put on a card.
+NON_FINITE_TEXT = re.compile(r"(?<![a-z])(nan|inf|infinity)(?![a-z])", re.IGNORECASE)
+
+
 def _is_finite_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -219,6 +223,8 @@ def _eval_result(entry, where: str) -> EvalResult:
     value = entry["value"]
     if not isinstance(value, str) and not _is_finite_number(value):
         raise ValueError(f"{where}: value must be a finite number or a string, got {value!r}")
+    if isinstance(value, str) and NON_FINITE_TEXT.search(value):
+        raise ValueError(f"{where}: value must hold finite figures only, got {value!r}")
     for name in set(entry) - {"value"}:
         if not isinstance(entry[name], str):
             raise ValueError(f"{where}: {name} must be a string, got {entry[name]!r}")

@@ -250,6 +250,20 @@ def encode_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = T
     return torch.cat(embeds)
 
 
+def check_finite_scores(scores: torch.Tensor, where: str) -> torch.Tensor:
+    """
+    Refuse class scores `(videos, classes)` that hold NaN or inf: they come from broken weights (a diverged training
+    run, say), and ranking them would put an arbitrary class first as if it were a prediction.
+    """
+    broken = ~torch.isfinite(scores).all(dim=-1)
+    if broken.any():
+        raise ValueError(
+            f"{where}: the model's class scores are not finite (NaN or inf) for {int(broken.sum())} of {len(broken)} "
+            "videos; its weights are broken (from a diverged training run?), so its output is no ranking."
+        )
+    return scores
+
+
 def build_label_set(
     candidate_labels: str | Sequence[str] | None,
     hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
@@ -533,7 +547,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         )
         probabilities = outputs.logits_per_video.float().softmax(dim=-1).unflatten(0, (batch_size, num_views))
         return {
-            "scores": probabilities.mean(dim=1),
+            "scores": check_finite_scores(probabilities.mean(dim=1), "zero-shot-video-classification"),
             "start": model_inputs["start"],
             "end": model_inputs["end"],
             "is_last": model_inputs["is_last"],

@@ -500,3 +500,11 @@ def test_cli_reports_errors_with_exit_status_2(stdd_dir, video_path, capsys, tmp
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
+
+
+def test_a_model_with_broken_weights_gives_an_error_not_a_ranking(stdd_dir, video_path):
+    broken = pipeline(TASK, model=str(stdd_dir))
+    with torch.no_grad():
+        broken.model.visual_projection.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="class scores are not finite .* for 1 of 1 videos"):
+        broken(video_path, candidate_labels=LABELS)

@@ -201,8 +201,8 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_data, tiny_
 
     save_checkpoint = train.save_checkpoint
 
-    def crash_after_epoch_2(accelerator, run_dir, epoch, keep):
-        saved = save_checkpoint(accelerator, run_dir, epoch, keep)
+    def crash_after_epoch_2(accelerator, run_dir, epoch, *args):
+        saved = save_checkpoint(accelerator, run_dir, epoch, *args)
         if epoch == 2:
             raise KeyboardInterrupt("simulated interruption")
         return saved
@@ -224,8 +224,8 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_data, tiny_
     assert sorted(path.name for path in (tmp_path / "resumed" / "checkpoints").iterdir()) == [
         "epoch_0002", "epoch_0003"
     ]
-    # The last checkpoint's average holds epochs 2 and 3: a resumed run that would average epoch 1 cannot use it.
-    with pytest.raises(ValueError, match=r"already holds epochs \[2, 3\], which this run would not average"):
+    # A resume with other settings is refused, naming them.
+    with pytest.raises(ValueError, match=r"other settings \(average_epochs: '2-3' there, '1' now; seed: 11 there, 0 now\)"):
         main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "resumed", "--epochs", "3", "--average-epochs", "1",
                             "--resume-from-checkpoint", "latest"))
 
@@ -237,7 +237,8 @@ def test_unreadable_videos_are_skipped_and_counted(tiny_data, tiny_clip_dir, tmp
                                   "--distillation-weight", "0"))
     assert results["training"]["stdd"]["skipped_videos"] == 1
     # Evaluation leaves the bad file out rather than scoring its neighbour twice.
-    assert results["zero_shot_videos"]["stdd"] == {"num_videos": 3, "num_unreadable": 1}
+    assert results["zero_shot_videos"]["stdd"] == {"num_videos": 3, "num_unreadable": 1,
+                                                   "classes_without_readable_videos": []}
     with pytest.raises(ValueError, match="1.mp4"):
         main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "strict", "--epochs", "1",
                             "--fail-on-unreadable-video"))
@@ -321,5 +322,6 @@ def test_accelerate_launch_with_two_cpu_processes(tiny_data, tiny_clip_dir, tmp_
     results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     assert results["settings"]["num_processes"] == 2
     assert results["training"]["stdd"]["optimizer_steps"] == 2
-    assert results["zero_shot_videos"]["stdd"] == {"num_videos": 3, "num_unreadable": 1}
+    assert results["zero_shot_videos"]["stdd"] == {"num_videos": 3, "num_unreadable": 1,
+                                                   "classes_without_readable_videos": []}
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file()

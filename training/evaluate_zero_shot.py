@@ -27,8 +27,9 @@ from transformers.image_utils import SizeDict
 
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
-from modeling_stdd.file_utils import write_text_atomically
-from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set
+from modeling_stdd.file_utils import check_writable_folder, write_text_atomically
+from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set, check_finite_scores
+from training.class_coverage import classes_without_readable_videos
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
 from training.objective import ClassPrompts, encode_class_prompts
 from training.protocols import (
@@ -90,7 +91,8 @@ def predict(
     """
     Class probabilities of every readable video of `loader` (a softmax over the classes per view, averaged over the
     views) and their labels, gathered from all processes, and how many videos could not be read:
-    `(scores (N, K) float numpy, labels (N,) int numpy, num_unreadable int)`.
+    `(scores (N, K) float numpy, labels (N,) int numpy, num_unreadable int)`. Non-finite scores (a broken model) are
+    an error, not figures.
     """
     model.eval()
     prompts = prompts.to(accelerator.device)
@@ -108,6 +110,7 @@ def predict(
         all_readable.append(readable.cpu().bool())
     readable = torch.cat(all_readable)
     scores, labels = torch.cat(all_scores)[readable], torch.cat(all_labels)[readable]
+    check_finite_scores(scores, f"evaluation ({description})")
     return scores.numpy(), labels.numpy(), int((~readable).sum())
 
 
@@ -206,10 +209,21 @@ def check_args(args, parser: argparse.ArgumentParser):
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
     if args.label_texts is None and args.protocol is not None:
         args.label_texts = args.protocol
+    if os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a folder: give the path of the JSON file to write")
+    try:  # before any work, not after the whole evaluation
+        check_writable_folder(Path(args.output).parent)
+    except OSError as error:
+        parser.error(f"--output {args.output}: its folder cannot be written ({error.strerror or error})")
 
 
 def write_json_atomically(path: str | os.PathLike, data) -> Path:
-    return write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+    """Strict JSON (a NaN or inf is refused, naming the file, rather than written as the non-JSON `NaN`)."""
+    try:
+        text = json.dumps(data, indent=2, allow_nan=False)
+    except ValueError as error:
+        raise ValueError(f"{path}: refusing to write results holding a non-finite number ({error})") from None
+    return write_text_atomically(path, text + "\n")
 
 
 def load_processor(model_path: str, image_size: int, num_frames: int) -> STDDProcessor:
@@ -238,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
     num_frames = vision_config.num_frames if args.num_frames is None else args.num_frames
     processor = load_processor(args.model, vision_config.image_size, num_frames)
     label_texts = load_label_texts(args.label_texts)
-    per_split = {}
+    per_split, lost_classes = {}, {}
     for split in protocol_splits(args, label_texts):
         prompts = class_prompts(model, processor.tokenizer, split.class_names, label_texts, args.template)
         loader = evaluation_loader(
@@ -253,12 +267,17 @@ def main(argv: list[str] | None = None) -> dict:
         accelerator.print(f"{split.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in per_split[split.name].items()))
         if num_unreadable:
             accelerator.print(f"{split.name}: {num_unreadable} unreadable videos were left out of the scores.")
+        lost_classes[split.name] = classes_without_readable_videos(split.class_names, split.dataset["label"], labels)
+        if lost_classes[split.name]:
+            accelerator.print(f"{split.name}: warning: no video of {lost_classes[split.name]} could be read; its "
+                              "figures are over the other classes only.")
     results = {
         "model": args.model,
         "protocol": args.protocol or "custom",
         "views": {"num_clips": args.num_clips, "num_crops": args.num_crops},
         **summarize({name: {k: v for k, v in split.items() if k not in counts} for name, split in per_split.items()}),
         **{count: {name: split[count] for name, split in per_split.items()} for count in counts},
+        "classes_without_readable_videos": lost_classes,
     }
     if accelerator.is_main_process:
         write_json_atomically(args.output, results)
