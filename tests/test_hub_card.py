@@ -400,7 +400,8 @@ def test_eval_results_errors_name_the_file_entry_and_field(tmp_path):
         ([{"dataset": "ucf101", "metric": "accuracy", "value": float("nan")}],
          r"results\[0\]: value must be a finite number or a string, got nan"),
         # a diverged run's figures, as a bare NaN in train.py's JSON or as text
-        ({"zero_shot": {"stdd": {"top1": float("nan")}}}, r"zero_shot\.stdd\['top1'\] must be a finite number, got nan"),
+        ({"zero_shot": {"stdd": {"top1": float("nan")}}},
+         r"zero_shot\.stdd\['top1'\] must be a finite number, got nan"),
         ([{"dataset": "ucf101", "metric": "accuracy", "value": "nan ± 0.0"}],
          r"results\[0\]: value must hold finite figures only, got 'nan ± 0.0'"),
         ([{"dataset": "ucf101", "metric": "accuracy", "value": "-Infinity"}],

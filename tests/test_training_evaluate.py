@@ -318,8 +318,8 @@ def test_results_are_strict_json(tmp_path):
 
 def test_an_unwritable_output_is_refused_before_any_work(tmp_path, capsys):
     (tmp_path / "a_file").write_text("")
-    for output, message in ((tmp_path / "a_file" / "out.json", "its folder cannot be written (" + str(tmp_path / "a_file") + " is a file, not a folder)"),
-                            (tmp_path, "is a folder")):
+    not_a_folder = f"its folder cannot be written ({tmp_path / 'a_file'} is a file, not a folder)"
+    for output, message in ((tmp_path / "a_file" / "out.json", not_a_folder), (tmp_path, "is a folder")):
         with pytest.raises(SystemExit):  # the model and data are not even looked at
             main(["--model", "no/such/model", "--data", "no/such/data", "--output", str(output)])
         error = capsys.readouterr().err

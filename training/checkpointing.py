@@ -6,8 +6,8 @@ accelerate's `register_for_checkpointing` pickles the registered objects (`custo
 them with `weights_only=False` on resume, so a crafted file in the folder would run code. The run's own state is
 therefore kept out of it: `training_state.json` (progress counters, the weight average's epochs, the run's settings)
 and `weight_average.safetensors` (the running sum of the averaged weights), and accelerate's files are loaded with
-`weights_only=True`, which reads tensors and plain containers only. A `custom_checkpoint_*.pkl` in a folder is
-never read.
+`weights_only=True`, which reads tensors and plain containers only. A folder holding a `custom_checkpoint_*.pkl`
+(from an older version, or crafted) is refused without reading it.
 """
 
 import json

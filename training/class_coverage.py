@@ -13,7 +13,7 @@ from training.data import class_names_of
 
 
 def check_training_classes(dataset: Dataset, flag: str = "--train-data"):
-    """Refuse training data with videos of fewer than two classes: the cross-entropy is then 0 and nothing is learned."""
+    """Refuse training data with videos of fewer than two classes: the cross-entropy is 0 and nothing is learned."""
     names = class_names_of(dataset)
     present = sorted(set(dataset["label"]))
     if len(present) < 2:
@@ -34,8 +34,8 @@ def classes_without_readable_videos(
 
 class TrainingClassCoverage:
     """
-    Per-class counts of the videos training read and of its attempts at unreadable ones, summed over processes;
-    saved with every checkpoint.
+    Per-class counts of the videos training read and of its attempts at unreadable ones: counted per process during
+    an epoch, summed over processes at its end (`end_epoch`), and saved with every checkpoint.
     """
 
     def __init__(self, class_names: Sequence[str]):
@@ -43,22 +43,19 @@ class TrainingClassCoverage:
         self.read = [0] * len(self.class_names)
         self.unreadable = [0] * len(self.class_names)
         self.reported = []
+        self.epoch_counts = torch.zeros(2, len(self.class_names), dtype=torch.long)
 
-    def add(self, accelerator: Accelerator, labels: torch.Tensor, skipped_labels: torch.Tensor):
+    def add(self, labels: torch.Tensor, skipped_labels: torch.Tensor):
         num_classes = len(self.class_names)
-        counts = torch.stack([torch.bincount(labels.cpu(), minlength=num_classes),
-                              torch.bincount(skipped_labels.cpu(), minlength=num_classes)])
-        counts = accelerator.reduce(counts.to(accelerator.device), reduction="sum").cpu()
+        self.epoch_counts[0] += torch.bincount(labels.cpu(), minlength=num_classes)
+        self.epoch_counts[1] += torch.bincount(skipped_labels.cpu(), minlength=num_classes)
+
+    def end_epoch(self, accelerator: Accelerator, run_name: str):
+        """Add the epoch's counts of all processes to the totals and print each class that lost all its videos, once."""
+        counts = accelerator.reduce(self.epoch_counts.to(accelerator.device), reduction="sum").cpu()
+        self.epoch_counts.zero_()
         self.read = [total + count for total, count in zip(self.read, counts[0].tolist())]
         self.unreadable = [total + count for total, count in zip(self.unreadable, counts[1].tolist())]
-
-    def lost_classes(self) -> list[str]:
-        """Classes of which unreadable videos were met and no video was read."""
-        return [name for name, read, unreadable in zip(self.class_names, self.read, self.unreadable)
-                if unreadable and not read]
-
-    def report_new_losses(self, accelerator: Accelerator, run_name: str):
-        """Print each class that has lost all its videos, once."""
         for name in self.lost_classes():
             if name not in self.reported:
                 accelerator.print(
@@ -67,8 +64,14 @@ class TrainingClassCoverage:
                 )
                 self.reported.append(name)
 
+    def lost_classes(self) -> list[str]:
+        """Classes of which unreadable videos were met and no video was read."""
+        return [name for name, read, unreadable in zip(self.class_names, self.read, self.unreadable)
+                if unreadable and not read]
+
     def state_dict(self) -> dict:
         return {"read": self.read, "unreadable": self.unreadable, "reported": self.reported}
 
     def load_state_dict(self, state: dict):
-        self.read, self.unreadable, self.reported = list(state["read"]), list(state["unreadable"]), list(state["reported"])
+        self.read, self.unreadable = list(state["read"]), list(state["unreadable"])
+        self.reported = list(state["reported"])

@@ -74,7 +74,7 @@ from training.evaluate_zero_shot import (
     top_k_accuracy,
     write_json_atomically,
 )
-from training.divergence import NonFiniteStepGuard
+from training.divergence import NonFiniteStepGuard, TrainingDivergedError
 from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
 from training.protocols import with_label_text_names
 from training.run_folder import RunFolderError, check_same_settings, claim_output_dir, run_settings
@@ -625,7 +625,7 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
         loader.set_epoch(epoch)
         epoch_loss = train_epoch(args, accelerator, module, teacher, prompts, optimizer, scheduler, loader,
                                  progress, total_steps, interpolate, bar, guard, coverage)
-        coverage.report_new_losses(accelerator, name)
+        coverage.end_epoch(accelerator, name)
         progress.epoch, progress.last_epoch_loss = epoch, epoch_loss
         progress.training_seconds += time.perf_counter() - timer
         timer = time.perf_counter()
@@ -685,7 +685,7 @@ def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optim
             scheduler.step()
             optimizer.zero_grad()
         progress.skipped_videos += int(accelerator.reduce(batch["num_skipped"], reduction="sum"))
-        coverage.add(accelerator, batch["labels"], batch["skipped_labels"])
+        coverage.add(batch["labels"], batch["skipped_labels"])
         if finite_loss:
             batches += 1
             for key in totals:
@@ -698,7 +698,7 @@ def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optim
                 accelerator.log({"loss": outputs["loss"].item(), "cross_entropy": outputs["cross_entropy"].item(),
                                  "distillation": outputs["distillation"].item(), "lr": scheduler.get_last_lr()[0],
                                  "skipped_videos": progress.skipped_videos}, step=progress.global_step)
-    return {key: value / max(batches, 1) for key, value in totals.items()}
+    return {key: value / batches for key, value in totals.items()} if batches else {}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -839,5 +839,5 @@ def print_summary(results: dict):
 if __name__ == "__main__":
     try:
         main()
-    except RunFolderError as error:
+    except (RunFolderError, TrainingDivergedError) as error:
         sys.exit(f"train.py: error: {error}")
