@@ -43,7 +43,7 @@ class RunFolderError(ValueError):
     """The --output-dir cannot be used as asked; the message says why and what to pass instead."""
 
 
-def run_settings(args, num_processes: int) -> dict:
+def resume_settings(args, num_processes: int) -> dict:
     """The options a resume must repeat (all but `RESUMABLE_OPTIONS`) and the process count, as JSON values."""
     settings = {name: value for name, value in sorted(vars(args).items()) if name not in RESUMABLE_OPTIONS}
     settings["num_processes"] = num_processes
@@ -170,7 +170,7 @@ def claim_output_dir(args, accelerator: Accelerator):
         check_output_dir_writable(output_dir)
         lock = RunLock(output_dir).acquire()
         try:
-            prepare_output_dir(args, output_dir, run_settings(args, accelerator.num_processes))
+            prepare_output_dir(args, output_dir, resume_settings(args, accelerator.num_processes))
         except BaseException:
             lock.release()
             raise

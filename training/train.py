@@ -77,7 +77,7 @@ from training.evaluate_zero_shot import (
 from training.divergence import NonFiniteStepGuard, TrainingDivergedError
 from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
 from training.protocols import with_label_text_names
-from training.run_folder import RunFolderError, check_same_settings, claim_output_dir, run_settings
+from training.run_folder import RunFolderError, check_same_settings, claim_output_dir, resume_settings
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -604,7 +604,7 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     averager = WeightAverager(parse_average_epochs(args.average_epochs, num_epochs))
     coverage = TrainingClassCoverage(class_names_of(job.train_dataset))
     training_state = {"progress": progress, "weight_average": averager, "class_coverage": coverage}
-    settings = run_settings(args, accelerator.num_processes)
+    settings = resume_settings(args, accelerator.num_processes)
 
     resume_from = checkpoint_to_resume(args.resume_from_checkpoint, run_dir)
     if resume_from is not None:
