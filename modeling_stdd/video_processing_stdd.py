@@ -25,6 +25,7 @@ from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import VideoProcessorMixin
 
 from .configuration_stdd import STDDConfig
+from .video_io import decode_frames_with_pyav, display_rotation, quarter_turns
 
 
 VideoSource = Union[str, os.PathLike, bytes, BinaryIO, np.ndarray, torch.Tensor, list[Image.Image]]
@@ -182,15 +183,18 @@ def _as_input(encoded: str | bytes):
 
 def probe_frame_size(encoded: str | bytes, name: str) -> tuple[int, int]:
     """
-    (height, width) of the video stream decord decodes (FFmpeg's best one, not necessarily the first), read from the
-    container header with PyAV (no frame is decoded).
+    Displayed (height, width) of the video stream decord decodes (FFmpeg's best one, not necessarily the first), read
+    with PyAV from the container header and the first frame's display rotation: a phone's portrait video stored as
+    1920x1080 frames with a 90-degree display matrix is 1920 high and 1080 wide, as decord returns its frames.
     """
     try:
         with av.open(_as_input(encoded)) as container:
             if not container.streams.video:
                 raise ValueError(f"{name} has no video stream.")
-            codec = container.streams.best("video").codec_context
-            height, width = codec.height, codec.width
+            stream = container.streams.best("video")
+            height, width = stream.codec_context.height, stream.codec_context.width
+            if quarter_turns(display_rotation(container, stream)) % 2:
+                height, width = width, height
     except av.FFmpegError as error:
         raise ValueError(f"Could not read {name} as a video (not a video file, or truncated): {error}") from error
     if height <= 0 or width <= 0:
@@ -200,25 +204,60 @@ def probe_frame_size(encoded: str | bytes, name: str) -> tuple[int, int]:
 
 # What decord raises for a file it cannot decode; its own `DECORDError` derives from `Exception` only.
 DECODE_ERRORS = (decord.DECORDError, RuntimeError, AssertionError)
+# decord's failure to copy frames whose rows FFmpeg padded (some narrow widths: 16, 24, 48, 72 px): a valid video.
+DECORD_LAYOUT_ERROR = "DECORDArrayCopyFromTo"
+# decord gives frame timestamps as float32 seconds; they are rounded to microseconds, below any frame interval.
+FRAME_TIME_DECIMALS = 6
 
 
-def open_video_reader(encoded: str | bytes, name: str, decode_size: tuple[int, int] | None) -> decord.VideoReader:
+class VideoReader(decord.VideoReader):
+    """
+    A decord reader that keeps its source and decode size, so that `read_frames` can decode with PyAV the frames
+    decord lays out wrong.
+    """
+
+    def __init__(self, encoded: str | bytes, decode_size: tuple[int, int] | None):
+        height, width = decode_size or (-1, -1)
+        super().__init__(_as_input(encoded), ctx=decord.cpu(0), width=width, height=height)
+        self.encoded, self.decode_size = encoded, decode_size
+
+    def frame_times(self) -> np.ndarray:
+        """
+        When each frame is shown, in seconds from the first one (float64, increasing): the frames' own timestamps,
+        so variable-frame-rate videos are timed right; frame k at k / average fps where the timestamps are unusable.
+        """
+        times = self.get_frame_timestamp(list(range(len(self))))[:, 0].astype(np.float64)
+        times = np.round(times - times[0], FRAME_TIME_DECIMALS)
+        if len(times) > 1 and not (np.all(np.isfinite(times)) and np.all(np.diff(times) > 0)):
+            times = np.arange(len(self)) / self.get_avg_fps()
+        return times
+
+
+def open_video_reader(encoded: str | bytes, name: str, decode_size: tuple[int, int] | None) -> VideoReader:
     """A decord reader that decodes straight to `decode_size` (height, width), or at full size when it is None."""
-    height, width = decode_size or (-1, -1)
     try:
-        reader = decord.VideoReader(_as_input(encoded), ctx=decord.cpu(0), width=width, height=height)
+        return VideoReader(encoded, decode_size)
     except DECODE_ERRORS as error:
         raise ValueError(f"Could not decode {name} as a video (not a video file, or truncated): {error}") from error
-    return reader
 
 
-def read_frames(reader: decord.VideoReader, indices: np.ndarray, name: str) -> np.ndarray:
-    """Decode the frames at `indices` (any shape, repeats allowed) once each: indices.shape + (H, W, 3) uint8."""
+def read_frames(reader: VideoReader, indices: np.ndarray, name: str) -> np.ndarray:
+    """
+    Decode the frames at `indices` (any shape, repeats allowed) once each: indices.shape + (H, W, 3) uint8. Frames
+    decord cannot lay out (padded rows of narrow videos: an error, or 4 channels) are decoded with PyAV instead.
+    """
     unique_indices, positions = np.unique(indices, return_inverse=True)
     try:
         frames = reader.get_batch(unique_indices.tolist()).asnumpy()
     except DECODE_ERRORS as error:
-        raise ValueError(f"Could not decode frames of {name}; the file is truncated or corrupt: {error}") from error
+        if DECORD_LAYOUT_ERROR not in str(error):
+            raise ValueError(f"Could not decode frames of {name}; the file is truncated or corrupt: {error}") from error
+        frames = None
+    if frames is None or frames.shape[-1] != 3:
+        try:
+            frames = decode_frames_with_pyav(_as_input(reader.encoded), unique_indices.tolist(), reader.decode_size)
+        except (av.FFmpegError, ValueError) as error:
+            raise ValueError(f"Could not decode frames of {name}; the file is truncated or corrupt: {error}") from error
     return frames[positions.reshape(indices.shape)]
 
 
@@ -678,6 +717,7 @@ AutoVideoProcessor.register(STDDConfig, STDDVideoProcessor)
 
 __all__ = [
     "STDDVideoProcessor",
+    "VideoReader",
     "default_decode_short_side",
     "evaluation_frame_indices",
     "load_video_frames",

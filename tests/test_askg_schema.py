@@ -86,6 +86,9 @@ def test_label_mismatch_in_a_merged_file_is_kept_for_validation(tmp_path):
         ("a:\n  label: a\n  obj_en_li: [{x: 1}]\n", "field 'obj_en_li' item 0 must be a string"),
         ("a:\n  label: a\na:\n  label: a\n", "duplicate key 'a'"),
         ("a:\n  label: [a\n", "not valid YAML"),
+        ("[a, b]:\n  label: a\n", r"a key must be a name, got the list \['a', 'b'\]"),
+        ("a:\n  label: a\n  ? [obj_en_li]\n  : [x]\n", r"a key must be a name, got the list \['obj_en_li'\]"),
+        ("a:\n  {label: a}: x\n", r"a key must be a name, got the dict \{'label': 'a'\}"),
     ],
 )
 def test_structural_problems_name_the_file_class_and_field(tmp_path, text, message):
@@ -193,3 +196,19 @@ def test_all_reference_entries_load_and_only_structural_gaps_warn():
     assert {issue.key for issue in empty} == {"falling to the floor", "smile", "wave"}
     assert {issue.field for issue in empty} == {"sub_act_en_li", "act_rel_triples", "xprompt_aa"}
     assert {issue.severity for issue in empty} == {"warning"}
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path, capsys):
+    path = tmp_path / "latin1.yml"
+    path.write_bytes("caf\xe9:\n  label: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"{path} is not UTF-8 text: byte 0xe9 at offset 3; save it as UTF-8"):
+        read_askg_file(path)
+    assert main(["validate", str(path)]) == 1
+    assert "latin1.yml is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_cli_validate_reports_a_list_key_as_an_error_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "list_key.yml"
+    path.write_text("[a, b]:\n  label: a\n")
+    assert main(["validate", str(path)]) == 1
+    assert "a key must be a name, got the list" in capsys.readouterr().err

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -45,3 +47,39 @@ def test_readme_python_examples_run(tiny_clip_dir, tmp_path, make_video):
         env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def section(title: str) -> str:
+    start = README.index(f"## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else len(README)]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_readme_checkpoint_conversion_commands_run(tmp_path, make_video):
+    """The commands of "Use an existing checkpoint", on a tiny OpenAI archive and a tiny PySlowFast checkpoint."""
+    import torch
+    from checkpoint_testing import pyslowfast_checkpoint, save_torchscript_archive, tiny_openai_state_dict
+
+    (commands,) = re.findall(r"```bash\n(.*?)```", section("Use an existing checkpoint"), flags=re.DOTALL)
+    state_dict = tiny_openai_state_dict()
+    save_torchscript_archive(state_dict, tmp_path / "ViT-B-16.pt")
+    torch.save(pyslowfast_checkpoint(state_dict), tmp_path / "checkpoint_epoch_00022.pyth")
+    make_video("video.mp4", num_frames=24)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": str(REPO),
+            "HF_HUB_OFFLINE": "1",
+        },
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "left out: raw_model.*" in result.stdout and "playing guitar" in result.stdout
+    assert (tmp_path / "stdd-vit-b-16" / "model.safetensors").is_file()
+    assert (tmp_path / "stdd-k400-hub" / "label_texts" / "hmdb51.json").is_file()

@@ -83,7 +83,7 @@ def test_a_training_class_whose_videos_are_all_unreadable_is_named(tiny_data, ti
     assert results["zero_shot_videos"]["stdd"]["classes_without_readable_videos"] == ["sitting"]
     printed = capsys.readouterr().out
     assert "class 'waving' lost all its videos: none of them could be read" in printed
-    assert "no video of ['sitting'] could be read; the zero-shot figures are over the other classes only" in printed
+    assert "no video of ['sitting'] could be read; the figures are over the other classes only" in printed
     with pytest.raises(ValueError, match="mp4"):
         train.main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "strict", "--max-steps", "1",
                                   "--fail-on-unreadable-video"))

@@ -32,14 +32,19 @@ from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label
 from training.class_coverage import classes_without_readable_videos
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
 from training.objective import ClassPrompts, encode_class_prompts
+from training.optim import default_mixed_precision
 from training.protocols import (
     PROTOCOLS,
     EvaluationSplit,
+    class_overlap,
     hmdb51_splits,
     kinetics600_novel_splits,
     ucf101_splits,
     with_label_text_names,
 )
+from training.recipe import EVALUATION_RECIPES, add_recipe_argument, apply_recipe, recipe_settings
+from training.run_record import read_run_record
+from training.weight_patching import check_patch_ratio, patched_model
 
 
 TOP_K_METRIC = Path(__file__).resolve().parent / "metrics" / "top_k_accuracy"
@@ -171,6 +176,7 @@ def protocol_splits(args, label_texts: LabelTexts | None) -> list[EvaluationSpli
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="folder or Hub id of an STDD or CLIP checkpoint")
+    add_recipe_argument(parser, EVALUATION_RECIPES, "paper: the authors' test views; default: each flag's own")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="a section-5 protocol; without it, --data is evaluated")
     parser.add_argument("--data", help="a folder of class sub-folders, a list file or a Hub dataset id")
     parser.add_argument("--split", default="test", help="the split of a Hub dataset (default: test)")
@@ -190,9 +196,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--fail-on-unreadable-video", action="store_true", help="stop instead of skipping a bad file")
-    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    parser.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="no",
+                        help="auto: fp16 on a GPU, none on the CPU")
+    parser.add_argument("--test-temporal-shuffle", dest="evaluation_temporal_shuffle", action="store_true",
+                        help="permute each video's STCA masks in time at random, as the authors' test code does")
+    parser.add_argument("--patch-ratio", type=float,
+                        help="evaluate r * starting checkpoint + (1 - r) * the model (weight patching, r in [0, 1])")
+    parser.add_argument("--base-model",
+                        help="the starting checkpoint of --patch-ratio (default: the one the training run recorded)")
     parser.add_argument("--output", required=True, help="JSON file for the results (written atomically)")
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    recipe = parser.parse_known_args(argv)[0].recipe
+    if recipe is not None:
+        apply_recipe(parser, EVALUATION_RECIPES[recipe])
+    args = parser.parse_args(argv)
+    if args.mixed_precision == "auto":
+        args.mixed_precision = default_mixed_precision()
+    check_args(args, parser)
+    return args
 
 
 def check_args(args, parser: argparse.ArgumentParser):
@@ -215,6 +240,13 @@ def check_args(args, parser: argparse.ArgumentParser):
         check_writable_folder(Path(args.output).parent)
     except OSError as error:
         parser.error(f"--output {args.output}: its folder cannot be written ({error.strerror or error})")
+    if args.patch_ratio is not None:
+        try:
+            check_patch_ratio(args.patch_ratio)
+        except ValueError as error:
+            parser.error(f"--patch-ratio: {error}")
+    elif args.base_model is not None:
+        parser.error("--base-model is the starting checkpoint of weight patching: give --patch-ratio too")
 
 
 def write_json_atomically(path: str | os.PathLike, data) -> Path:
@@ -243,17 +275,27 @@ def load_processor(model_path: str, image_size: int, num_frames: int) -> STDDPro
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_args(args, parser)
+    args = parse_args(argv)
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
-    model = STDDModel.from_pretrained(args.model).to(accelerator.device).eval()
+    model = STDDModel.from_pretrained(args.model, evaluation_temporal_shuffle=args.evaluation_temporal_shuffle)
+    model = model.to(accelerator.device).eval()
+    patching = None
+    if args.patch_ratio is not None:
+        model, base_model = patched_model(model, args.model, args.patch_ratio, args.base_model)
+        patching = {"ratio": args.patch_ratio, "base_model": base_model}
+        accelerator.print(f"weight patching: {args.patch_ratio} x {base_model} + {1 - args.patch_ratio:g} x {args.model}")
+    record = read_run_record(args.model) if os.path.isdir(args.model) else None
+    train_classes = record.get("train_classes") if record else None
     vision_config = model.config.vision_config
     num_frames = vision_config.num_frames if args.num_frames is None else args.num_frames
     processor = load_processor(args.model, vision_config.image_size, num_frames)
     label_texts = load_label_texts(args.label_texts)
-    per_split, lost_classes = {}, {}
+    per_split, overlaps, lost_classes = {}, {}, {}
     for split in protocol_splits(args, label_texts):
+        if train_classes is not None:
+            overlaps[split.name] = class_overlap(train_classes, split.class_names)
+            if not overlaps[split.name].zero_shot:
+                accelerator.print(f"{split.name}: {overlaps[split.name].describe()}, not zero-shot")
         prompts = class_prompts(model, processor.tokenizer, split.class_names, label_texts, args.template)
         loader = evaluation_loader(
             split.dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
@@ -275,6 +317,11 @@ def main(argv: list[str] | None = None) -> dict:
         "model": args.model,
         "protocol": args.protocol or "custom",
         "views": {"num_clips": args.num_clips, "num_crops": args.num_crops},
+        "recipe": args.recipe,
+        "test_temporal_shuffle": args.evaluation_temporal_shuffle,
+        "recipe_settings": recipe_settings(args, EVALUATION_RECIPES[args.recipe]) if args.recipe else {},
+        "weight_patching": patching,
+        "class_overlap": {name: overlap.to_dict() for name, overlap in overlaps.items()} if overlaps else None,
         **summarize({name: {k: v for k, v in split.items() if k not in counts} for name, split in per_split.items()}),
         **{count: {name: split[count] for name, split in per_split.items()} for count in counts},
         "classes_without_readable_videos": lost_classes,

@@ -172,3 +172,32 @@ __all__ = [
     "match_class_names",
     "ucf101_splits",
 ]
+
+
+@dataclass
+class ClassOverlap:
+    """Which evaluation classes a model also saw in training, matched by `class_key` (spelling-independent)."""
+
+    num_eval_classes: int
+    seen: list[str]
+
+    @property
+    def zero_shot(self) -> bool:
+        """True when no evaluation class was a training class: only then is the result zero-shot."""
+        return not self.seen
+
+    def describe(self) -> str:
+        """"12 unseen classes" when disjoint, else "3 of 12 evaluation classes seen in training"."""
+        if self.zero_shot:
+            return f"{self.num_eval_classes} unseen classes"
+        return f"{len(self.seen)} of {self.num_eval_classes} evaluation classes seen in training"
+
+    def to_dict(self) -> dict:
+        return {"num_eval_classes": self.num_eval_classes, "num_seen_in_training": len(self.seen),
+                "seen_in_training": self.seen, "zero_shot": self.zero_shot, "description": self.describe()}
+
+
+def class_overlap(train_class_names: list[str], eval_class_names: list[str]) -> ClassOverlap:
+    """The evaluation classes whose `class_key` is that of a training class ("ApplyEyeMakeup" = "apply eye makeup")."""
+    train_keys = {class_key(name) for name in train_class_names}
+    return ClassOverlap(len(eval_class_names), [name for name in eval_class_names if class_key(name) in train_keys])

@@ -8,11 +8,12 @@ mp4 files whose class names compose appearance and motion, trains a tiny STDD fr
 frame-mean baseline (plain CLIP, `stca_layers=[]`) with the same budget, evaluates both zero-shot on held-out
 classes and writes `eval_results.json` and the trained model folder to `--output-dir`.
 
-With your data (`--train-data`, `--eval-data`, `--base-model`), it is the paper's recipe: frozen text tower and
-prompt embeddings from the label texts, cross-entropy on the class scores plus distillation towards the frozen
-starting image tower, AdamW with warm-up and cosine decay, gradient clipping, mixed precision and gradient
-accumulation through accelerate, a checkpoint per epoch (resumable) and uniform weight averaging over chosen
-epochs. Every option can also come from a YAML file (`--config run.yaml`, keys named like the flags).
+With your data (`--train-data`, `--eval-data`, `--base-model`), it is the paper's recipe (`--recipe paper`, see
+training/recipe.py; every flag overrides it): frozen text tower and prompt embeddings from the label texts,
+cross-entropy on the class scores plus distillation towards the frozen starting image tower, AdamW with warm-up and
+cosine decay, gradient clipping, mixed precision and gradient accumulation through accelerate, a checkpoint per epoch
+(resumable) and uniform weight averaging over chosen epochs. Every option can also come from a YAML file
+(`--config run.yaml`, keys named like the flags).
 
 A rerun into the same --output-dir is refused while it holds an earlier run: pass --resume-from-checkpoint latest to
 continue that run (its settings must match; the differing ones are named), or --overwrite-output-dir to delete it
@@ -39,13 +40,12 @@ from accelerate.tracking import GeneralTracker
 from accelerate.utils import set_seed
 from datasets import Dataset
 from tqdm.auto import tqdm
-from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
+from transformers import CLIPConfig, CLIPModel
 
-from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
+from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.file_utils import move_into_place
 from modeling_stdd.pipeline_stdd import (
-    DEFAULT_HYPOTHESIS_TEMPLATE,
     build_label_set,
     check_hypothesis_template,
     save_prompt_embeddings,
@@ -57,7 +57,6 @@ from training.class_coverage import (
     classes_without_readable_videos,
 )
 from training.data import (
-    SYNTHETIC_PROMPT,
     VideoClipDataset,
     build_synthetic_motion_dataset,
     class_names_of,
@@ -76,8 +75,20 @@ from training.evaluate_zero_shot import (
 )
 from training.divergence import NonFiniteStepGuard, TrainingDivergedError
 from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
-from training.protocols import with_label_text_names
+from training.optim import default_mixed_precision, parameter_groups, scaled_learning_rate, warmup_cosine_schedule
+from training.protocols import class_overlap, with_label_text_names
+from training.recipe import (
+    TRAINING_RECIPES,
+    add_recipe_argument,
+    add_stca_arguments,
+    apply_recipe,
+    check_model_overrides,
+    parse_stca_layers,
+    recipe_settings,
+    stca_overrides,
+)
 from training.run_folder import RunFolderError, check_same_settings, claim_output_dir, resume_settings
+from training.run_record import write_run_record
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -90,36 +101,7 @@ TINY_CLIP_VISION = dict(hidden_size=64, intermediate_size=128, num_hidden_layers
 TINY_CLIP_PROJECTION_DIM = 64
 # CLIP's trained temperature (logit scale 100); the random text tower's prompt embeddings sit close together.
 TINY_CLIP_LOGIT_SCALE = math.log(100.0)
-# STCA settings of the embedded job. channel_fold 16 moves c = 4 channels to each temporal side. Window masking is
-# off: on a 4x4 patch grid the kept patches of consecutive frames sit a whole patch (8 px) apart, more than the
-# object moves per frame, and the tiny model then does not learn the direction of motion within the budget.
-EMBEDDED_STCA = dict(channel_fold=16, mask_rate=0.0)
-
-EMBEDDED_DEFAULTS = dict(
-    num_frames=8,
-    image_size=32,
-    batch_size=16,
-    epochs=12,
-    learning_rate=3e-3,
-    warmup_epochs=1,
-    distillation_weight=0.0,
-    average_epochs="last:3",
-    num_workers=1,
-    template=SYNTHETIC_PROMPT,
-)
-# The authors' schedule (section 4): 22 epochs, 2 of warm-up, lr 3.33e-6 at batch 32, distillation weight 2.
-PAPER_DEFAULTS = dict(
-    num_frames=8,
-    image_size=None,
-    batch_size=32,
-    epochs=22,
-    learning_rate=3.33e-6,
-    warmup_epochs=2,
-    distillation_weight=2.0,
-    average_epochs="last:4",
-    num_workers=4,
-    template=DEFAULT_HYPOTHESIS_TEMPLATE,
-)
+# The settings of both jobs are the recipes of training/recipe.py: `embedded` without --train-data, `paper` with it.
 BASELINE_NAME = "frame_mean_baseline"
 
 
@@ -132,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--config", help="YAML file of options (keys named like the flags); flags given here override it")
+    add_recipe_argument(parser, TRAINING_RECIPES, "default: embedded without --train-data, paper with it")
     add("--base-model", help="Hub id or folder of a CLIP or STDD checkpoint (embedded job: a tiny random CLIP)")
     add("--train-data", help="folder of class sub-folders, list file (relative/path,label_index) or Hub dataset id")
     add("--eval-data", help="zero-shot evaluation data, same forms; its classes may be unseen in training")
@@ -155,23 +138,31 @@ def build_parser() -> argparse.ArgumentParser:
     add("--synthetic-data-dir", help="cache folder of the embedded job's synthetic data (default: ~/.cache/stdd)")
     add("--num-frames", type=int, help="frames per clip")
     add("--image-size", type=int, help="frame side in pixels (default: the model's)")
-    add("--batch-size", type=int, help="clips per process and step")
+    add("--batch-size", type=int, help="clips per process and step (the global batch: x processes x accumulation)")
     add("--gradient-accumulation-steps", type=int, default=1)
     add("--epochs", type=int, help="training epochs")
     add("--max-steps", type=int, help="optimizer steps in all; overrides --epochs")
-    add("--learning-rate", type=float, help="peak AdamW learning rate")
-    add("--weight-decay", type=float, default=0.01)
-    add("--warmup-epochs", type=float, help="linear warm-up length in epochs, then cosine decay to 0")
-    add("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: off)")
+    add("--learning-rate", type=float,
+        help="peak AdamW learning rate for --learning-rate-batch-size clips, scaled linearly with the global batch")
+    add("--learning-rate-batch-size", type=int, help="the global batch --learning-rate is given for")
+    add("--min-lr-ratio", type=float, help="warm-up starts and cosine ends at learning rate x this ratio")
+    add("--weight-decay", type=float, help="AdamW weight decay (biases and 1-D parameters: none)")
+    add("--warmup-epochs", type=float, help="linear warm-up length in epochs, then cosine decay")
+    add("--train-logit-scale", dest="train_logit_scale", action="store_true", default=None,
+        help="train the temperature (logit_scale); the text tower stays frozen")
+    add("--freeze-logit-scale", dest="train_logit_scale", action="store_false")
+    add("--max-grad-norm", type=float, help="gradient clipping (0: off)")
     add("--distillation-weight", type=float, help="weight of the distillation term (section 4; paper: 2.0)")
-    add("--mixed-precision", choices=("no", "fp16", "bf16"), help="default: accelerate's configuration, else no")
+    add("--mixed-precision", choices=("auto", "no", "fp16", "bf16"),
+        help="auto: fp16 on a GPU, none on the CPU (paper recipe: auto; embedded: accelerate's configuration, else no)")
     add("--gradient-checkpointing", action="store_true", help="recompute activations in backward to save memory")
     add("--seed", type=int, default=0)
     add("--resume-from-checkpoint",
         help="a checkpoint folder, or 'latest' (the newest one in --output-dir); the run's settings must match")
     add("--skip-nonfinite-steps", type=int, default=0,
         help="optimizer steps with a non-finite loss or gradient that are skipped before the run stops (default 0)")
-    add("--average-epochs", help="epochs whose weights are averaged: 'last:N', '18-22', '20,21,22' or 'none'")
+    add("--average-epochs",
+        help="epochs whose weights are averaged: 'from:N' (N to the last), 'last:N', '18-22', '20,21,22' or 'none'")
     add("--save-total-limit", type=int, default=2, help="epoch checkpoints kept (the newest)")
     add("--num-workers", type=int, help="DataLoader worker processes")
     add("--eval-batch-size", type=int, help="clips per evaluation batch (default: --batch-size)")
@@ -181,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-frame-mean-baseline", dest="frame_mean_baseline", action="store_false")
     add("--report-to", default="jsonl",
         help="accelerate trackers, comma-separated (jsonl, tensorboard, wandb, all, none)")
+    add_stca_arguments(parser)
     return parser
 
 
@@ -220,7 +212,7 @@ def config_arguments(options: dict, parser: argparse.ArgumentParser, path: str) 
             if not isinstance(value, bool):
                 parser.error(f"--config {path}: {name} must be true or false, got {value!r}")
             arguments += [action.option_strings[0] for action in actions if action.const is value][:1]
-        elif actions[0].nargs in ("+", "*"):
+        elif actions[0].nargs in ("+", "*") or isinstance(actions[0].nargs, int):
             arguments += [actions[0].option_strings[0], *map(str, value if isinstance(value, list) else [value])]
         else:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -230,17 +222,20 @@ def config_arguments(options: dict, parser: argparse.ArgumentParser, path: str) 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
-    config_path = parser.parse_known_args(argv)[0].config
-    if config_path:
-        parser.set_defaults(**read_config_file(config_path, parser))
+    known = parser.parse_known_args(argv)[0]
+    config = read_config_file(known.config, parser) if known.config else {}
+    embedded = (known.train_data or config.get("train_data")) is None
+    args_recipe = known.recipe or config.get("recipe") or ("embedded" if embedded else "paper")
+    if (args_recipe == "embedded") != embedded:
+        parser.error(f"--recipe {args_recipe} is for " + ("the embedded job: leave out --train-data" if not embedded
+                                                          else "your data: give --train-data and --base-model"))
+    apply_recipe(parser, TRAINING_RECIPES[args_recipe])
+    # The config file over the recipe (a null value leaves the recipe's), the flags over both.
+    parser.set_defaults(**{name: value for name, value in config.items() if value is not None})
     args = parser.parse_args(argv)
-    args.embedded = args.train_data is None
-    defaults = EMBEDDED_DEFAULTS if args.embedded else PAPER_DEFAULTS
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.frame_mean_baseline is None:
-        args.frame_mean_baseline = args.embedded
+    args.recipe, args.embedded = args_recipe, embedded
+    if args.mixed_precision == "auto":
+        args.mixed_precision = default_mixed_precision()
     if args.eval_batch_size is None:
         args.eval_batch_size = args.batch_size
     check_args(args, parser)
@@ -258,6 +253,15 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
     for name in ("warmup_epochs", "distillation_weight", "weight_decay", "max_grad_norm"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not 0 <= args.min_lr_ratio < 1:
+        parser.error(f"--min-lr-ratio must be in [0, 1), got {args.min_lr_ratio}")
+    if not isinstance(args.learning_rate_batch_size, int) or args.learning_rate_batch_size < 1:
+        parser.error(f"--learning-rate-batch-size must be an integer >= 1, got {args.learning_rate_batch_size!r}")
+    if args.stca_layers is not None:
+        try:
+            parse_stca_layers(args.stca_layers)
+        except ValueError as error:
+            parser.error(f"--stca-layers: {error}")
     if not args.learning_rate > 0:
         parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
     if args.num_workers < 0:
@@ -318,20 +322,22 @@ def check_list_file_flags(args, name: str, parser: argparse.ArgumentParser):
 
 def parse_average_epochs(value, num_epochs: int | None) -> list[int]:
     """
-    The epochs (1-based) to average: 'none' -> [], 'last:N' -> the last N, or a list of epochs and ranges
-    ('18-22', '20,21,22', a YAML list). With `num_epochs` None only the syntax is checked.
+    The epochs (1-based) to average: 'none' -> [], 'last:N' -> the last N, 'from:N' -> N to the last, or a list of
+    epochs and ranges ('18-22', '20,21,22', a YAML list). With `num_epochs` None only the syntax is checked.
     """
     if isinstance(value, (list, tuple)):
         value = ",".join(str(item) for item in value)
     text = str(value).strip().lower()
     if text == "none":
         return []
-    if text.startswith("last:"):
-        count = text[len("last:"):]
+    if text.startswith(("last:", "from:")):
+        form, count = text.split(":", 1)
         if not count.isdigit() or int(count) < 1:
-            raise ValueError(f"'last:N' needs an integer N >= 1, got {value!r}")
+            raise ValueError(f"'{form}:N' needs an integer N >= 1, got {value!r}")
         if num_epochs is None:
             return []
+        if form == "from":
+            return list(range(int(count), num_epochs + 1))
         return list(range(max(1, num_epochs - int(count) + 1), num_epochs + 1))
     epochs = set()
     for part in text.split(","):
@@ -483,6 +489,7 @@ def default_cache_dir() -> Path:
 
 def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
     """Data sets, processor and starting checkpoint; the embedded job builds its synthetic data and tiny CLIP."""
+    model_overrides = {**stca_overrides(args), "num_frames": args.num_frames}
     if args.embedded:
         cache = Path(args.synthetic_data_dir) if args.synthetic_data_dir else default_cache_dir()
         with accelerator.main_process_first():  # the main process builds the cache, the others then read it
@@ -495,16 +502,17 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
         processor = STDDProcessor.from_clip_defaults(
             args.image_size, args.num_frames, flip_probability=0.0, crop_scale=(0.8, 1.0)
         )
+        check_model_overrides(base_model, model_overrides)
         return Job(
             base_model=base_model,
-            model_overrides={**EMBEDDED_STCA, "num_frames": args.num_frames},
+            model_overrides=model_overrides,
             processor=processor,
             train_dataset=load_video_dataset(str(data_dir / "train")),
             eval_dataset=load_video_dataset(str(data_dir / "eval")),
             label_texts=LabelTexts.from_file(data_dir / "label_texts.json"),
             template=args.template,
         )
-    config = STDDConfig.from_pretrained(args.base_model)
+    config = check_model_overrides(args.base_model, model_overrides)
     image_size = args.image_size or config.vision_config.image_size
     with accelerator.main_process_first():
         train_dataset = load_video_dataset(
@@ -522,7 +530,7 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
     label_names = None if label_texts is None else label_texts.labels
     return Job(
         base_model=args.base_model,
-        model_overrides={"num_frames": args.num_frames},
+        model_overrides=model_overrides,
         processor=load_processor(args.base_model, image_size, args.num_frames),
         train_dataset=with_label_text_names(train_dataset, label_names),
         eval_dataset=None if eval_dataset is None else with_label_text_names(eval_dataset, label_names),
@@ -533,7 +541,7 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
 
 def load_model(job: Job, overrides: dict, image_size: int) -> tuple[STDDModel, bool]:
     """The starting STDD model, and whether frames of `image_size` need interpolated position embeddings."""
-    model = STDDModel.from_pretrained(job.base_model, **job.model_overrides, **overrides)
+    model = STDDModel.from_pretrained(job.base_model, **{**job.model_overrides, **overrides})
     return model, image_size != model.config.vision_config.image_size
 
 
@@ -583,12 +591,11 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     teacher = FrozenImageTower(model).to(accelerator.device) if args.distillation_weight else None
     prompts = class_prompts(model, job.processor.tokenizer, class_names_of(job.train_dataset), job.label_texts,
                             job.template).to(accelerator.device)
-    module = STDDTrainingModule(model, args.distillation_weight)
+    module = STDDTrainingModule(model, args.distillation_weight, args.train_logit_scale)
     module.train()
-    optimizer = torch.optim.AdamW(
-        [parameter for parameter in module.parameters() if parameter.requires_grad],
-        lr=args.learning_rate, weight_decay=args.weight_decay,
-    )
+    global_batch_size = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    learning_rate = scaled_learning_rate(args.learning_rate, global_batch_size, args.learning_rate_batch_size)
+    optimizer = torch.optim.AdamW(parameter_groups(module, args.weight_decay), lr=learning_rate)
     loader = training_loader(job, args, accelerator)
     module, optimizer, loader = accelerator.prepare(module, optimizer, loader)
 
@@ -597,8 +604,9 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     num_epochs = math.ceil(total_steps / steps_per_epoch)
     warmup_steps = min(round(args.warmup_epochs * steps_per_epoch), total_steps)
     # The prepared scheduler advances once per process at every optimizer step.
-    scheduler = accelerator.prepare(get_cosine_schedule_with_warmup(
-        optimizer, warmup_steps * accelerator.num_processes, total_steps * accelerator.num_processes
+    scheduler = accelerator.prepare(warmup_cosine_schedule(
+        optimizer, warmup_steps * accelerator.num_processes, total_steps * accelerator.num_processes,
+        args.min_lr_ratio,
     ))
     progress = TrainingProgress()
     averager = WeightAverager(parse_average_epochs(args.average_epochs, num_epochs))
@@ -615,7 +623,8 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     accelerator.print(
         f"[{name}] {len(job.train_dataset)} training videos, {prompts.num_classes} classes, {num_epochs} epochs x "
         f"{steps_per_epoch} steps, {accelerator.num_processes} process(es), "
-        f"averaging epochs {averager.epochs or 'none'}"
+        f"averaging epochs {averager.epochs or 'none'}; learning rate {args.learning_rate:g} for "
+        f"{args.learning_rate_batch_size} clips -> {learning_rate:g} for the global batch of {global_batch_size}"
     )
     guard = NonFiniteStepGuard(accelerator, args.skip_nonfinite_steps, name)
     timer = time.perf_counter()
@@ -650,6 +659,8 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
         "nonfinite_steps_skipped": progress.nonfinite_steps_skipped,
         "classes_without_readable_videos": coverage.lost_classes(),
         "averaged_epochs": averager.epochs if averaged else [],
+        "global_batch_size": global_batch_size,
+        "learning_rate": learning_rate,
         **{f"last_epoch_{k}": v for k, v in progress.last_epoch_loss.items()},
     }
     return TrainedRun(model.eval(), interpolate, summary)
@@ -724,10 +735,11 @@ def evaluate_run(args, job: Job, run: TrainedRun) -> tuple[dict[str, float], dic
     return top_k_accuracy(scores, labels, k=(1, 5)), videos
 
 
-def save_model_folder(run: TrainedRun, job: Job, folder: Path):
+def save_model_folder(run: TrainedRun, job: Job, folder: Path, record: dict):
     """
     `save_pretrained` of the model and processor, plus `label_texts/{train,eval}.json`: the prompts of the training
-    and evaluation classes with their prompt embeddings next to them (the layout the pipeline and Hub export read).
+    and evaluation classes with their prompt embeddings next to them (the layout the pipeline and Hub export read),
+    and the run's `record` (`training_settings.json`).
     """
     if run.interpolate_pos_encoding:
         adopt_image_size(run.model, job.processor.video_processor.crop_size.height)
@@ -745,6 +757,7 @@ def save_model_folder(run: TrainedRun, job: Job, folder: Path):
         prompts = encode_class_prompts(run.model, job.processor.tokenizer, list(label_set.prompts),
                                        label_set.prompt_class_ids, len(class_names))
         save_prompt_embeddings(texts_file, list(label_set.prompts), prompts.text_embeds)
+    write_run_record(partial, record)
     move_into_place(partial, folder)
 
 
@@ -791,10 +804,15 @@ def run_job(args, accelerator: Accelerator, output_dir: Path) -> dict:
     """Train the job's runs, evaluate them zero-shot and save their models and `eval_results.json`."""
     job = prepare_job(args, accelerator)
     check_training_classes(job.train_dataset)
+    overlap = class_overlap(class_names_of(job.train_dataset), eval_class_names(job))
+    if job.eval_dataset is not None and not overlap.zero_shot:
+        accelerator.print(f"warning: {overlap.describe()} ({', '.join(overlap.seen[:10])}"
+                          f"{', ...' if len(overlap.seen) > 10 else ''}): the evaluation is not zero-shot")
+    settings = run_settings(args, job, accelerator)
     runs = [("stdd", {}, output_dir)]
     if args.frame_mean_baseline:
         runs.append((BASELINE_NAME, {"stca_layers": []}, output_dir / BASELINE_NAME))
-    results = {"zero_shot": {}, "zero_shot_videos": {}, "training": {}}
+    results = {"zero_shot": {}, "zero_shot_videos": {}, "training": {}, "class_overlap": overlap.to_dict()}
     for name, overrides, run_dir in runs:
         run = train_run(args, job, name, overrides, run_dir)
         results["training"][name] = run.summary
@@ -802,29 +820,38 @@ def run_job(args, accelerator: Accelerator, output_dir: Path) -> dict:
             results["zero_shot"][name], videos = evaluate_run(args, job, run)
             results["zero_shot_videos"][name] = videos
             unreadable = f" ({videos['num_unreadable']} unreadable left out)" if videos["num_unreadable"] else ""
-            accelerator.print(f"[{name}] zero-shot on {videos['num_videos']} videos{unreadable} of "
-                              f"{len(eval_class_names(job))} unseen classes: " +
+            kind = "zero-shot" if overlap.zero_shot else "evaluation (not zero-shot)"
+            accelerator.print(f"[{name}] {kind} on {videos['num_videos']} videos{unreadable} of "
+                              f"{overlap.describe()}: " +
                               ", ".join(f"{k} {v:.1f}" for k, v in results["zero_shot"][name].items()))
             if videos["classes_without_readable_videos"]:
                 accelerator.print(f"[{name}] warning: no video of {videos['classes_without_readable_videos']} could "
-                                  "be read; the zero-shot figures are over the other classes only")
+                                  "be read; the figures are over the other classes only")
         if accelerator.is_main_process:
-            save_model_folder(run, job, run_dir / "model")
+            record = {**settings, "model_overrides": {**job.model_overrides, **overrides},
+                      "train_classes": class_names_of(job.train_dataset), "class_overlap": overlap.to_dict()}
+            save_model_folder(run, job, run_dir / "model", record)
         accelerator.wait_for_everyone()
-    results["settings"] = {
-        "job": "embedded synthetic motion" if args.embedded else "custom",
-        "base_model": job.base_model,
-        "model_overrides": job.model_overrides,
-        **{key: getattr(args, key) for key in ("train_data", "eval_data", "num_frames", "batch_size", "epochs",
-                                              "max_steps", "learning_rate", "warmup_epochs", "distillation_weight",
-                                              "average_epochs", "seed")},
-        "num_processes": accelerator.num_processes,
-    }
+    results["settings"] = settings
     if accelerator.is_main_process:
         write_json_atomically(output_dir / "eval_results.json", results)
         print_summary(results)
     accelerator.end_training()
     return results
+
+
+def run_settings(args, job: Job, accelerator: Accelerator) -> dict:
+    """What the run used: its recipe's settings as expanded and overridden, the data and the starting checkpoint."""
+    return {
+        "job": "embedded synthetic motion" if args.embedded else "custom",
+        "base_model": job.base_model,
+        "model_overrides": job.model_overrides,
+        "recipe": args.recipe,
+        "recipe_settings": recipe_settings(args, TRAINING_RECIPES[args.recipe]),
+        **{key: getattr(args, key) for key in ("train_data", "eval_data", "max_steps", "gradient_accumulation_steps",
+                                              "seed")},
+        "num_processes": accelerator.num_processes,
+    }
 
 
 def print_summary(results: dict):

@@ -18,6 +18,7 @@ from pathlib import Path
 from .generator import ASKGGenerator, BackendError, OpenAIChatBackend, TransformersChatBackend, read_labels
 from .prompts import DEFAULT_TEMPLATES, LabelTexts
 from .schema import read_label_db, validate_entries, write_askg_file
+from ..file_utils import read_text_file
 from .verbalizer import verbalize_entries
 
 
@@ -64,7 +65,7 @@ def _generate(args) -> int:
 def _prompts(args) -> int:
     templates = DEFAULT_TEMPLATES
     if args.templates:
-        lines = Path(args.templates).read_text(encoding="utf-8").splitlines()
+        lines = read_text_file(args.templates).splitlines()
         templates = [line.strip() for line in lines if line.strip()]
     label_texts = LabelTexts.from_label_db(
         read_label_db(*args.files), templates=templates, source=", ".join(str(path) for path in args.files)

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from .schema import CLAUSE_FIELDS, ASKGEntry, entries_from_yaml_text, read_label_db, validate_entries
-from ..file_utils import write_text_atomically
+from ..file_utils import read_json_file, write_text_atomically
 from .schema import entries_with_errors
 
 
@@ -157,10 +157,7 @@ class LabelTexts:
             return cls.from_label_db(read_label_db(path), templates=templates, source=str(path))
         if path.suffix.lower() != ".json":
             raise ValueError(f"{path}: expected a .json label-texts file or a .yml/.yaml ASKG file")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON: {error}") from error
+        data = read_json_file(path)
         if not isinstance(data, Mapping):
             raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
         try:
