@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from askg_testing import make_entry
+
 from modeling_stdd import STDDModel, STDDProcessor
-from training.evaluate_zero_shot import TOP_K_METRIC, main, summarize, top_k_accuracy
+from modeling_stdd.askg import LabelTexts, write_askg_file
+from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
+from training.evaluate_zero_shot import TOP_K_METRIC, load_label_texts, main, summarize, top_k_accuracy
 from training.protocols import (
     KINETICS600_CLASSES_PER_SPLIT,
     class_key,
@@ -237,6 +241,8 @@ def test_evaluation_script_runs_the_ucf101_protocol(stdd_folder, tmp_path, make_
         (["--protocol", "kinetics600_novel", "--video-root", "x"], "needs --video-root, --list-file"),
         (["--data", "x", "--num-clips", "0"], "--num-clips must be >= 1"),
         (["--data", "x", "--num-frames", "0"], "--num-frames must be >= 1"),
+        (["--data", "x", "--num-templates", "2"], "--num-templates needs --templates FILE"),
+        (["--data", "x", "--templates", "no/such/templates.txt"], "--templates: templates file not found"),
     ],
 )
 def test_evaluation_script_rejects_bad_arguments(arguments, message, capsys):
@@ -287,3 +293,32 @@ def test_predictions_follow_the_mixed_precision_setting(stdd_folder):
     finally:
         AcceleratorState._reset_state()
     assert dtypes == {torch.bfloat16} and np.isfinite(scores).all()
+
+
+def test_evaluation_builds_askg_label_texts_with_the_templates_flags(stdd_folder, tmp_path, make_video, monkeypatch):
+    from training import evaluate_zero_shot
+
+    used = []
+
+    def recording_load_label_texts(*args):
+        used.append(load_label_texts(*args))
+        return used[-1]
+
+    monkeypatch.setattr(evaluate_zero_shot, "load_label_texts", recording_load_label_texts)
+    for name in ("waving", "clapping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        make_video(f"{name}.mp4", num_frames=8).rename(tmp_path / "data" / name / "0.mp4")
+    entries = {label: make_entry(label) for label in ("waving", "clapping")}
+    write_askg_file({label: entry.subset(GRAPH_FIELDS) for label, entry in entries.items()}, tmp_path / "graph.yml")
+    write_askg_file({label: entry.subset(CLAUSE_FIELDS) for label, entry in entries.items()}, tmp_path / "clauses.yml")
+    (tmp_path / "templates.txt").write_text("a clip of {}.\nfootage of {}.\n")
+    results = main([
+        "--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-workers", "0",
+        "--label-texts", str(tmp_path / "graph.yml"), str(tmp_path / "clauses.yml"),
+        "--templates", str(tmp_path / "templates.txt"), "--output", str(tmp_path / "out.json"),
+    ])
+    assert results["num_videos"] == {"test": 2}
+    assert used[0].templates == ["a clip of {}.", "footage of {}."]
+    assert used[0].texts == LabelTexts.from_label_db(entries, templates=used[0].templates).texts
+    with pytest.raises(ValueError, match="--templates builds the prompt sets of --label-texts"):
+        load_label_texts("none", ["{}."])

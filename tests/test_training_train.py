@@ -12,7 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_stdd import STDDModel, STDDProcessor
-from modeling_stdd.askg import LabelTexts
+from askg_testing import make_entry
+from modeling_stdd.askg import LabelTexts, write_askg_file
+from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
 from training import train
 from training.data import SyntheticMotionSpec, build_synthetic_motion_dataset
 from training.train import main, parse_args, parse_average_epochs
@@ -89,6 +91,26 @@ def test_missing_label_texts_file_is_rejected(tmp_path, capsys, tiny_clip_dir):
         parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path),
                      "--label-texts", str(tmp_path / "none.json")])
     assert "--label-texts" in capsys.readouterr().err
+
+
+def test_templates_flags_are_checked_and_build_the_prompts_of_askg_label_texts(tiny_data, tiny_clip_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--num-templates", "3"])
+    assert "--num-templates needs --templates FILE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "out", "--templates", str(tmp_path / "no.txt")))
+    assert "--templates: templates file not found" in capsys.readouterr().err
+    entries = {label: make_entry(label) for label in ("running", "sitting")}
+    write_askg_file({label: entry.subset(GRAPH_FIELDS) for label, entry in entries.items()}, tmp_path / "graph.yml")
+    write_askg_file({label: entry.subset(CLAUSE_FIELDS) for label, entry in entries.items()}, tmp_path / "clauses.yml")
+    (tmp_path / "classes.yml").write_text("templates:\n" + "".join(f"- clip {index} of {{}}.\n" for index in range(6)))
+    arguments = tiny_arguments(
+        tiny_data, tiny_clip_dir, tmp_path / "out", "--label-texts", str(tmp_path / "graph.yml"),
+        str(tmp_path / "clauses.yml"), "--templates", str(tmp_path / "classes.yml"), "--num-templates", "2",
+    )  # fmt: skip
+    job = train.prepare_job(parse_args(arguments), train.make_accelerator())
+    assert job.label_texts.templates == ["clip 0 of {}.", "clip 1 of {}."]
+    assert job.label_texts.texts == LabelTexts.from_label_db(entries, templates=job.label_texts.templates).texts
 
 
 def test_yaml_config_sets_options_and_flags_override_it(tmp_path, capsys):

@@ -26,7 +26,8 @@ from transformers import AutoConfig
 from transformers.image_utils import SizeDict
 
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
-from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.askg import LabelTexts
+from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import write_text_atomically
 from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
@@ -52,23 +53,18 @@ def make_accelerator(**kwargs) -> Accelerator:
     return Accelerator(cpu=not torch.accelerator.is_available(), **kwargs)
 
 
-def load_label_texts(values: str | list[str] | None) -> LabelTexts | None:
+def load_label_texts(values: str | list[str] | None, templates: list[str] | None = None) -> LabelTexts | None:
     """
-    `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name and label-texts JSON
-    / ASKG YAML files, merged in order (a label in several sets keeps the prompts of the last one).
+    `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name, label-texts JSON and
+    ASKG YAML files (an ASKG file followed by its clause file), merged in order (see `LabelTexts.from_sources`).
+    `templates` (`--templates`) build the prompt sets of shipped sets and ASKG files.
     """
     values = [values] if isinstance(values, str) else list(values or [])
     if values in ([], ["none"]):
+        if templates is not None:
+            raise ValueError("--templates builds the prompt sets of --label-texts; give --label-texts too")
         return None
-    texts = {}
-    for value in values:
-        if value in DATASETS:
-            texts.update(LabelTexts.for_dataset(value).texts)
-        elif os.path.isfile(value):
-            texts.update(LabelTexts.from_file(value).texts)
-        else:
-            raise ValueError(f"{value!r} is neither a file nor a shipped label-text set ({', '.join(DATASETS)}).")
-    return LabelTexts(texts, source=", ".join(values))
+    return LabelTexts.from_sources(values, templates)
 
 
 def class_prompts(
@@ -180,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="label-texts JSON / ASKG YAML files or shipped set names, or 'none' (default: the protocol's shipped set)",
     )
+    parser.add_argument("--templates", help=TEMPLATES_HELP)
+    parser.add_argument("--num-templates", type=int, help=NUM_TEMPLATES_HELP)
     parser.add_argument("--template", default=DEFAULT_HYPOTHESIS_TEMPLATE, help="prompt of classes without texts")
     parser.add_argument("--num-frames", type=int, help="frames per view (default: the model's num_frames)")
     parser.add_argument("--num-clips", type=int, default=1, help="temporal views per video (paper: 3)")
@@ -206,6 +204,10 @@ def check_args(args, parser: argparse.ArgumentParser):
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
     if args.label_texts is None and args.protocol is not None:
         args.label_texts = args.protocol
+    try:
+        templates_from_options(args.templates, args.num_templates)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def write_json_atomically(path: str | os.PathLike, data) -> Path:
@@ -237,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     vision_config = model.config.vision_config
     num_frames = vision_config.num_frames if args.num_frames is None else args.num_frames
     processor = load_processor(args.model, vision_config.image_size, num_frames)
-    label_texts = load_label_texts(args.label_texts)
+    label_texts = load_label_texts(args.label_texts, templates_from_options(args.templates, args.num_templates))
     per_split = {}
     for split in protocol_splits(args, label_texts):
         prompts = class_prompts(model, processor.tokenizer, split.class_names, label_texts, args.template)

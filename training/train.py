@@ -37,6 +37,7 @@ from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
 
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import move_into_place
 from modeling_stdd.pipeline_stdd import (
     DEFAULT_HYPOTHESIS_TEMPLATE,
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--label-column", default="label", help="class label column of a Hub dataset")
     add("--label-texts", nargs="+",
         help="label-texts JSON / ASKG YAML files or shipped set names (ucf101, hmdb51, kinetics400, ...), merged")
+    add("--templates", help=TEMPLATES_HELP)
+    add("--num-templates", type=int, help=NUM_TEMPLATES_HELP)
     add("--template", help="prompt of classes without label texts (default: 'a video of a person {}.')")
     add("--output-dir", default="outputs/stdd", help="where checkpoints, the model and eval_results.json go")
     add("--synthetic-data-dir", help="cache folder of the embedded job's synthetic data (default: ~/.cache/stdd)")
@@ -241,7 +244,7 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
     if args.embedded:
-        data_flags = ("eval_data", "video_root", "index_to_class", "label_texts")
+        data_flags = ("eval_data", "video_root", "index_to_class", "label_texts", "templates")
         given = [f"--{name.replace('_', '-')}" for name in data_flags if getattr(args, name) is not None]
         if given:
             parser.error(f"{', '.join(given)} need --train-data (without it the embedded synthetic job runs)")
@@ -269,6 +272,10 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
     for value in args.label_texts or []:
         if value != "none" and value not in DATASETS and not os.path.isfile(value):
             parser.error(f"--label-texts {value}: neither a file nor a shipped set ({', '.join(DATASETS)})")
+    try:
+        templates_from_options(args.templates, args.num_templates)
+    except ValueError as error:
+        parser.error(str(error))
     if args.report_to not in ("none", "all"):
         for tracker in args.report_to.split(","):
             if not tracker.strip():
@@ -489,7 +496,7 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
                 args.eval_index_to_class or args.index_to_class, args.eval_split,
                 args.video_column, args.label_column,
             )
-    label_texts = load_label_texts(args.label_texts)
+    label_texts = load_label_texts(args.label_texts, templates_from_options(args.templates, args.num_templates))
     label_names = None if label_texts is None else label_texts.labels
     return Job(
         base_model=args.base_model,

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from .generator import ASKGGenerator, BackendError, OpenAIChatBackend, TransformersChatBackend, read_labels
-from .prompts import DEFAULT_TEMPLATES, LabelTexts, templates_from_options
+from .prompts import DEFAULT_TEMPLATES, NUM_TEMPLATES_HELP, TEMPLATES_HELP, LabelTexts, templates_from_options
 from .schema import GRAPH_FIELDS, ValidationReport, read_label_db, read_usable_label_db, validate_entries
 from .schema import write_askg_file
 from .verbalizer import verbalize_entries
@@ -108,15 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     prompts = commands.add_parser("prompts", help="build the prompt set of every class as label-texts JSON")
     prompts.add_argument("files", nargs="+", type=Path)
     prompts.add_argument("--out", required=True, type=Path)
-    prompts.add_argument(
-        "--templates", type=Path,
-        help="templates file: the 'templates:' list of a YAML file (e.g. the authors' classes_label_<dataset>.yml) "
-        "or a text file, one template with '{}' a line (default: ours)",
-    )  # fmt: skip
-    prompts.add_argument(
-        "--num-templates", type=int, help="use the first N templates of --templates (default: 8 of a YAML file, as "
-        "the authors do; all lines of a text file)",
-    )  # fmt: skip
+    prompts.add_argument("--templates", type=Path, help=TEMPLATES_HELP)
+    prompts.add_argument("--num-templates", type=int, help=NUM_TEMPLATES_HELP)
     prompts.set_defaults(run=_prompts)
     return parser
 

@@ -100,6 +100,14 @@ def read_templates(path: str | os.PathLike, num_templates: int | None = None) ->
         raise ValueError(f"{path}: {error}") from error
 
 
+# Help of the command lines' `--templates FILE` and `--num-templates N` (askg prompts, training, evaluation).
+TEMPLATES_HELP = (
+    "templates of the prompt sets built from ASKG files or shipped sets: the 'templates:' list of a YAML file (such as "
+    "the authors' classes_label_<dataset>.yml) or a text file with one template a line (default: ours)"
+)
+NUM_TEMPLATES_HELP = "use the first N templates of --templates (default: 8 of a YAML file, as the authors do; all lines)"
+
+
 def templates_from_options(templates_file: str | os.PathLike | None, num_templates: int | None) -> list[str] | None:
     """The templates of the command lines' `--templates FILE` and `--num-templates N`; None without a file."""
     if templates_file is None:
