@@ -33,7 +33,7 @@ def _validate(args) -> int:
 
 
 def _verbalize(args) -> int:
-    entries = verbalize_entries(read_usable_label_db(*args.files, fields=("label", *GRAPH_FIELDS)))
+    entries = verbalize_entries(read_usable_label_db(*args.files, fields=GRAPH_FIELDS))
     write_askg_file(entries, args.out)
     print(f"wrote the clauses of {len(entries)} classes to {args.out}")
     return 0

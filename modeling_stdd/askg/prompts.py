@@ -9,7 +9,6 @@ file (`read_templates`), such as the `templates:` list of the authors' `classes_
 """
 
 import json
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,8 +30,6 @@ from .schema import (
 )
 
 
-logger = logging.getLogger(__name__)
-
 # Our eight templates. They mix the video framing with the photo framing CLIP was pretrained on (each frame is
 # an image), vary viewpoint and quality (close-up, blurry), include several people, and end with label-only
 # framings ("an example of the action {}.") that read well whether a class name is a verb, a gerund or a noun.
@@ -51,8 +48,6 @@ AUTHORS_TEMPLATE_COUNT = 8
 DATASETS = ("ucf101", "hmdb51", "kinetics400", "kinetics600_novel")
 # Shipped ASKG + clause files, one per dataset: modeling_stdd/label_texts/{name}.yml.
 PACKAGE_DATA_DIR = resources.files("modeling_stdd").joinpath("label_texts")
-# The fields a prompt set is built from; errors elsewhere (in the graph) do not matter for prompts.
-PROMPT_FIELDS = ("label", *CLAUSE_FIELDS)
 
 
 def _check_templates(templates: Sequence[str]) -> list[str]:
@@ -89,6 +84,8 @@ def read_templates(path: str | os.PathLike, num_templates: int | None = None) ->
     else:
         templates = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         default_count = len(templates)
+    if not templates:
+        raise ValueError(f"{path}: holds no templates")
     count = default_count if num_templates is None else num_templates
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"the number of templates must be an integer >= 1, got {num_templates!r}")
@@ -213,7 +210,7 @@ class LabelTexts:
                 "add a clause file or run `python -m modeling_stdd.askg verbalize` first"
             )
         templates = _check_templates(templates)
-        entries = usable_entries(entries, source or "label texts", fields=PROMPT_FIELDS)
+        entries = usable_entries(entries, source or "label texts", fields=CLAUSE_FIELDS)
         texts = {key: build_prompts(key, entry.clauses, templates) for key, entry in entries.items()}
         return cls(texts=texts, templates=templates, source=source)
 
@@ -226,7 +223,7 @@ class LabelTexts:
         `classes_xprompt_<dataset>.yml`), read with `read_usable_label_db`: classes matched by `class_key`,
         unusable clauses skipped with a warning naming the file, class, field and item.
         """
-        entries = read_usable_label_db(*paths, fields=PROMPT_FIELDS)
+        entries = read_usable_label_db(*paths, fields=CLAUSE_FIELDS)
         return cls.from_label_db(entries, templates=templates, source=", ".join(str(path) for path in paths))
 
     @classmethod
@@ -271,7 +268,7 @@ class LabelTexts:
             if name in DATASETS:
                 texts.update(cls.for_dataset(name, templates=build_templates).texts)
             elif name.lower().endswith((".yml", ".yaml")):
-                entries = usable_entries(read_askg_file(name), name, PROMPT_FIELDS)
+                entries = usable_entries(read_askg_file(name), name, CLAUSE_FIELDS)
                 graph_files.append((name, entries))
                 if any(entry.has_any(CLAUSE_FIELDS) for entry in entries.values()):
                     merged = merge_label_files(graph_files)

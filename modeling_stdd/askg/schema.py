@@ -221,8 +221,10 @@ def read_askg_file(path: str | os.PathLike) -> dict[str, ASKGEntry]:
 
 
 def _merge_entry(key: str, merged: ASKGEntry, file_key: str, entry: ASKGEntry, source: str) -> None:
-    """Fill `merged` (class `key`) with the fields of `entry` (stored under `file_key` in `source`); a field both give
-    differently is an error."""
+    """
+    Fill `merged` (class `key`) with the fields of `entry`, stored under `file_key` in `source`; a field both give
+    differently is an error.
+    """
     if merged.label == key and entry.label != file_key:
         merged.label = entry.label  # keep a label that differs from its key in any file, so that validation reports it
     for attribute, yaml_name in ((f.name, f.metadata["yaml"]) for f in dataclasses.fields(ASKGEntry)[1:]):
