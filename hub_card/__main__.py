@@ -29,7 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     export.add_argument("--repo-id", help="the Hub repo it is meant for (USER/NAME), used in the card's examples")
-    export.add_argument("--base-model", help="Hub id of the checkpoint the model was fine-tuned from")
+    export.add_argument(
+        "--base-model",
+        help="Hub id of the checkpoint the model was fine-tuned from (default: the training run's record); also the "
+        "starting weights of --patch-ratio",
+    )
+    export.add_argument(
+        "--patch-ratio", type=float,
+        help="export r * starting checkpoint + (1 - r) * the model (weight patching, r in [0, 1])",
+    )
     export.add_argument("--datasets", nargs="+", default=[], metavar="ID", help="Hub ids of the training data")
     export.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, help="split larger weights files")
 
@@ -59,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                 base_model=args.base_model,
                 datasets=args.datasets,
                 max_shard_size=args.max_shard_size,
+                patch_ratio=args.patch_ratio,
             )
+            for folder in result.removed_partial_dirs:
+                print(f"Removed {folder}, left by an export that was interrupted")
             print(f"Exported {len(result.files)} files to {result.repo_dir}")
         else:
             print(
@@ -72,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     dry_run=args.dry_run,
                 )
             )
-    except (FileExistsError, FileNotFoundError, PermissionError, ValueError) as error:
+    except (ConnectionError, FileExistsError, FileNotFoundError, PermissionError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -64,6 +64,12 @@ class CardContext:
     patch_size: int
     num_parameters: int
     label_texts: list[LabelTextSummary] = field(default_factory=list)
+    # The heading sentence of the evaluation table (`evaluation_scope`): zero-shot only when no class was seen.
+    evaluation_scope: str | None = None
+    # The training run's recipe and settings (its `training_settings.json`), and the weight patching of the export.
+    recipe: str | None = None
+    training_settings: dict = field(default_factory=dict)
+    weight_patching: dict | None = None
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -167,23 +173,56 @@ def protocol_entries(data: Mapping, path: Path) -> list[dict]:
 
 
 def training_entries(data: Mapping, stdd_run: Mapping, path: Path) -> list[dict]:
-    """One entry per metric of the STDD run in `train.py`'s output, on the training job's held-out classes."""
+    """
+    One entry per metric of the STDD run in `train.py`'s output, on the training job's evaluation classes ("held-out
+    classes" only when none of them was a training class).
+    """
     settings = data.get("settings")
     eval_data = settings.get("eval_data") if isinstance(settings, Mapping) else None
     if eval_data is None:
         dataset = EMBEDDED_TRAINING_DATASET
     else:
         dataset = eval_data if is_hub_dataset_id(eval_data) else LOCAL_TRAINING_DATASET
+    overlaps = class_overlaps(data)
+    split = "held-out classes" if overlaps and all(item.get("zero_shot") for item in overlaps) else "evaluation classes"
     return [
         {
             "dataset": dataset,
-            "split": "held-out classes",
+            "split": split,
             "metric": f"{name}_accuracy",
             "metric_name": METRIC_NAMES.get(name, name),
             "value": _finite_number(value, f"{path}: zero_shot.stdd[{name!r}]"),
         }
         for name, value in stdd_run.items()
     ]
+
+
+def class_overlaps(data) -> list[Mapping]:
+    """
+    The `class_overlap` records of a results JSON: one for `train.py`'s output, one per split for that of
+    `evaluate_zero_shot.py` (when the model's training run recorded its classes); [] when there are none.
+    """
+    overlap = data.get("class_overlap") if isinstance(data, Mapping) else None
+    if isinstance(overlap, Mapping) and "zero_shot" in overlap:
+        return [overlap]
+    if isinstance(overlap, Mapping):
+        return [item for item in overlap.values() if isinstance(item, Mapping) and "zero_shot" in item]
+    return []
+
+
+def evaluation_scope(path: str | os.PathLike) -> str:
+    """
+    What the card says the evaluation figures are: zero-shot (classes not seen in training) only when the results
+    file records that no evaluation class was a training class; otherwise how many were seen, or that it is unknown.
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    overlaps = class_overlaps(data)
+    if not overlaps:
+        return "Results (whether the evaluation classes were seen in training was not recorded):"
+    if all(item["zero_shot"] for item in overlaps):
+        return "Zero-shot results (classes not seen in training):"
+    seen = [item["description"] for item in overlaps if not item["zero_shot"]]
+    return f"Results, not zero-shot ({'; '.join(dict.fromkeys(seen))}):"
 
 
 def is_hub_dataset_id(value) -> bool:

@@ -11,9 +11,8 @@ import copy
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,7 +23,12 @@ import modeling_stdd
 from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.configuration_stdd import STDD_VISION_FIELDS
-from modeling_stdd.file_utils import move_into_place
+from modeling_stdd.file_utils import (
+    apply_default_permissions,
+    make_staging_dir,
+    move_into_place,
+    remove_stale_staging_dirs,
+)
 from modeling_stdd.pipeline_stdd import (
     EXPORTED_LABEL_TEXTS_DIR,
     ZeroShotVideoClassificationPipeline,
@@ -32,12 +36,16 @@ from modeling_stdd.pipeline_stdd import (
     save_prompt_embeddings,
 )
 
+from training.run_record import read_run_record
+from training.weight_patching import check_patch_ratio, patched_model
+
 from .card import (
     TRANSFORMERS_TASK,
     CardContext,
     LabelTextSummary,
     card_metadata,
     check_repo_id,
+    evaluation_scope,
     is_hub_model_id,
     read_eval_results,
     render_model_card,
@@ -77,6 +85,8 @@ class ExportResult:
     repo_dir: Path
     files: list[str]
     label_texts: list[LabelTextSummary]
+    # Staging folders `.NAME.partial-PID-*` that killed exports left next to `repo_dir`, removed by this one.
+    removed_partial_dirs: list[Path] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -240,16 +250,25 @@ def check_repo_folder(repo_dir: str | os.PathLike) -> Path:
     return repo_dir
 
 
-def base_model_of(model: STDDModel, base_model: str | None) -> str | None:
-    """The given base model, else the model's `name_or_path` when that is a Hub id (not a local folder)."""
-    if base_model is not None:
+def base_model_of(model: STDDModel, base_model: str | None, record: dict | None = None) -> str | None:
+    """
+    The given base model, else the starting checkpoint its training run recorded, else the model's `name_or_path`,
+    whichever first is a Hub id. A given base model that is a folder here (the starting weights of weight patching)
+    is not named on the card.
+    """
+    if base_model is not None and not os.path.exists(base_model):
         return base_model
+    recorded = (record or {}).get("base_model")
+    if is_hub_model_id(recorded):
+        return recorded
     return model.name_or_path if is_hub_model_id(model.name_or_path) else None
 
 
 def card_context(
-    model: STDDModel, model_name: str, repo_id: str, base_model: str | None, label_texts: list[LabelTextSummary]
+    model: STDDModel, model_name: str, repo_id: str, base_model: str | None, label_texts: list[LabelTextSummary],
+    **facts,
 ) -> CardContext:
+    """The card's facts about `model`; `facts` are the further `CardContext` fields (evaluation scope, recipe, ...)."""
     vision_config = model.config.vision_config
     return CardContext(
         model_name=model_name,
@@ -260,6 +279,7 @@ def card_context(
         patch_size=vision_config.patch_size,
         num_parameters=model.num_parameters(),
         label_texts=label_texts,
+        **facts,
     )
 
 
@@ -297,14 +317,6 @@ def check_output_outside_inputs(output_dir: Path, inputs: Sequence[Path]) -> Non
             )
 
 
-def apply_default_permissions(folder: Path) -> None:
-    """Give `folder` and everything in it the permissions of newly created files (temporary ones are owner-only)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [folder, *folder.rglob("*")]:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
 def export_repo(
     model_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -315,6 +327,7 @@ def export_repo(
     base_model: str | None = None,
     datasets: Sequence[str] = (),
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    patch_ratio: float | None = None,
 ) -> ExportResult:
     """
     Export the STDD (or plain CLIP) checkpoint in `model_dir` as a Hub repo folder at `output_dir`.
@@ -328,10 +341,13 @@ def export_repo(
         label_texts: label-texts JSON or ASKG YAML files, or names of datasets shipped with stdd (`DATASETS`), or
             a single one of those; each is exported with its prompt embeddings.
         repo_id: the Hub repo the folder is meant for, used in the card's examples (default: `your-username/NAME`).
-        base_model: the Hub id of the checkpoint the model was fine-tuned from (default: the model's
-            `name_or_path` when that is a Hub id).
+        base_model: the Hub id of the checkpoint the model was fine-tuned from (default: the one its training run
+            recorded, else the model's `name_or_path`, when that is a Hub id); also the starting weights of
+            `patch_ratio`.
         datasets: Hub ids of the training data sets, for the card's metadata.
         max_shard_size: weights files larger than this are split into shards.
+        patch_ratio: export `patch_ratio * starting checkpoint + (1 - patch_ratio) * the model` (weight patching;
+            the starting checkpoint is `base_model` or the one the training run recorded in `model_dir`).
     """
     if not (Path(model_dir) / CONFIG_NAME).is_file() and not is_hub_model_id(str(model_dir)):
         raise FileNotFoundError(f"{model_dir} is neither a saved model folder (with {CONFIG_NAME}) nor a Hub model id")
@@ -340,17 +356,25 @@ def export_repo(
     check_output_outside_inputs(output_dir, input_paths(model_dir, eval_results, label_texts))
     check_output_dir(output_dir, overwrite)
     evaluation = read_eval_results(eval_results) if eval_results is not None else []
+    if patch_ratio is not None:
+        check_patch_ratio(patch_ratio)
     resolved_label_texts = resolve_all_label_texts(label_texts)
     model_name = output_dir.name
     repo_id = check_repo_id(repo_id) if repo_id is not None else f"your-username/{model_name}"
 
     model = STDDModel.from_pretrained(str(model_dir)).eval()
     processor = load_processor(model_dir, model)
-    base_model = base_model_of(model, base_model)
+    record = read_run_record(model_dir) if model_dir.is_dir() else None
+    weight_patching = None
+    if patch_ratio is not None:
+        model, patched_from = patched_model(model, model_dir, patch_ratio, base_model)
+        weight_patching = {"ratio": patch_ratio, "fine_tuned": round(1 - patch_ratio, 6), "base_model": patched_from}
+    base_model = base_model_of(model, base_model, record)
     metadata = card_metadata(model_name, base_model=base_model, datasets=datasets, eval_results=evaluation)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    removed_partial_dirs = remove_stale_staging_dirs(output_dir)
+    staging_dir = make_staging_dir(output_dir)
     try:
         model.config.auto_map = copy.deepcopy(CONFIG_AUTO_MAP)
         model.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
@@ -360,7 +384,13 @@ def export_repo(
         pipeline = ZeroShotVideoClassificationPipeline(model=model, processor=processor)
         with torch.no_grad():
             summaries = export_label_texts(pipeline, resolved_label_texts, staging_dir)
-        card = render_model_card(metadata, card_context(model, model_name, repo_id, base_model, summaries))
+        facts = dict(
+            evaluation_scope=evaluation_scope(eval_results) if eval_results is not None else None,
+            recipe=(record or {}).get("recipe"),
+            training_settings=(record or {}).get("recipe_settings", {}),
+            weight_patching=weight_patching,
+        )
+        card = render_model_card(metadata, card_context(model, model_name, repo_id, base_model, summaries, **facts))
         card.save(staging_dir / CARD_NAME)
         check_repo_folder(staging_dir)
         apply_default_permissions(staging_dir)
@@ -369,7 +399,7 @@ def export_repo(
         move_into_place(staging_dir, output_dir)
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
-    return ExportResult(repo_dir=output_dir, files=files, label_texts=summaries)
+    return ExportResult(output_dir, files, summaries, removed_partial_dirs)
 
 
 __all__ = [

@@ -2,7 +2,8 @@
 `stdd-classify`: zero-shot action labels for video files from the command line.
 
     stdd-classify video.mp4 other.mp4 --labels "dancing, playing guitar" [--model DIR] [--label-texts FILE]
-                  [--top-k K] [--num-clips N] [--segment-seconds S [--stride-seconds S]] [--batch-size B] [--json]
+                  [--top-k K] [--num-clips N] [--segment-seconds S [--stride-seconds S]] [--batch-size B]
+                  [--timeout S] [--json]
 """
 
 import argparse
@@ -10,6 +11,7 @@ import json
 import sys
 
 from .pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, TASK
+from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS
 
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
@@ -29,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--segment-seconds", type=float, help="classify windows of this length (a timeline)")
     parser.add_argument("--stride-seconds", type=float, help="step between windows (default: --segment-seconds)")
     parser.add_argument("--batch-size", type=int, default=1, help="videos or windows per model call")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_DOWNLOAD_TIMEOUT_SECONDS,
+        help=f"seconds a URL's download may take in all (default: {DEFAULT_DOWNLOAD_TIMEOUT_SECONDS:g})",
+    )
     parser.add_argument("--device", help='torch device, e.g. "cuda:0" (default: CPU)')
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             segment_seconds=args.segment_seconds,
             stride_seconds=args.stride_seconds,
             batch_size=args.batch_size,
+            timeout=args.timeout,
         )
     except (ValueError, OSError) as error:  # OSError: a model folder or Hub id that cannot be loaded
         parser.exit(2, f"stdd-classify: error: {error}\n")

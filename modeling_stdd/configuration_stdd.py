@@ -38,7 +38,10 @@ class STDDVisionConfig(CLIPVisionConfig):
     spatial_repeat (`bool`, defaults to `True`):
         Training: one random mask schedule per video (`True`) or one per window (`False`).
     temporal_shuffle (`bool`, defaults to `True`):
-        Training: permute the per-frame masks of each video in time. Evaluation is always deterministic.
+        Training: permute the per-frame masks of each video in time.
+    evaluation_temporal_shuffle (`bool`, defaults to `False`):
+        Evaluation: permute the fixed per-frame masks of each video in time at random, as the authors' released test
+        code does (it leaves `temporal_shuffle` on at test time). Off: evaluation is deterministic.
     stca_layers (`list[int]`, *optional*):
         Indices of the layers that run STCA; `None` means every layer and `[]` turns STCA off (plain CLIP).
     stca_implementation (`str`, defaults to `"fast"`):
@@ -59,6 +62,7 @@ class STDDVisionConfig(CLIPVisionConfig):
     temporal_scales: list[int] | tuple[int, ...] = field(default_factory=lambda: [1, 2])
     spatial_repeat: bool = True
     temporal_shuffle: bool = True
+    evaluation_temporal_shuffle: bool = False
     stca_layers: list[int] | tuple[int, ...] | None = None
     stca_implementation: str = "fast"
 
@@ -194,6 +198,7 @@ STDD_VISION_FIELDS = (
     "temporal_scales",
     "spatial_repeat",
     "temporal_shuffle",
+    "evaluation_temporal_shuffle",
     "stca_layers",
     "stca_implementation",
 )

@@ -414,8 +414,11 @@ class STDDEncoderLayer(CLIPEncoderLayer):
                 device,
             )
         else:
-            rotations = evaluation_rotations(num_frames, slots_per_window, device)
-            rotations = rotations.view(1, num_frames, 1).expand(batch_size, num_frames, num_windows)
+            rotations = evaluation_rotations(num_frames, slots_per_window, device).expand(batch_size, num_frames)
+            if self.config.evaluation_temporal_shuffle:  # the authors' released test code
+                order = torch.rand(batch_size, num_frames, device=device).argsort(dim=1)
+                rotations = rotations.gather(1, order)
+            rotations = rotations.unsqueeze(-1).expand(batch_size, num_frames, num_windows)
         return kept_patch_index(rotations, slot_patch_index, masked)
 
     def space_time_cross_attention(

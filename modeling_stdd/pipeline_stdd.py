@@ -4,8 +4,9 @@ The "zero-shot-video-classification" pipeline: rank free-text action labels for 
 Each candidate label becomes one prompt (`hypothesis_template.format(label)`), or, with label texts (STDD's
 spatiotemporal text augmentation), the label's own prompt set; the prompt embeddings of a label set are computed
 once per pipeline and reused. Videos are scored with the model's class scores (STDD_METHOD.md, section 2) and the
-scores are a softmax over the candidates, averaged over views when `num_clips > 1`. With `segment_seconds`, each
-window of a long video is classified on its own and the result is a timeline.
+scores are a softmax over the candidates; with `num_clips > 1` the views are combined by `view_aggregation` (see
+`view_aggregation.py`). With `segment_seconds`, each window of a long video is classified on its own and the result
+is a timeline.
 
 This file is also shipped as Hub remote code, where only its sibling files exist: it imports them relatively and
 flat, reads label-texts JSON files itself, and reads ASKG YAML files through the installed `modeling_stdd.askg`
@@ -23,8 +24,6 @@ import os
 import shutil
 import string
 import tempfile
-import urllib.error
-import urllib.request
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,10 +38,12 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import cached_file, logging
 
-from .file_utils import move_into_place
+from .file_utils import move_into_place, read_json_file
 from .processing_stdd import STDDProcessor
+from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, DEFAULT_MAX_DOWNLOAD_BYTES, download_video, is_url
 from .video_processing_stdd import (
-    evaluation_frame_indices,
+    DEFAULT_SAMPLING_RATE,
+    FRAME_TIME_DECIMALS,
     frames_from_decoded,
     is_encoded_video,
     open_video_reader,
@@ -50,7 +51,9 @@ from .video_processing_stdd import (
     read_encoded_video,
     read_frames,
     reduced_decode_size,
+    sample_frame_indices,
 )
+from .view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views, check_view_aggregation
 
 
 logger = logging.get_logger(__name__)
@@ -68,6 +71,8 @@ PROMPTS_TO_VERIFY = 4
 MIN_VERIFIED_COSINE = 0.9999
 # A timeline window ending this close to the end of the video is its last one.
 WINDOW_END_TOLERANCE_SECONDS = 1e-6
+# A frame whose timestamp is this close before a window's start counts as inside it (decord gives float32 seconds).
+FRAME_TIME_TOLERANCE_SECONDS = 1e-3
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -89,7 +94,10 @@ class LabelSet:
 
 
 def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
-    """Labels from a list or a comma-separated string, stripped; empty, blank or duplicate labels are errors."""
+    """
+    Labels from a list or a comma-separated string, stripped; empty, blank or duplicate labels (also ones that differ
+    only in case) are errors.
+    """
     if isinstance(candidate_labels, str):
         candidate_labels = candidate_labels.split(",")
     if not isinstance(candidate_labels, Sequence) or not all(isinstance(label, str) for label in candidate_labels):
@@ -104,6 +112,13 @@ def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise ValueError(f"candidate_labels contains duplicates: {duplicates}.")
+    folded = [label.casefold() for label in labels]
+    case_duplicates = sorted(label for label, key in zip(labels, folded) if folded.count(key) > 1)
+    if case_duplicates:
+        raise ValueError(
+            f"candidate_labels contains labels that differ only in case: {case_duplicates}; CLIP's tokenizer "
+            "lower-cases text, so they would always tie. Keep one of each."
+        )
     return labels
 
 
@@ -189,10 +204,9 @@ def _read_label_texts_files(paths, templates=None):
 def _read_label_texts_json(path: str | os.PathLike) -> Mapping:
     """Label -> prompts of a label-texts JSON file (`LabelTexts.save` output or a plain mapping); no stdd needed."""
     try:
-        with open(path, encoding="utf-8") as file:
-            data = json.load(file)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"Could not read label texts from {path}: not valid JSON: {error}") from error
+        data = read_json_file(path)
+    except ValueError as error:
+        raise ValueError(f"Could not read label texts from {error}") from error
     if not isinstance(data, Mapping):
         raise ValueError(f"Could not read label texts from {path}: expected a JSON object, got {type(data).__name__}.")
     return data["label_texts"] if isinstance(data.get("label_texts"), Mapping) else data
@@ -297,17 +311,15 @@ def build_label_set(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def fetch_video(video, timeout: float | None = None):
-    """Download an http(s) URL into memory (bytes); check that a local path exists; pass other videos through."""
-    if isinstance(video, str) and video.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(video, timeout=timeout) as response:
-                data = response.read()
-        except (urllib.error.URLError, TimeoutError, OSError) as error:
-            raise ValueError(f"Could not download the video {video}: {error}") from error
-        if not data:
-            raise ValueError(f"The video at {video} is empty (0 bytes).")
-        return data
+def fetch_video(
+    video, timeout: float = DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+):
+    """
+    Download an http(s) URL into memory (bytes, see `download_video`); check that a local path exists; pass other
+    videos through.
+    """
+    if is_url(video):
+        return download_video(video, timeout, max_download_bytes)
     if isinstance(video, (str, os.PathLike)) and not os.path.isfile(video):
         raise ValueError(f"Video file not found: {video}")
     return video
@@ -342,36 +354,56 @@ def timeline_windows(duration: float, segment_seconds: float, stride_seconds: fl
 
 
 def window_frame_indices(
-    start: float, end: float, fps: float, num_source_frames: int, num_frames: int, num_clips: int
+    start: float, end: float, frame_times: np.ndarray, num_frames: int, num_clips: int,
+    frame_sampling: str = "segments", sampling_rate: int = DEFAULT_SAMPLING_RATE,
 ) -> np.ndarray:
-    """Frame indices of shape (num_clips, num_frames) sampled (segment centres) from the frames of `[start, end)`."""
-    first = min(int(round(start * fps)), num_source_frames - 1)
-    last = min(max(int(round(end * fps)), first + 1), num_source_frames)
-    return first + evaluation_frame_indices(last - first, num_frames, num_clips)
+    """
+    Frame indices of shape (num_clips, num_frames) sampled from the frames of `[start, end)`: those whose timestamp
+    (`frame_times`, seconds, increasing) falls inside, or the frame on screen at `start` when no frame starts inside
+    (a window shorter than a frame of a variable-frame-rate video). They are taken by the evaluation views of
+    `frame_sampling`: segment centres, or dense windows of `sampling_rate`-spaced frames at the window's frame rate.
+    """
+    bounds = np.array([start, end]) - FRAME_TIME_TOLERANCE_SECONDS
+    first, last = np.searchsorted(frame_times, bounds)
+    if last <= first:
+        first = max(int(first) - 1, 0)
+        last = first + 1
+    num_window_frames = int(last - first)
+    return first + sample_frame_indices(
+        num_window_frames, num_frames, num_clips=num_clips, frame_sampling=frame_sampling,
+        sampling_rate=sampling_rate, fps=num_window_frames / (end - start),
+    )
 
 
 class FrameSource:
-    """Random access to the frames of one video (decoded with decord, or already decoded) and its frame rate."""
+    """
+    Random access to the frames of one video (decoded with decord, or already decoded), when each is shown
+    (`frame_times`, seconds) and the video's duration: the end of its last frame, which lasts as long as the one
+    before it.
+    """
 
     def __init__(self, video, fps: float | None, decode_short_side: int | None):
         if is_encoded_video(video):
             encoded, name = read_encoded_video(video)
             decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
             reader = open_video_reader(encoded, name, decode_size)
-            self.num_frames, self.fps = len(reader), fps or reader.get_avg_fps()
+            num_frames, self.frame_times = len(reader), None
+            if fps is None:
+                fps = reader.get_avg_fps()
+                self.frame_times = reader.frame_times() if num_frames else None
             self._read = lambda indices: read_frames(reader, indices, name)
         else:
             if fps is None:
                 raise ValueError("Segmenting decoded frames (an array, a tensor or a list of images) needs their fps=.")
             frames = frames_from_decoded(video)
-            self.num_frames, self.fps = len(frames), fps
+            num_frames, self.frame_times = len(frames), None
             self._read = frames.__getitem__
-        if self.num_frames == 0 or not self.fps > 0:
-            raise ValueError(f"The video has {self.num_frames} frames at {self.fps} fps; it cannot be cut in windows.")
-
-    @property
-    def duration(self) -> float:
-        return self.num_frames / self.fps
+        if num_frames == 0 or not fps > 0:
+            raise ValueError(f"The video has {num_frames} frames at {fps} fps; it cannot be cut in windows.")
+        if self.frame_times is None:
+            self.frame_times = np.arange(num_frames) / fps
+        last_frame_seconds = np.diff(self.frame_times[-2:])[0] if num_frames > 1 else 1 / fps
+        self.duration = round(float(self.frame_times[-1] + last_frame_seconds), FRAME_TIME_DECIMALS)
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         """Frames at `indices` (any shape): indices.shape + (H, W, 3) uint8."""
@@ -447,11 +479,15 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 `label_texts`: a list, or a file read by `modeling_stdd.askg.read_templates` (the first 8 of a YAML
                 file's `templates:` list, such as the authors' `classes_label_<dataset>.yml`, or a text file).
             top_k (`int`, *optional*): keep the `top_k` best labels.
-            num_clips (`int`, defaults to 1): temporal views per video (or window); their softmaxes are averaged.
+            num_clips (`int`, defaults to 1): temporal views per video (or window), sampled by the video
+                processor's `frame_sampling` (segments, or the authors' dense windows).
+            view_aggregation (`str`, defaults to `"softmax-mean"`): how the views' scores combine: `"logit-sum"`
+                (the paper's: the views' class logits summed) or `"softmax-mean"` (per-view softmaxes averaged).
             segment_seconds (`float`, *optional*): classify windows of this length and return a timeline.
             stride_seconds (`float`, *optional*, defaults to `segment_seconds`): the step between window starts.
             fps (`float`, *optional*): frame rate of decoded frames (needed to segment them); overrides the file's.
-            timeout (`float`, *optional*): seconds to wait for a URL.
+            timeout (`float`, defaults to 300): seconds a URL's download may take in all (not per read).
+            max_download_bytes (`int`, defaults to 2 GiB): larger videos at a URL are refused.
             batch_size (`int`, *optional*): videos (or windows) per model call.
 
         Returns:
@@ -478,12 +514,16 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         label_set: LabelSet | None = None,
         top_k: int | None = None,
         num_clips: int | None = None,
+        view_aggregation: str | None = None,
         segment_seconds: float | None = None,
         stride_seconds: float | None = None,
         fps: float | None = None,
         timeout: float | None = None,
+        max_download_bytes: int | None = None,
     ):
         preprocess_params, forward_params, postprocess_params = {}, {}, {}
+        if view_aggregation is not None:
+            forward_params["view_aggregation"] = check_view_aggregation(view_aggregation)
         if label_set is not None:
             forward_params["label_set"] = label_set
             postprocess_params["labels"] = label_set.labels
@@ -507,8 +547,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             raise ValueError("stride_seconds needs segment_seconds.")
         if fps is not None:
             preprocess_params["fps"] = fps
-        if timeout is not None:
-            preprocess_params["timeout"] = timeout
+        for name, value in (("timeout", timeout), ("max_download_bytes", max_download_bytes)):
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                    raise ValueError(f"{name} must be a number > 0, got {value!r}.")
+                preprocess_params[name] = value
         return preprocess_params, forward_params, postprocess_params
 
     def preprocess(
@@ -518,20 +561,23 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         segment_seconds: float | None = None,
         stride_seconds: float | None = None,
         fps: float | None = None,
-        timeout: float | None = None,
+        timeout: float = DEFAULT_DOWNLOAD_TIMEOUT_SECONDS,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     ):
         """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or per window with its start and end."""
         check_one_video(video)
-        video = fetch_video(video, timeout)
+        video = fetch_video(video, timeout, max_download_bytes)
         if segment_seconds is None:
             pixel_values = self.video_processor(video, num_clips=num_clips, return_tensors="pt")["pixel_values"]
             yield {"pixel_values": self._with_view_axis(pixel_values), "start": None, "end": None, "is_last": True}
             return
         source = FrameSource(video, fps, self._decode_short_side())
         windows = timeline_windows(source.duration, segment_seconds, stride_seconds)
+        processor = self.video_processor
         for index, (start, end) in enumerate(windows):
             frame_indices = window_frame_indices(
-                start, end, source.fps, source.num_frames, self.video_processor.num_frames, num_clips
+                start, end, source.frame_times, processor.num_frames, num_clips,
+                processor.frame_sampling, processor.sampling_rate,
             )
             views = [
                 self.video_processor(clip, do_sample_frames=False, return_tensors="pt")["pixel_values"]
@@ -540,8 +586,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             pixel_values = torch.cat([self._with_view_axis(view) for view in views], dim=1)
             yield {"pixel_values": pixel_values, "start": start, "end": end, "is_last": index == len(windows) - 1}
 
-    def _forward(self, model_inputs, label_set: LabelSet):
-        """Class probabilities (batch, labels): a softmax over the labels per view, averaged over the views."""
+    def _forward(self, model_inputs, label_set: LabelSet, view_aggregation: str = DEFAULT_VIEW_AGGREGATION):
+        """Class probabilities (batch, labels): the views' class scores combined by `view_aggregation`."""
         text_embeds, prompt_class_ids = self.prompt_embeddings(label_set)
         pixel_values = model_inputs["pixel_values"]  # (batch, views, T, 3, S, S)
         batch_size, num_views = pixel_values.shape[:2]
@@ -550,9 +596,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             text_embeds=text_embeds,
             prompt_class_ids=prompt_class_ids,
         )
-        probabilities = outputs.logits_per_video.float().softmax(dim=-1).unflatten(0, (batch_size, num_views))
+        logits = outputs.logits_per_video.unflatten(0, (batch_size, num_views))
         return {
-            "scores": probabilities.mean(dim=1),
+            "scores": aggregate_views(logits, view_aggregation),
             "start": model_inputs["start"],
             "end": model_inputs["end"],
             "is_last": model_inputs["is_last"],

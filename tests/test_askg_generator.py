@@ -353,3 +353,58 @@ def test_transformers_backend_returns_only_the_new_text_deterministically():
     tokenizer.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
         TransformersChatBackend(model, tokenizer)
+
+
+def test_binary_garbage_from_the_server_is_retried_and_named(chat_server, tmp_path):
+    """Bytes no JSON encoding can hold (json.loads would raise a UnicodeDecodeError) are a failed try, named."""
+    answers = iter([(200, b"\x00\xd8\x00\xdc\xff\xfe garbage"), (200, b"\xd8\x00\x00")])
+    server = chat_server(lambda body: next(answers, helpful_model(body)))
+    result = ASKGGenerator(backend_for(server, max_retries=2)).run(["stirring coffee"], tmp_path / "out.yml")
+    assert result.written == ["stirring coffee"] and len(server.requests) == 4
+    garbage = chat_server(lambda body: (200, b"\x00\xd8\x00\xdc\xff\xfe garbage"))
+    with pytest.raises(BackendError, match=rf"while generating 'sweetening tea': gave up after 2 attempts: "
+                                           rf"{garbage.base_url}/chat/completions sent a response that is not JSON"):
+        ASKGGenerator(backend_for(garbage, max_retries=1)).run(["sweetening tea"], tmp_path / "other.yml")
+
+
+def test_classes_are_appended_not_the_file_rewritten(chat_server, tmp_path, monkeypatch):
+    """Each class is one append; the file reads as if written at once and a rerun resumes after it."""
+    import modeling_stdd.askg.generator as generator_module
+
+    appends, rewrites = [], []
+    append = generator_module.append_text_durably
+    def recording_append(path, text):
+        appends.append(text)
+        return append(path, text)
+
+    monkeypatch.setattr(generator_module, "append_text_durably", recording_append)
+    monkeypatch.setattr("modeling_stdd.askg.schema.write_text_atomically", lambda *args: rewrites.append(args))
+    server = chat_server(helpful_model)
+    labels = ["stirring coffee", "sweetening tea", "pouring milk"]
+    out = tmp_path / "out.yml"
+    ASKGGenerator(backend_for(server)).run(labels[:2], out)
+    result = ASKGGenerator(backend_for(server)).run(labels, out)
+    assert (result.skipped, result.written) == (labels[:2], labels[2:])
+    assert len(appends) == 3 and rewrites == []
+    assert out.read_text(encoding="utf-8") == dump_entries({label: make_entry(label) for label in labels})
+
+
+def test_a_failed_append_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    from modeling_stdd.file_utils import append_text_durably
+
+    path = append_text_durably(tmp_path / "out.yml", "first: 1\n")
+    monkeypatch.setattr("os.fsync", lambda descriptor: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError, match="No space left"):
+        append_text_durably(path, "second: 2\n")
+    assert path.read_text() == "first: 1\n"
+
+
+def test_label_files_that_are_not_utf8_or_repeat_a_json_key_are_refused_by_name(tmp_path):
+    latin1 = tmp_path / "labels.txt"
+    latin1.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"labels.txt is not UTF-8 text: byte 0xe9 at offset 3"):
+        read_labels(latin1)
+    repeated = tmp_path / "labels.json"
+    repeated.write_text('{"0": "running", "1": "swimming", "0": "juggling"}')
+    with pytest.raises(ValueError, match=r"labels.json: duplicate keys \['0'\]"):
+        read_labels(repeated)

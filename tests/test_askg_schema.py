@@ -146,6 +146,9 @@ def test_usable_entries_skip_unusable_items_with_a_warning_naming_file_class_fie
         ("a:\n  label: a\n  obj_en_li: [{x: 1}]\n", "field 'obj_en_li' item 0 must be a string"),
         ("a:\n  label: a\na:\n  label: a\n", "duplicate key 'a'"),
         ("a:\n  label: [a\n", "not valid YAML"),
+        ("[a, b]:\n  label: a\n", r"a key must be a name, got the list \['a', 'b'\]"),
+        ("a:\n  label: a\n  ? [obj_en_li]\n  : [x]\n", r"a key must be a name, got the list \['obj_en_li'\]"),
+        ("a:\n  {label: a}: x\n", r"a key must be a name, got the dict \{'label': 'a'\}"),
     ],
 )
 def test_structural_problems_name_the_file_class_and_field(tmp_path, text, message):
@@ -269,3 +272,18 @@ def test_validate_reports_every_defect_of_the_authors_files(capsys):
             assert len(spelled) == 2 and all("passing American football" in line for line in spelled)
     assert all("comma-separated parts" in line or "'performing shiko'" in line for line in sum(errors.values(), []))
     assert [len(errors[dataset]) for dataset in ("ucf101", "hmdb51", "k400")] == [4, 3, 4]
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path, capsys):
+    path = tmp_path / "latin1.yml"
+    path.write_bytes("caf\xe9:\n  label: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"{path} is not UTF-8 text: byte 0xe9 at offset 3; save it as UTF-8"):
+        read_askg_file(path)
+    assert main(["validate", str(path)]) == 1
+    assert "latin1.yml is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_cli_validate_reports_a_list_key_as_an_error_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "list_key.yml"
+    path.write_text("[a, b]:\n  label: a\n")
+    assert main(["validate", str(path)]) == 1
+    assert "a key must be a name, got the list" in capsys.readouterr().err

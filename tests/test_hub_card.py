@@ -50,7 +50,10 @@ EXPECTED_CODE_FILES = {
     "pipeline_stdd.py",
     "processing_stdd.py",
     "tokenization_stdd.py",
+    "video_download.py",  # the pipeline's bounded URL downloads
+    "video_io.py",  # the video processor's display rotation and PyAV decoding
     "video_processing_stdd.py",
+    "view_aggregation.py",  # the pipeline's multi-view scores
 }
 
 
@@ -620,3 +623,66 @@ def test_push_without_a_token_says_how_to_get_one(exported, monkeypatch, capsys)
     assert api.calls == []
     assert main(["push", "--repo-dir", str(result.repo_dir), "--repo-id", REPO_ID]) == 1
     assert "HF_TOKEN" in capsys.readouterr().err
+
+
+def broken_copy(repo_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "broken"
+    shutil.copytree(repo_dir, copy)
+    return copy
+
+
+def test_push_refuses_truncated_or_mismatched_weights_before_any_upload_in_dry_run_too(exported, tmp_path, capsys):
+    result, _ = exported
+    repo_dir = broken_copy(result.repo_dir, tmp_path)
+    shard = sorted(repo_dir.glob("model-*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[:1000])
+    api = RecordingApi()
+    with pytest.raises(ValueError, match=rf"broken weights; nothing was uploaded.*\n  {shard.name}: .*header"):
+        push_repo(repo_dir, REPO_ID, api=api)
+    assert api.calls == []
+    assert main(["push", "--repo-dir", str(repo_dir), "--repo-id", REPO_ID, "--dry-run"]) == 1
+    assert shard.name in capsys.readouterr().err
+    # An index that maps a tensor to a shard not holding it, and a padded label-text embeddings file.
+    shard.write_bytes((result.repo_dir / shard.name).read_bytes())
+    index_path = repo_dir / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    tensor = next(name for name, file in index["weight_map"].items() if file != shard.name)
+    index["weight_map"][tensor] = shard.name
+    index_path.write_text(json.dumps(index))
+    embeddings = next(repo_dir.glob("label_texts/*.safetensors"))
+    embeddings.write_bytes(embeddings.read_bytes() + b"\0" * 8)
+    with pytest.raises(ValueError) as error_info:
+        push_repo(repo_dir, REPO_ID, dry_run=True)
+    assert f"maps {tensor} to {shard.name}, which does not hold it" in str(error_info.value)
+    assert f"label_texts/{embeddings.name}:" in str(error_info.value)
+
+
+def test_a_network_failure_of_push_is_one_clear_line(exported, monkeypatch, capsys):
+    from hub_card.push import NETWORK_ERRORS
+
+    class UnreachableApi(RecordingApi):
+        def create_repo(self, repo_id, **kwargs):
+            raise NETWORK_ERRORS[-1]("[Errno 111] Connection refused")
+
+    result, _ = exported
+    with pytest.raises(ConnectionError, match=rf"pushing to the Hub repo {REPO_ID} failed: \[Errno 111\] Connection"):
+        push_repo(result.repo_dir, REPO_ID, api=UnreachableApi())
+    monkeypatch.setattr("hub_card.push.HfApi", UnreachableApi)
+    assert main(["push", "--repo-dir", str(result.repo_dir), "--repo-id", REPO_ID]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error and "Connection refused" in error
+
+
+def test_export_removes_the_partial_folders_of_killed_exports_and_says_so(tiny_clip_dir, tmp_path, capsys):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    stale = tmp_path / f".repo.partial-{dead_pid}-k1ll3d00"
+    running = tmp_path / f".repo.partial-{os.getpid()}-running0"
+    other_folder = tmp_path / f".other.partial-{dead_pid}-k1ll3d00"
+    for folder in (stale, running, other_folder):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half a file")
+    assert main(["export", "--model-dir", str(tiny_clip_dir), "--output-dir", str(tmp_path / "repo")]) == 0
+    assert f"Removed {stale}, left by an export that was interrupted" in capsys.readouterr().out
+    assert not stale.exists() and running.is_dir() and other_folder.is_dir()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([running.name, other_folder.name, "repo"])

@@ -28,7 +28,8 @@ from modeling_stdd import STDDModel, STDDProcessor, ZeroShotVideoClassificationP
 from modeling_stdd.askg import LabelTexts, write_askg_file
 from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
 from modeling_stdd.classify_cli import main as classify_main
-from modeling_stdd.pipeline_stdd import prompts_digest, timeline_windows
+from modeling_stdd.pipeline_stdd import FrameSource, prompts_digest, timeline_windows, window_frame_indices
+from modeling_stdd.video_io import write_video
 from modeling_stdd.video_processing_stdd import load_video_frames
 
 
@@ -187,6 +188,44 @@ def test_scores_equal_processor_and_model_forward(classifier, video_path, num_cl
     scores = [prediction["score"] for prediction in predictions]
     assert scores == sorted(scores, reverse=True)
     assert sum(scores) == pytest.approx(1.0)
+
+
+def test_logit_sum_ranks_by_the_summed_view_logits(classifier, video_path):
+    predictions = classifier(video_path, candidate_labels=LABELS, num_clips=3, view_aggregation="logit-sum")
+    prompts = [f"a video of a person {label}." for label in LABELS]
+    inputs = classifier.processor(videos=video_path, text=prompts, return_tensors="pt", num_clips=3)
+    with torch.no_grad():
+        logits = classifier.model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            pixel_values=inputs["pixel_values"][0],
+        ).logits_per_video  # (views, labels)
+    summed = logits.sum(dim=0)
+    assert [prediction["label"] for prediction in predictions] == [LABELS[i] for i in summed.argsort(descending=True)]
+    expected = (summed / 3).softmax(dim=-1)  # probabilities at one view's temperature, ranked as the sum
+    assert scores_by_label(predictions) == pytest.approx(dict(zip(LABELS, expected.tolist())), abs=1e-5)
+    softmax_mean = classifier(video_path, candidate_labels=LABELS, num_clips=3)
+    assert scores_by_label(softmax_mean) == pytest.approx(
+        dict(zip(LABELS, logits.softmax(dim=-1).mean(dim=0).tolist())), abs=1e-5
+    )
+    with pytest.raises(ValueError, match="view_aggregation must be one of 'logit-sum', 'softmax-mean'"):
+        classifier(video_path, candidate_labels=LABELS, view_aggregation="max")
+
+
+def test_timeline_windows_use_the_processors_dense_sampling(classifier, make_video):
+    video = make_video("long.mp4", num_frames=24, fps=10)
+    frames = load_video_frames(video, num_frames=None)[0]
+    processor = classifier.video_processor
+    try:
+        processor.frame_sampling, processor.sampling_rate = "dense", 6
+        timeline = classifier(video, candidate_labels=LABELS, segment_seconds=1.0)
+    finally:
+        processor.frame_sampling, processor.sampling_rate = "segments", 16
+    # Windows of 10 frames; a dense window of 6 * 4 / 30 * 10 = 8 frames, delta 2, centred at floor(2 / 2) = 1:
+    # linspace(1, 8, 4) = 1, 3.3, 5.7, 8. Four frames by segment sampling are the frames themselves.
+    for window, first in zip(timeline[:2], (0, 10)):
+        indices = first + np.array([1, 3, 5, 8])
+        assert_same_predictions(window["labels"], classifier(frames[indices], candidate_labels=LABELS))
 
 
 def test_comma_separated_labels_template_and_top_k(classifier, video_path):
@@ -413,6 +452,30 @@ def test_timeline_covers_the_video_and_each_window_is_classified_on_its_frames(c
     assert len(classifier(frames, candidate_labels=LABELS, segment_seconds=1.0, fps=10)) == 3
 
 
+def variable_frame_rate_video(path: Path) -> Path:
+    """Red for 10 s at 30 fps, then blue for 9 s at 1 fps (309 frames, 19 s; the average rate says 16.3 fps)."""
+    frames = np.zeros((309, 32, 32, 3), np.uint8)
+    frames[:300, ..., 0] = frames[300:, ..., 2] = 255
+    return write_video(path, frames, fps=30, frame_times=[k / 30 for k in range(300)] + [10.0 + k for k in range(9)])
+
+
+def test_timeline_windows_of_a_variable_frame_rate_video_hold_the_frames_shown_in_them(classifier, tmp_path):
+    source = FrameSource(variable_frame_rate_video(tmp_path / "vfr.mp4"), fps=None, decode_short_side=None)
+    assert source.duration == pytest.approx(19.0)
+    blue = np.array([0, 0, 255])
+    for (start, end), expected_blue in zip(timeline_windows(source.duration, 5.0, 5.0), [False, False, True, True]):
+        colors = source.read(window_frame_indices(start, end, source.frame_times, num_frames=4, num_clips=2))
+        assert (np.abs(colors[..., 16, 16, :].astype(int) - blue).max(axis=-1) < 8).all() == expected_blue
+    timeline = classifier(tmp_path / "vfr.mp4", candidate_labels=LABELS, segment_seconds=5.0)
+    assert [(window["start"], window["end"]) for window in timeline] == [(0, 5), (5, 10), (10, 15), (15, 19)]
+
+
+def test_a_window_shorter_than_a_frame_takes_the_frame_on_screen():
+    frame_times = np.array([0.0, 1.0, 2.0])
+    assert window_frame_indices(1.25, 1.5, frame_times, num_frames=2, num_clips=1).tolist() == [[1, 1]]
+    assert window_frame_indices(2.5, 2.75, frame_times, num_frames=1, num_clips=1).tolist() == [[2]]
+
+
 def test_prompt_embedding_cache_evicts_the_least_recently_used_label_set(classifier, video_path, monkeypatch):
     from modeling_stdd import pipeline_stdd
 
@@ -434,6 +497,7 @@ def test_prompt_embedding_cache_evicts_the_least_recently_used_label_set(classif
         ({"candidate_labels": []}, "candidate_labels is empty"),
         ({"candidate_labels": "running, , swimming"}, "empty label"),
         ({"candidate_labels": ["running", "swimming", "running"]}, r"duplicates: \['running'\]"),
+        ({"candidate_labels": ["dancing", "Dancing"]}, r"differ only in case: \['Dancing', 'dancing'\]; CLIP"),
         ({}, "Give candidate_labels"),
         ({"candidate_labels": LABELS, "hypothesis_template": "a video of a person"}, "hypothesis_template must"),
         ({"candidate_labels": LABELS, "hypothesis_template": "a video of a {role} {}."}, r"got 'a video of a \{role"),
@@ -449,6 +513,24 @@ def test_prompt_embedding_cache_evicts_the_least_recently_used_label_set(classif
 def test_bad_arguments_raise_clear_value_errors(classifier, video_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         classifier(video_path, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("repeated.json", b'{"running": ["a run."], "running": ["a jog."]}', r"duplicate keys \['running'\]"),
+        ("latin1.json", '{"caf\xe9": ["a caf\xe9."]}'.encode("latin-1"), r"not UTF-8 text: byte 0xe9 at offset 5"),
+        ("list_key.yml", b"[running, jogging]:\n  label: running\n", r"a key must be a name, got the list"),
+    ],
+)
+def test_broken_label_text_files_are_refused_naming_the_file(classifier, video_path, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as error_info:
+        classifier(video_path, candidate_labels=LABELS, label_texts=path)
+    assert name in str(error_info.value)
+    with pytest.raises(ValueError, match=message):
+        LabelTexts.from_file(path)
 
 
 def test_missing_or_broken_videos_raise_value_errors_naming_them(classifier, tmp_path):

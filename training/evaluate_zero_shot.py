@@ -30,16 +30,30 @@ from modeling_stdd.askg import LabelTexts
 from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import write_text_atomically
 from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set
+from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
 from training.objective import ClassPrompts, encode_class_prompts
+from training.optim import default_mixed_precision
 from training.protocols import (
     PROTOCOLS,
     EvaluationSplit,
+    class_overlap,
     hmdb51_splits,
     kinetics600_novel_splits,
     ucf101_splits,
     with_label_text_names,
 )
+from training.recipe import EVALUATION_RECIPES, add_recipe_argument, apply_recipe, recipe_settings
+from training.run_record import read_run_record
+from training.video_options import (
+    SAMPLING_OPTIONS,
+    add_sampling_arguments,
+    add_view_aggregation_argument,
+    apply_video_options,
+    check_video_arguments,
+    video_settings,
+)
+from training.weight_patching import check_patch_ratio, patched_model
 
 
 TOP_K_METRIC = Path(__file__).resolve().parent / "metrics" / "top_k_accuracy"
@@ -81,11 +95,11 @@ def class_prompts(
 @torch.no_grad()
 def predict(
     model: STDDModel, loader, prompts: ClassPrompts, accelerator: Accelerator, description: str = "eval",
-    interpolate_pos_encoding: bool = False,
+    interpolate_pos_encoding: bool = False, view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
 ):
     """
-    Class probabilities of every readable video of `loader` (a softmax over the classes per view, averaged over the
-    views) and their labels, gathered from all processes, and how many videos could not be read:
+    Class probabilities of every readable video of `loader` (its views combined by `view_aggregation`) and their
+    labels, gathered from all processes, and how many videos could not be read:
     `(scores (N, K) float numpy, labels (N,) int numpy, num_unreadable int)`.
     """
     model.eval()
@@ -97,7 +111,9 @@ def predict(
         scores = torch.full((len(readable), prompts.num_classes), float("nan"), device=accelerator.device)
         if batch["pixel_values"] is not None:
             with accelerator.autocast():  # --mixed-precision
-                scores[readable] = video_scores(model, batch["pixel_values"], prompts, interpolate_pos_encoding)
+                scores[readable] = video_scores(
+                    model, batch["pixel_values"], prompts, interpolate_pos_encoding, view_aggregation
+                )
         scores, labels, readable = accelerator.gather_for_metrics((scores, batch["labels"], readable.long()))
         all_scores.append(scores.cpu())
         all_labels.append(labels.cpu())
@@ -108,9 +124,10 @@ def predict(
 
 
 def video_scores(
-    model: STDDModel, pixel_values: torch.Tensor, prompts: ClassPrompts, interpolate_pos_encoding: bool
+    model: STDDModel, pixel_values: torch.Tensor, prompts: ClassPrompts, interpolate_pos_encoding: bool,
+    view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
 ) -> torch.Tensor:
-    """Class probabilities of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, averaged over the V views: `(B, K)`."""
+    """Class probabilities `(B, K)` of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, views by `view_aggregation`."""
     if pixel_values.ndim == 5:  # one view: (B, T, 3, S, S)
         pixel_values = pixel_values.unsqueeze(1)
     batch_size, num_views = pixel_values.shape[:2]
@@ -120,7 +137,7 @@ def video_scores(
         prompt_class_ids=prompts.prompt_class_ids,
         interpolate_pos_encoding=interpolate_pos_encoding,
     )
-    return outputs.logits_per_video.float().softmax(-1).unflatten(0, (batch_size, num_views)).mean(1)
+    return aggregate_views(outputs.logits_per_video.unflatten(0, (batch_size, num_views)), view_aggregation)
 
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k=(1, 5)) -> dict[str, float]:
@@ -164,12 +181,17 @@ def protocol_splits(args, label_texts: LabelTexts | None) -> list[EvaluationSpli
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="folder or Hub id of an STDD or CLIP checkpoint")
+    add_recipe_argument(parser, EVALUATION_RECIPES, "paper: the authors' test views; default: each flag's own")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="a section-5 protocol; without it, --data is evaluated")
     parser.add_argument("--data", help="a folder of class sub-folders, a list file or a Hub dataset id")
     parser.add_argument("--split", default="test", help="the split of a Hub dataset (default: test)")
     parser.add_argument("--video-root", help="folder the videos (or list-file paths) are under")
     parser.add_argument("--split-dir", help="UCF101 ucfTrainTestlist/ or HMDB51 testTrainMulti_7030_splits/")
-    parser.add_argument("--list-file", help="Kinetics-600: the novel-class list file (relative/path,label_index)")
+    parser.add_argument(
+        "--list-file",
+        help="Kinetics-600: a list file of your videos (relative/path,label_index); without it --video-root is a "
+        "folder of class sub-folders",
+    )
     parser.add_argument("--index-to-class", help="JSON {index: class name} of a list file")
     parser.add_argument(
         "--label-texts",
@@ -182,12 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-frames", type=int, help="frames per view (default: the model's num_frames)")
     parser.add_argument("--num-clips", type=int, default=1, help="temporal views per video (paper: 3)")
     parser.add_argument("--num-crops", type=int, default=1, help="spatial views per clip")
+    add_sampling_arguments(parser)
+    add_view_aggregation_argument(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--fail-on-unreadable-video", action="store_true", help="stop instead of skipping a bad file")
-    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no")
+    parser.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="no",
+                        help="auto: fp16 on a GPU, none on the CPU")
+    parser.add_argument("--test-temporal-shuffle", dest="evaluation_temporal_shuffle", action="store_true",
+                        help="permute each video's STCA masks in time at random, as the authors' test code does")
+    parser.add_argument("--patch-ratio", type=float,
+                        help="evaluate r * starting checkpoint + (1 - r) * the model (weight patching, r in [0, 1])")
+    parser.add_argument("--base-model",
+                        help="the starting checkpoint of --patch-ratio (default: the one the training run recorded)")
     parser.add_argument("--output", required=True, help="JSON file for the results (written atomically)")
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    recipe = parser.parse_known_args(argv)[0].recipe
+    if recipe is not None:
+        apply_recipe(parser, EVALUATION_RECIPES[recipe])
+    args = parser.parse_args(argv)
+    if args.mixed_precision == "auto":
+        args.mixed_precision = default_mixed_precision()
+    check_args(args, parser)
+    return args
 
 
 def check_args(args, parser: argparse.ArgumentParser):
@@ -195,19 +238,32 @@ def check_args(args, parser: argparse.ArgumentParser):
         parser.error("give --protocol (ucf101, hmdb51, kinetics600_novel) or --data")
     if args.protocol in ("ucf101", "hmdb51") and (args.video_root is None or args.split_dir is None):
         parser.error(f"--protocol {args.protocol} needs --video-root and --split-dir")
-    if args.protocol == "kinetics600_novel" and None in (args.video_root, args.list_file, args.index_to_class):
-        parser.error("--protocol kinetics600_novel needs --video-root, --list-file and --index-to-class")
+    if args.protocol == "kinetics600_novel" and args.video_root is None:
+        parser.error("--protocol kinetics600_novel needs --video-root (and --index-to-class with --list-file)")
+    if args.protocol == "kinetics600_novel" and args.list_file is not None and args.index_to_class is None:
+        parser.error("--protocol kinetics600_novel: --list-file needs --index-to-class")
     for name in ("num_frames", "num_clips", "num_crops", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    check_video_arguments(args, parser)
+    if args.view_aggregation is None:
+        args.view_aggregation = DEFAULT_VIEW_AGGREGATION
     if args.label_texts is None and args.protocol is not None:
         args.label_texts = args.protocol
     try:
         templates_from_options(args.templates, args.num_templates)
     except ValueError as error:
         parser.error(str(error))
+
+    if args.patch_ratio is not None:
+        try:
+            check_patch_ratio(args.patch_ratio)
+        except ValueError as error:
+            parser.error(f"--patch-ratio: {error}")
+    elif args.base_model is not None:
+        parser.error("--base-model is the starting checkpoint of weight patching: give --patch-ratio too")
 
 
 def write_json_atomically(path: str | os.PathLike, data) -> Path:
@@ -231,34 +287,59 @@ def load_processor(model_path: str, image_size: int, num_frames: int) -> STDDPro
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_args(args, parser)
+    args = parse_args(argv)
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
-    model = STDDModel.from_pretrained(args.model).to(accelerator.device).eval()
+    model = STDDModel.from_pretrained(args.model, evaluation_temporal_shuffle=args.evaluation_temporal_shuffle)
+    model = model.to(accelerator.device).eval()
+    patching = None
+    if args.patch_ratio is not None:
+        model, base_model = patched_model(model, args.model, args.patch_ratio, args.base_model)
+        patching = {"ratio": args.patch_ratio, "base_model": base_model}
+        accelerator.print(f"weight patching: {args.patch_ratio} x {base_model} + {1 - args.patch_ratio:g} x {args.model}")
+    record = read_run_record(args.model) if os.path.isdir(args.model) else None
+    train_classes = record.get("train_classes") if record else None
     vision_config = model.config.vision_config
     num_frames = vision_config.num_frames if args.num_frames is None else args.num_frames
     processor = load_processor(args.model, vision_config.image_size, num_frames)
+    apply_video_options(processor.video_processor, args, SAMPLING_OPTIONS)
     label_texts = load_label_texts(args.label_texts, templates_from_options(args.templates, args.num_templates))
-    per_split = {}
+    per_split, overlaps = {}, {}
     for split in protocol_splits(args, label_texts):
+        if train_classes is not None:
+            overlaps[split.name] = class_overlap(train_classes, split.class_names)
+            if not overlaps[split.name].zero_shot:
+                accelerator.print(f"{split.name}: {overlaps[split.name].describe()}, not zero-shot")
         prompts = class_prompts(model, processor.tokenizer, split.class_names, label_texts, args.template)
         loader = evaluation_loader(
             split.dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
             num_clips=args.num_clips, num_crops=args.num_crops,
         )
-        scores, labels, num_unreadable = predict(model, accelerator.prepare(loader), prompts, accelerator, split.name)
+        scores, labels, num_unreadable = predict(
+            model, accelerator.prepare(loader), prompts, accelerator, split.name,
+            view_aggregation=args.view_aggregation,
+        )
         if len(labels) == 0:
             raise ValueError(f"There is no readable video in split '{split.name}' ({num_unreadable} unreadable).")
-        counts = {"num_videos": int(len(labels)), "num_unreadable": num_unreadable}
+        counts = {
+            "num_classes": len(split.class_names), "num_videos": int(len(labels)), "num_unreadable": num_unreadable,
+        }
         per_split[split.name] = {**top_k_accuracy(scores, labels), **counts}
-        accelerator.print(f"{split.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in per_split[split.name].items()))
+        figures = [f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in per_split[split.name].items()]
+        accelerator.print(f"{split.name}: " + ", ".join(figures))
         if num_unreadable:
             accelerator.print(f"{split.name}: {num_unreadable} unreadable videos were left out of the scores.")
     results = {
         "model": args.model,
         "protocol": args.protocol or "custom",
-        "views": {"num_clips": args.num_clips, "num_crops": args.num_crops},
+        "views": {
+            "num_clips": args.num_clips, "num_crops": args.num_crops, "view_aggregation": args.view_aggregation,
+            **video_settings(processor.video_processor, SAMPLING_OPTIONS),
+        },
+        "recipe": args.recipe,
+        "test_temporal_shuffle": args.evaluation_temporal_shuffle,
+        "recipe_settings": recipe_settings(args, EVALUATION_RECIPES[args.recipe]) if args.recipe else {},
+        "weight_patching": patching,
+        "class_overlap": {name: overlap.to_dict() for name, overlap in overlaps.items()} if overlaps else None,
         **summarize({name: {k: v for k, v in split.items() if k not in counts} for name, split in per_split.items()}),
         **{count: {name: split[count] for name, split in per_split.items()} for count in counts},
     }

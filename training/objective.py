@@ -94,17 +94,19 @@ def encode_class_prompts(
 
 class STDDTrainingModule(nn.Module):
     """
-    What the optimizer trains: the STDD model (its text tower and temperature frozen) and, when the distillation
-    weight is not 0, the distillation projector. `forward` returns the loss terms and the class scores of a batch.
+    What the optimizer trains: the STDD model (its text tower frozen, its temperature `logit_scale` trained only with
+    `train_logit_scale`) and, when the distillation weight is not 0, the distillation projector. `forward` returns
+    the loss terms and the class scores of a batch.
     """
 
-    def __init__(self, model: STDDModel, distillation_weight: float):
+    def __init__(self, model: STDDModel, distillation_weight: float, train_logit_scale: bool = False):
         super().__init__()
         self.model = model
         # Without distillation the projector would hold parameters that get no gradient, which DDP rejects.
         self.projector = DistillationProjector(model.config.projection_dim) if distillation_weight else None
         self.distillation_weight = distillation_weight
         freeze_text_side(model)
+        model.logit_scale.requires_grad_(train_logit_scale)
 
     def forward(
         self, pixel_values: torch.Tensor, labels: torch.Tensor, prompts: ClassPrompts,

@@ -8,11 +8,12 @@ mp4 files whose class names compose appearance and motion, trains a tiny STDD fr
 frame-mean baseline (plain CLIP, `stca_layers=[]`) with the same budget, evaluates both zero-shot on held-out
 classes and writes `eval_results.json` and the trained model folder to `--output-dir`.
 
-With your data (`--train-data`, `--eval-data`, `--base-model`), it is the paper's recipe: frozen text tower and
-prompt embeddings from the label texts, cross-entropy on the class scores plus distillation towards the frozen
-starting image tower, AdamW with warm-up and cosine decay, gradient clipping, mixed precision and gradient
-accumulation through accelerate, a checkpoint per epoch (resumable) and uniform weight averaging over chosen
-epochs. Every option can also come from a YAML file (`--config run.yaml`, keys named like the flags).
+With your data (`--train-data`, `--eval-data`, `--base-model`), it is the paper's recipe (`--recipe paper`, see
+training/recipe.py; every flag overrides it): frozen text tower and prompt embeddings from the label texts,
+cross-entropy on the class scores plus distillation towards the frozen starting image tower, AdamW with warm-up and
+cosine decay, gradient clipping, mixed precision and gradient accumulation through accelerate, a checkpoint per epoch
+(resumable) and uniform weight averaging over chosen epochs. Every option can also come from a YAML file
+(`--config run.yaml`, keys named like the flags).
 """
 
 import argparse
@@ -33,20 +34,18 @@ from accelerate.tracking import GeneralTracker
 from accelerate.utils import set_seed
 from datasets import Dataset
 from tqdm.auto import tqdm
-from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
+from transformers import CLIPConfig, CLIPModel
 
-from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
+from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import move_into_place
 from modeling_stdd.pipeline_stdd import (
-    DEFAULT_HYPOTHESIS_TEMPLATE,
     build_label_set,
     check_hypothesis_template,
     save_prompt_embeddings,
 )
 from training.data import (
-    SYNTHETIC_PROMPT,
     VideoClipDataset,
     build_synthetic_motion_dataset,
     class_names_of,
@@ -64,7 +63,26 @@ from training.evaluate_zero_shot import (
     write_json_atomically,
 )
 from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
-from training.protocols import with_label_text_names
+from training.optim import default_mixed_precision, parameter_groups, scaled_learning_rate, warmup_cosine_schedule
+from training.protocols import class_overlap, with_label_text_names
+from training.recipe import (
+    TRAINING_RECIPES,
+    add_recipe_argument,
+    add_stca_arguments,
+    apply_recipe,
+    check_model_overrides,
+    parse_stca_layers,
+    recipe_settings,
+    stca_overrides,
+)
+from training.run_record import write_run_record
+from training.video_options import (
+    add_augmentation_arguments,
+    add_sampling_arguments,
+    apply_video_options,
+    check_video_arguments,
+    video_settings,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -77,36 +95,7 @@ TINY_CLIP_VISION = dict(hidden_size=64, intermediate_size=128, num_hidden_layers
 TINY_CLIP_PROJECTION_DIM = 64
 # CLIP's trained temperature (logit scale 100); the random text tower's prompt embeddings sit close together.
 TINY_CLIP_LOGIT_SCALE = math.log(100.0)
-# STCA settings of the embedded job. channel_fold 16 moves c = 4 channels to each temporal side. Window masking is
-# off: on a 4x4 patch grid the kept patches of consecutive frames sit a whole patch (8 px) apart, more than the
-# object moves per frame, and the tiny model then does not learn the direction of motion within the budget.
-EMBEDDED_STCA = dict(channel_fold=16, mask_rate=0.0)
-
-EMBEDDED_DEFAULTS = dict(
-    num_frames=8,
-    image_size=32,
-    batch_size=16,
-    epochs=12,
-    learning_rate=3e-3,
-    warmup_epochs=1,
-    distillation_weight=0.0,
-    average_epochs="last:3",
-    num_workers=1,
-    template=SYNTHETIC_PROMPT,
-)
-# The authors' schedule (section 4): 22 epochs, 2 of warm-up, lr 3.33e-6 at batch 32, distillation weight 2.
-PAPER_DEFAULTS = dict(
-    num_frames=8,
-    image_size=None,
-    batch_size=32,
-    epochs=22,
-    learning_rate=3.33e-6,
-    warmup_epochs=2,
-    distillation_weight=2.0,
-    average_epochs="last:4",
-    num_workers=4,
-    template=DEFAULT_HYPOTHESIS_TEMPLATE,
-)
+# The settings of both jobs are the recipes of training/recipe.py: `embedded` without --train-data, `paper` with it.
 BASELINE_NAME = "frame_mean_baseline"
 
 
@@ -119,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--config", help="YAML file of options (keys named like the flags); flags given here override it")
+    add_recipe_argument(parser, TRAINING_RECIPES, "default: embedded without --train-data, paper with it")
     add("--base-model", help="Hub id or folder of a CLIP or STDD checkpoint (embedded job: a tiny random CLIP)")
     add("--train-data", help="folder of class sub-folders, list file (relative/path,label_index) or Hub dataset id")
     add("--eval-data", help="zero-shot evaluation data, same forms; its classes may be unseen in training")
@@ -139,20 +129,30 @@ def build_parser() -> argparse.ArgumentParser:
     add("--synthetic-data-dir", help="cache folder of the embedded job's synthetic data (default: ~/.cache/stdd)")
     add("--num-frames", type=int, help="frames per clip")
     add("--image-size", type=int, help="frame side in pixels (default: the model's)")
-    add("--batch-size", type=int, help="clips per process and step")
+    add_sampling_arguments(parser)
+    add_augmentation_arguments(parser)
+    add("--batch-size", type=int, help="clips per process and step (the global batch: x processes x accumulation)")
     add("--gradient-accumulation-steps", type=int, default=1)
     add("--epochs", type=int, help="training epochs")
     add("--max-steps", type=int, help="optimizer steps in all; overrides --epochs")
-    add("--learning-rate", type=float, help="peak AdamW learning rate")
-    add("--weight-decay", type=float, default=0.01)
-    add("--warmup-epochs", type=float, help="linear warm-up length in epochs, then cosine decay to 0")
-    add("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: off)")
+    add("--learning-rate", type=float,
+        help="peak AdamW learning rate for --learning-rate-batch-size clips, scaled linearly with the global batch")
+    add("--learning-rate-batch-size", type=int, help="the global batch --learning-rate is given for")
+    add("--min-lr-ratio", type=float, help="warm-up starts and cosine ends at learning rate x this ratio")
+    add("--weight-decay", type=float, help="AdamW weight decay (biases and 1-D parameters: none)")
+    add("--warmup-epochs", type=float, help="linear warm-up length in epochs, then cosine decay")
+    add("--train-logit-scale", dest="train_logit_scale", action="store_true", default=None,
+        help="train the temperature (logit_scale); the text tower stays frozen")
+    add("--freeze-logit-scale", dest="train_logit_scale", action="store_false")
+    add("--max-grad-norm", type=float, help="gradient clipping (0: off)")
     add("--distillation-weight", type=float, help="weight of the distillation term (section 4; paper: 2.0)")
-    add("--mixed-precision", choices=("no", "fp16", "bf16"), help="default: accelerate's configuration, else no")
+    add("--mixed-precision", choices=("auto", "no", "fp16", "bf16"),
+        help="auto: fp16 on a GPU, none on the CPU (paper recipe: auto; embedded: accelerate's configuration, else no)")
     add("--gradient-checkpointing", action="store_true", help="recompute activations in backward to save memory")
     add("--seed", type=int, default=0)
     add("--resume-from-checkpoint", help="a checkpoint folder, or 'latest' (the newest one in --output-dir)")
-    add("--average-epochs", help="epochs whose weights are averaged: 'last:N', '18-22', '20,21,22' or 'none'")
+    add("--average-epochs",
+        help="epochs whose weights are averaged: 'from:N' (N to the last), 'last:N', '18-22', '20,21,22' or 'none'")
     add("--save-total-limit", type=int, default=2, help="epoch checkpoints kept (the newest)")
     add("--num-workers", type=int, help="DataLoader worker processes")
     add("--eval-batch-size", type=int, help="clips per evaluation batch (default: --batch-size)")
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-frame-mean-baseline", dest="frame_mean_baseline", action="store_false")
     add("--report-to", default="jsonl",
         help="accelerate trackers, comma-separated (jsonl, tensorboard, wandb, all, none)")
+    add_stca_arguments(parser)
     return parser
 
 
@@ -201,7 +202,7 @@ def config_arguments(options: dict, parser: argparse.ArgumentParser, path: str) 
             if not isinstance(value, bool):
                 parser.error(f"--config {path}: {name} must be true or false, got {value!r}")
             arguments += [action.option_strings[0] for action in actions if action.const is value][:1]
-        elif actions[0].nargs in ("+", "*"):
+        elif actions[0].nargs in ("+", "*") or isinstance(actions[0].nargs, int):
             arguments += [actions[0].option_strings[0], *map(str, value if isinstance(value, list) else [value])]
         else:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -211,17 +212,20 @@ def config_arguments(options: dict, parser: argparse.ArgumentParser, path: str) 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
-    config_path = parser.parse_known_args(argv)[0].config
-    if config_path:
-        parser.set_defaults(**read_config_file(config_path, parser))
+    known = parser.parse_known_args(argv)[0]
+    config = read_config_file(known.config, parser) if known.config else {}
+    embedded = (known.train_data or config.get("train_data")) is None
+    args_recipe = known.recipe or config.get("recipe") or ("embedded" if embedded else "paper")
+    if (args_recipe == "embedded") != embedded:
+        parser.error(f"--recipe {args_recipe} is for " + ("the embedded job: leave out --train-data" if not embedded
+                                                          else "your data: give --train-data and --base-model"))
+    apply_recipe(parser, TRAINING_RECIPES[args_recipe])
+    # The config file over the recipe (a null value leaves the recipe's), the flags over both.
+    parser.set_defaults(**{name: value for name, value in config.items() if value is not None})
     args = parser.parse_args(argv)
-    args.embedded = args.train_data is None
-    defaults = EMBEDDED_DEFAULTS if args.embedded else PAPER_DEFAULTS
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.frame_mean_baseline is None:
-        args.frame_mean_baseline = args.embedded
+    args.recipe, args.embedded = args_recipe, embedded
+    if args.mixed_precision == "auto":
+        args.mixed_precision = default_mixed_precision()
     if args.eval_batch_size is None:
         args.eval_batch_size = args.batch_size
     check_args(args, parser)
@@ -239,10 +243,20 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
     for name in ("warmup_epochs", "distillation_weight", "weight_decay", "max_grad_norm"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not 0 <= args.min_lr_ratio < 1:
+        parser.error(f"--min-lr-ratio must be in [0, 1), got {args.min_lr_ratio}")
+    if not isinstance(args.learning_rate_batch_size, int) or args.learning_rate_batch_size < 1:
+        parser.error(f"--learning-rate-batch-size must be an integer >= 1, got {args.learning_rate_batch_size!r}")
+    if args.stca_layers is not None:
+        try:
+            parse_stca_layers(args.stca_layers)
+        except ValueError as error:
+            parser.error(f"--stca-layers: {error}")
     if not args.learning_rate > 0:
         parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    check_video_arguments(args, parser)
     if args.embedded:
         data_flags = ("eval_data", "video_root", "index_to_class", "label_texts", "templates")
         given = [f"--{name.replace('_', '-')}" for name in data_flags if getattr(args, name) is not None]
@@ -299,20 +313,22 @@ def check_list_file_flags(args, name: str, parser: argparse.ArgumentParser):
 
 def parse_average_epochs(value, num_epochs: int | None) -> list[int]:
     """
-    The epochs (1-based) to average: 'none' -> [], 'last:N' -> the last N, or a list of epochs and ranges
-    ('18-22', '20,21,22', a YAML list). With `num_epochs` None only the syntax is checked.
+    The epochs (1-based) to average: 'none' -> [], 'last:N' -> the last N, 'from:N' -> N to the last, or a list of
+    epochs and ranges ('18-22', '20,21,22', a YAML list). With `num_epochs` None only the syntax is checked.
     """
     if isinstance(value, (list, tuple)):
         value = ",".join(str(item) for item in value)
     text = str(value).strip().lower()
     if text == "none":
         return []
-    if text.startswith("last:"):
-        count = text[len("last:"):]
+    if text.startswith(("last:", "from:")):
+        form, count = text.split(":", 1)
         if not count.isdigit() or int(count) < 1:
-            raise ValueError(f"'last:N' needs an integer N >= 1, got {value!r}")
+            raise ValueError(f"'{form}:N' needs an integer N >= 1, got {value!r}")
         if num_epochs is None:
             return []
+        if form == "from":
+            return list(range(int(count), num_epochs + 1))
         return list(range(max(1, num_epochs - int(count) + 1), num_epochs + 1))
     epochs = set()
     for part in text.split(","):
@@ -461,6 +477,7 @@ def default_cache_dir() -> Path:
 
 def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
     """Data sets, processor and starting checkpoint; the embedded job builds its synthetic data and tiny CLIP."""
+    model_overrides = {**stca_overrides(args), "num_frames": args.num_frames}
     if args.embedded:
         cache = Path(args.synthetic_data_dir) if args.synthetic_data_dir else default_cache_dir()
         with accelerator.main_process_first():  # the main process builds the cache, the others then read it
@@ -469,20 +486,19 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
                 save_tiny_random_clip(cache / f"tiny-random-clip-{args.image_size}px-seed{args.seed}",
                                       args.image_size, args.seed)
             )
-        # No flips (they turn "moving left" into "moving right") and mild crops that keep the shape in view.
-        processor = STDDProcessor.from_clip_defaults(
-            args.image_size, args.num_frames, flip_probability=0.0, crop_scale=(0.8, 1.0)
-        )
+        processor = STDDProcessor.from_clip_defaults(args.image_size, args.num_frames)
+        apply_video_options(processor.video_processor, args)
+        check_model_overrides(base_model, model_overrides)
         return Job(
             base_model=base_model,
-            model_overrides={**EMBEDDED_STCA, "num_frames": args.num_frames},
+            model_overrides=model_overrides,
             processor=processor,
             train_dataset=load_video_dataset(str(data_dir / "train")),
             eval_dataset=load_video_dataset(str(data_dir / "eval")),
             label_texts=LabelTexts.from_file(data_dir / "label_texts.json"),
             template=args.template,
         )
-    config = STDDConfig.from_pretrained(args.base_model)
+    config = check_model_overrides(args.base_model, model_overrides)
     image_size = args.image_size or config.vision_config.image_size
     with accelerator.main_process_first():
         train_dataset = load_video_dataset(
@@ -498,10 +514,12 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
             )
     label_texts = load_label_texts(args.label_texts, templates_from_options(args.templates, args.num_templates))
     label_names = None if label_texts is None else label_texts.labels
+    processor = load_processor(args.base_model, image_size, args.num_frames)
+    apply_video_options(processor.video_processor, args)
     return Job(
         base_model=args.base_model,
-        model_overrides={"num_frames": args.num_frames},
-        processor=load_processor(args.base_model, image_size, args.num_frames),
+        model_overrides=model_overrides,
+        processor=processor,
         train_dataset=with_label_text_names(train_dataset, label_names),
         eval_dataset=None if eval_dataset is None else with_label_text_names(eval_dataset, label_names),
         label_texts=label_texts,
@@ -511,7 +529,7 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
 
 def load_model(job: Job, overrides: dict, image_size: int) -> tuple[STDDModel, bool]:
     """The starting STDD model, and whether frames of `image_size` need interpolated position embeddings."""
-    model = STDDModel.from_pretrained(job.base_model, **job.model_overrides, **overrides)
+    model = STDDModel.from_pretrained(job.base_model, **{**job.model_overrides, **overrides})
     return model, image_size != model.config.vision_config.image_size
 
 
@@ -604,12 +622,11 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     teacher = FrozenImageTower(model).to(accelerator.device) if args.distillation_weight else None
     prompts = class_prompts(model, job.processor.tokenizer, class_names_of(job.train_dataset), job.label_texts,
                             job.template).to(accelerator.device)
-    module = STDDTrainingModule(model, args.distillation_weight)
+    module = STDDTrainingModule(model, args.distillation_weight, args.train_logit_scale)
     module.train()
-    optimizer = torch.optim.AdamW(
-        [parameter for parameter in module.parameters() if parameter.requires_grad],
-        lr=args.learning_rate, weight_decay=args.weight_decay,
-    )
+    global_batch_size = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    learning_rate = scaled_learning_rate(args.learning_rate, global_batch_size, args.learning_rate_batch_size)
+    optimizer = torch.optim.AdamW(parameter_groups(module, args.weight_decay), lr=learning_rate)
     loader = training_loader(job, args, accelerator)
     module, optimizer, loader = accelerator.prepare(module, optimizer, loader)
 
@@ -618,8 +635,9 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     num_epochs = math.ceil(total_steps / steps_per_epoch)
     warmup_steps = min(round(args.warmup_epochs * steps_per_epoch), total_steps)
     # The prepared scheduler advances once per process at every optimizer step.
-    scheduler = accelerator.prepare(get_cosine_schedule_with_warmup(
-        optimizer, warmup_steps * accelerator.num_processes, total_steps * accelerator.num_processes
+    scheduler = accelerator.prepare(warmup_cosine_schedule(
+        optimizer, warmup_steps * accelerator.num_processes, total_steps * accelerator.num_processes,
+        args.min_lr_ratio,
     ))
     progress = TrainingProgress()
     averager = WeightAverager(parse_average_epochs(args.average_epochs, num_epochs))
@@ -633,7 +651,8 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     accelerator.print(
         f"[{name}] {len(job.train_dataset)} training videos, {prompts.num_classes} classes, {num_epochs} epochs x "
         f"{steps_per_epoch} steps, {accelerator.num_processes} process(es), "
-        f"averaging epochs {averager.epochs or 'none'}"
+        f"averaging epochs {averager.epochs or 'none'}; learning rate {args.learning_rate:g} for "
+        f"{args.learning_rate_batch_size} clips -> {learning_rate:g} for the global batch of {global_batch_size}"
     )
     started = time.perf_counter()
     bar = tqdm(total=total_steps, initial=progress.global_step, desc=name,
@@ -662,6 +681,8 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
         "seconds": round(time.perf_counter() - started, 1),
         "skipped_videos": progress.skipped_videos,
         "averaged_epochs": averager.epochs if averaged else [],
+        "global_batch_size": global_batch_size,
+        "learning_rate": learning_rate,
         **{f"last_epoch_{k}": v for k, v in epoch_loss.items()},
     }
     return TrainedRun(model.eval(), interpolate, summary)
@@ -723,10 +744,11 @@ def evaluate_run(args, job: Job, run: TrainedRun) -> tuple[dict[str, float], dic
     return top_k_accuracy(scores, labels, k=(1, 5)), {"num_videos": len(labels), "num_unreadable": num_unreadable}
 
 
-def save_model_folder(run: TrainedRun, job: Job, folder: Path):
+def save_model_folder(run: TrainedRun, job: Job, folder: Path, record: dict):
     """
     `save_pretrained` of the model and processor, plus `label_texts/{train,eval}.json`: the prompts of the training
-    and evaluation classes with their prompt embeddings next to them (the layout the pipeline and Hub export read).
+    and evaluation classes with their prompt embeddings next to them (the layout the pipeline and Hub export read),
+    and the run's `record` (`training_settings.json`).
     """
     if run.interpolate_pos_encoding:
         adopt_image_size(run.model, job.processor.video_processor.crop_size.height)
@@ -744,6 +766,7 @@ def save_model_folder(run: TrainedRun, job: Job, folder: Path):
         prompts = encode_class_prompts(run.model, job.processor.tokenizer, list(label_set.prompts),
                                        label_set.prompt_class_ids, len(class_names))
         save_prompt_embeddings(texts_file, list(label_set.prompts), prompts.text_embeds)
+    write_run_record(partial, record)
     move_into_place(partial, folder)
 
 
@@ -784,10 +807,15 @@ def main(argv: list[str] | None = None) -> dict:
     output_dir = Path(args.output_dir)
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
     job = prepare_job(args, accelerator)
+    overlap = class_overlap(class_names_of(job.train_dataset), eval_class_names(job))
+    if job.eval_dataset is not None and not overlap.zero_shot:
+        accelerator.print(f"warning: {overlap.describe()} ({', '.join(overlap.seen[:10])}"
+                          f"{', ...' if len(overlap.seen) > 10 else ''}): the evaluation is not zero-shot")
+    settings = run_settings(args, job, accelerator)
     runs = [("stdd", {}, output_dir)]
     if args.frame_mean_baseline:
         runs.append((BASELINE_NAME, {"stca_layers": []}, output_dir / BASELINE_NAME))
-    results = {"zero_shot": {}, "zero_shot_videos": {}, "training": {}}
+    results = {"zero_shot": {}, "zero_shot_videos": {}, "training": {}, "class_overlap": overlap.to_dict()}
     for name, overrides, run_dir in runs:
         run = train_run(args, job, name, overrides, run_dir)
         results["training"][name] = run.summary
@@ -795,26 +823,36 @@ def main(argv: list[str] | None = None) -> dict:
             results["zero_shot"][name], videos = evaluate_run(args, job, run)
             results["zero_shot_videos"][name] = videos
             unreadable = f" ({videos['num_unreadable']} unreadable left out)" if videos["num_unreadable"] else ""
-            accelerator.print(f"[{name}] zero-shot on {videos['num_videos']} videos{unreadable} of "
-                              f"{len(eval_class_names(job))} unseen classes: " +
+            kind = "zero-shot" if overlap.zero_shot else "evaluation (not zero-shot)"
+            accelerator.print(f"[{name}] {kind} on {videos['num_videos']} videos{unreadable} of "
+                              f"{overlap.describe()}: " +
                               ", ".join(f"{k} {v:.1f}" for k, v in results["zero_shot"][name].items()))
         if accelerator.is_main_process:
-            save_model_folder(run, job, run_dir / "model")
+            record = {**settings, "model_overrides": {**job.model_overrides, **overrides},
+                      "train_classes": class_names_of(job.train_dataset), "class_overlap": overlap.to_dict()}
+            save_model_folder(run, job, run_dir / "model", record)
         accelerator.wait_for_everyone()
-    results["settings"] = {
-        "job": "embedded synthetic motion" if args.embedded else "custom",
-        "base_model": job.base_model,
-        "model_overrides": job.model_overrides,
-        **{key: getattr(args, key) for key in ("train_data", "eval_data", "num_frames", "batch_size", "epochs",
-                                              "max_steps", "learning_rate", "warmup_epochs", "distillation_weight",
-                                              "average_epochs", "seed")},
-        "num_processes": accelerator.num_processes,
-    }
+    results["settings"] = settings
     if accelerator.is_main_process:
         write_json_atomically(output_dir / "eval_results.json", results)
         print_summary(results)
     accelerator.end_training()
     return results
+
+
+def run_settings(args, job: Job, accelerator: Accelerator) -> dict:
+    """What the run used: its recipe's settings as expanded and overridden, the data and the starting checkpoint."""
+    return {
+        "job": "embedded synthetic motion" if args.embedded else "custom",
+        "base_model": job.base_model,
+        "model_overrides": job.model_overrides,
+        "recipe": args.recipe,
+        "recipe_settings": recipe_settings(args, TRAINING_RECIPES[args.recipe]),
+        **{key: getattr(args, key) for key in ("train_data", "eval_data", "max_steps", "gradient_accumulation_steps",
+                                              "seed")},
+        "num_processes": accelerator.num_processes,
+        "video": video_settings(job.processor.video_processor),
+    }
 
 
 def print_summary(results: dict):

@@ -3,8 +3,8 @@ Generating ASKG entries and clause lists with a language model (both stages of S
 
 Stage 1 asks the model for the graph of one class, stage 2 for its three clause lists (or verbalizes the graph by
 rules, `clause_stage="rules"`). Each answer is parsed and validated; when it has problems the model sees them
-once and may repair its answer. Finished classes are written to the output file one by one (atomically), and a
-new run skips the classes already there, so an interrupted run loses nothing.
+once and may repair its answer. Finished classes are appended to the output file one by one (each in one durable
+write), and a new run skips the classes already there, so an interrupted run loses nothing.
 
 Backends implement `ChatBackend.complete(messages) -> str`: `OpenAIChatBackend` talks to any server with the
 OpenAI chat-completions protocol, `TransformersChatBackend` runs a local transformers causal language model.
@@ -27,8 +27,9 @@ from pathlib import Path
 import yaml
 
 from .schema import ATTRIBUTE_BY_YAML_FIELD, CLAUSE_FIELDS, GRAPH_FIELDS, ASKGEntry, Issue, dump_entries
-from .schema import entry_from_dict, read_askg_file, validate_entry, write_askg_file
+from .schema import entry_from_dict, read_askg_file, validate_entry
 from .verbalizer import verbalize_entries
+from ..file_utils import append_text_durably, read_json_file, read_text_file
 
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class OpenAIChatBackend(ChatBackend):
             raise _Retryable(f"{self.url}: {error!r}") from error
         try:
             return json.loads(payload)
-        except json.JSONDecodeError as error:
+        except ValueError as error:  # not JSON, or bytes in no encoding JSON can have (UnicodeDecodeError)
             raise _Retryable(f"{self.url} sent a response that is not JSON: {payload[:200]!r}") from error
 
     def complete(self, messages: list[dict[str, str]]) -> str:
@@ -394,8 +395,9 @@ class ASKGGenerator:
 
     def run(self, labels: Iterable[str], output_path: str | os.PathLike) -> GenerationResult:
         """
-        Generate every class of `labels` not yet in `output_path`, rewriting the file atomically after each
-        one. A class whose answers stay invalid, or whose request the server refuses, is recorded in `failed` and the
+        Generate every class of `labels` not yet in `output_path`, appending each finished class to the file in
+        one durable write (10,000 classes cost 10,000 small appends, not 10,000 rewrites of a growing file). A
+        class whose answers stay invalid, or whose request the server refuses, is recorded in `failed` and the
         run goes on; any other `BackendError` (server unreachable after retries, a bad URL or key) stops it, naming
         the class, and the next run resumes after the last finished class.
         """
@@ -415,7 +417,7 @@ class ASKGGenerator:
                 continue
             except BackendError as error:
                 raise BackendError(f"while generating {label!r}: {error}") from error
-            write_askg_file(done, output_path)
+            _append_entry(output_path, label, done[label])
             result.written.append(label)
             logger.info("wrote %r (%d classes in %s)", label, len(done), output_path)
         return result
@@ -431,8 +433,18 @@ def _with_fields(base: ASKGEntry, answer: ASKGEntry, fields: Sequence[str]) -> A
     return dataclasses.replace(base, label=answer.label, **taken)
 
 
+def _append_entry(path: Path, label: str, entry: ASKGEntry) -> None:
+    """Add the class `label` to the YAML file `path` as `write_askg_file` would lay it out, in one append."""
+    block = dump_entries({label: entry})
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb") as file:
+            file.seek(-1, os.SEEK_END)
+            block = ("\n" if file.read(1) == b"\n" else "\n\n") + block
+    append_text_durably(path, block)
+
+
 def _read_existing(path: Path) -> dict[str, ASKGEntry]:
-    if not path.exists() or not path.read_text(encoding="utf-8").strip():
+    if not path.exists() or not read_text_file(path).strip():
         return {}
     return read_askg_file(path)
 
@@ -443,12 +455,8 @@ def read_labels(path: str | os.PathLike) -> list[str]:
     {index: name} object, or a CSV file with a header that has a "name" or "label" column.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first name
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON: {error}") from error
+        data = read_json_file(path, encoding="utf-8-sig")  # a byte-order mark is not part of the first name
         if isinstance(data, dict):
             try:
                 data = [data[key] for key in sorted(data, key=int)]
@@ -456,13 +464,13 @@ def read_labels(path: str | os.PathLike) -> list[str]:
                 raise ValueError(f"{path}: a JSON object of labels needs integer keys") from error
         labels = data
     elif path.suffix.lower() == ".csv":
-        rows = csv.DictReader(text.splitlines())
+        rows = csv.DictReader(read_text_file(path, encoding="utf-8-sig").splitlines())
         column = next((name for name in ("name", "label") if name in (rows.fieldnames or [])), None)
         if column is None:
             raise ValueError(f"{path}: the CSV header needs a 'name' or 'label' column, got {rows.fieldnames}")
         labels = [row[column] for row in rows]
     else:
-        lines = [line.strip() for line in text.splitlines()]
+        lines = [line.strip() for line in read_text_file(path, encoding="utf-8-sig").splitlines()]
         labels = [line for line in lines if line and not line.startswith("#")]
     if isinstance(labels, list):  # spaces around a name in JSON or CSV are not part of it
         labels = [label.strip() if isinstance(label, str) else label for label in labels]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ..file_utils import write_text_atomically
+from ..file_utils import read_json_file, read_text_file, write_text_atomically
 from ..pipeline_stdd import check_hypothesis_template
 from .schema import (
     CLAUSE_FIELDS,
@@ -74,7 +74,7 @@ def read_templates(path: str | os.PathLike, num_templates: int | None = None) ->
         raise ValueError(f"templates file not found: {path}")
     if path.suffix.lower() in (".yml", ".yaml"):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_text_file(path))
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: not valid YAML: {error}") from error
         templates = data.get("templates") if isinstance(data, Mapping) else None
@@ -82,7 +82,7 @@ def read_templates(path: str | os.PathLike, num_templates: int | None = None) ->
             raise ValueError(f"{path}: expected a 'templates:' list of strings")
         default_count = AUTHORS_TEMPLATE_COUNT
     else:
-        templates = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        templates = [line.strip() for line in read_text_file(path).splitlines() if line.strip()]
         default_count = len(templates)
     if not templates:
         raise ValueError(f"{path}: holds no templates")
@@ -237,10 +237,7 @@ class LabelTexts:
             return cls.from_askg_files(path, templates=templates)
         if path.suffix.lower() != ".json":
             raise ValueError(f"{path}: expected a .json label-texts file or a .yml/.yaml ASKG file")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON: {error}") from error
+        data = read_json_file(path)
         if not isinstance(data, Mapping):
             raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
         try:

@@ -26,13 +26,13 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ..file_utils import write_text_atomically
+from ..file_utils import read_text_file, write_text_atomically
 
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name, got the {type(key).__name__} {key!r}", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -217,7 +221,7 @@ def entries_from_yaml_text(text: str, source: str = "<input>") -> dict[str, ASKG
 def read_askg_file(path: str | os.PathLike) -> dict[str, ASKGEntry]:
     """Read one ASKG, clause or combined YAML file into class key -> entry (file order kept)."""
     path = Path(path)
-    return entries_from_yaml_text(path.read_text(encoding="utf-8"), source=str(path))
+    return entries_from_yaml_text(read_text_file(path), source=str(path))
 
 
 def _merge_entry(key: str, merged: ASKGEntry, file_key: str, entry: ASKGEntry, source: str) -> None:
