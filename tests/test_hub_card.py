@@ -53,6 +53,7 @@ EXPECTED_CODE_FILES = {
     "video_download.py",  # the pipeline's bounded URL downloads
     "video_io.py",  # the video processor's display rotation and PyAV decoding
     "video_processing_stdd.py",
+    "view_aggregation.py",  # the pipeline's multi-view scores
 }
 
 

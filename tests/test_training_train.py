@@ -12,7 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_stdd import STDDModel, STDDProcessor
-from modeling_stdd.askg import LabelTexts
+from askg_testing import make_entry
+from modeling_stdd.askg import LabelTexts, write_askg_file
+from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
 from training import train
 from training.data import SyntheticMotionSpec, build_synthetic_motion_dataset
 from training.train import main, parse_args, parse_average_epochs
@@ -68,6 +70,12 @@ def tiny_arguments(tiny_data, tiny_clip_dir, output_dir, *extra):
         (["--template", "a video of a {role} {}."], "--template must contain '{}' exactly once, bare"),
         (["--num-workers", "-1"], "--num-workers must be >= 0"),
         (["--epochs", "abc"], "invalid int value"),
+        (["--frame-sampling", "sparse"], "invalid choice: 'sparse'"),
+        (["--sampling-rate", "0"], "--sampling-rate must be >= 1"),
+        (["--train-crop", "centre"], "invalid choice: 'centre'"),
+        (["--flip-probability", "1.5"], "--flip-probability must be in [0, 1]"),
+        (["--crop-scale", "0.9", "0.5"], "--crop-scale must be MIN MAX with 0 < MIN <= MAX <= 1"),
+        (["--crop-scale", "0.9"], "expected 2 arguments"),
     ],
 )
 def test_bad_arguments_get_a_clear_message(arguments, message, capsys):
@@ -89,6 +97,26 @@ def test_missing_label_texts_file_is_rejected(tmp_path, capsys, tiny_clip_dir):
         parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path),
                      "--label-texts", str(tmp_path / "none.json")])
     assert "--label-texts" in capsys.readouterr().err
+
+
+def test_templates_flags_are_checked_and_build_the_prompts_of_askg_label_texts(tiny_data, tiny_clip_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--num-templates", "3"])
+    assert "--num-templates needs --templates FILE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "out", "--templates", str(tmp_path / "no.txt")))
+    assert "--templates: templates file not found" in capsys.readouterr().err
+    entries = {label: make_entry(label) for label in ("running", "sitting")}
+    write_askg_file({label: entry.subset(GRAPH_FIELDS) for label, entry in entries.items()}, tmp_path / "graph.yml")
+    write_askg_file({label: entry.subset(CLAUSE_FIELDS) for label, entry in entries.items()}, tmp_path / "clauses.yml")
+    (tmp_path / "classes.yml").write_text("templates:\n" + "".join(f"- clip {index} of {{}}.\n" for index in range(6)))
+    arguments = tiny_arguments(
+        tiny_data, tiny_clip_dir, tmp_path / "out", "--label-texts", str(tmp_path / "graph.yml"),
+        str(tmp_path / "clauses.yml"), "--templates", str(tmp_path / "classes.yml"), "--num-templates", "2",
+    )  # fmt: skip
+    job = train.prepare_job(parse_args(arguments), train.make_accelerator())
+    assert job.label_texts.templates == ["clip 0 of {}.", "clip 1 of {}."]
+    assert job.label_texts.texts == LabelTexts.from_label_db(entries, templates=job.label_texts.templates).texts
 
 
 def test_yaml_config_sets_options_and_flags_override_it(tmp_path, capsys):
@@ -138,6 +166,28 @@ def test_defaults_of_the_embedded_job_and_of_custom_data(tiny_clip_dir, tmp_path
     custom = parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path)])
     assert not custom.embedded and not custom.frame_mean_baseline
     assert (custom.learning_rate, custom.distillation_weight, custom.epochs) == (3.33e-6, 2.0, 22)
+    video = ("frame_sampling", "sampling_rate", "train_crop", "flip_probability", "crop_scale")
+    # your data: the paper's 8x16 dense frames and jitter crop with flips; embedded: segments, mild crops, no flips
+    assert [getattr(custom, name) for name in video] == ["dense", 16, "jitter", 0.5, None]
+    assert [getattr(embedded, name) for name in video] == ["segments", None, "random-resized", 0.0, (0.8, 1.0)]
+
+
+def test_video_flags_override_the_recipe_and_reach_the_processor(tiny_clip_dir, tmp_path):
+    from accelerate import Accelerator
+
+    from training.train import prepare_job
+
+    (tmp_path / "train" / "waving").mkdir(parents=True)
+    (tmp_path / "train" / "waving" / "0.mp4").write_bytes(b"")
+    config = tmp_path / "run.yaml"
+    config.write_text("crop-scale: [0.5, 0.9]\nflip-probability: 0\n")
+    args = parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path / "train"), "--config",
+                       str(config), "--train-crop", "random-resized", "--sampling-rate", "8"])
+    video_processor = prepare_job(args, Accelerator()).processor.video_processor
+    assert (video_processor.frame_sampling, video_processor.sampling_rate) == ("dense", 8)
+    assert (video_processor.train_crop, video_processor.crop_scale, video_processor.flip_probability) == (
+        "random-resized", (0.5, 0.9), 0.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -179,6 +229,12 @@ def test_custom_data_run_with_distillation_baseline_and_averaging(tiny_data, tin
     assert not any("projector" in name for name in load_file(output / "model" / "model.safetensors"))
     processor = STDDProcessor.from_pretrained(output / "model")
     assert processor.video_processor.num_frames == 4
+    # trained with the paper's video settings, saved with the model and recorded with the results
+    assert (processor.video_processor.frame_sampling, processor.video_processor.train_crop) == ("dense", "jitter")
+    assert results["settings"]["video"] == {
+        "frame_sampling": "dense", "sampling_rate": 16, "train_crop": "jitter", "flip_probability": 0.5,
+        "crop_scale": [0.4, 1.0],
+    }
     eval_texts = LabelTexts.from_file(output / "model" / "label_texts" / "eval.json")
     assert eval_texts.texts == {"running": ["a person running.", "someone jogging."],
                                 "sitting": ["a video of a person sitting."]}

@@ -26,9 +26,11 @@ from transformers import AutoConfig
 from transformers.image_utils import SizeDict
 
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
-from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.askg import LabelTexts
+from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import check_writable_folder, write_text_atomically
 from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set, check_finite_scores
+from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views
 from training.class_coverage import classes_without_readable_videos
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
 from training.objective import ClassPrompts, encode_class_prompts
@@ -44,6 +46,14 @@ from training.protocols import (
 )
 from training.recipe import EVALUATION_RECIPES, add_recipe_argument, apply_recipe, recipe_settings
 from training.run_record import read_run_record
+from training.video_options import (
+    SAMPLING_OPTIONS,
+    add_sampling_arguments,
+    add_view_aggregation_argument,
+    apply_video_options,
+    check_video_arguments,
+    video_settings,
+)
 from training.weight_patching import check_patch_ratio, patched_model
 
 
@@ -58,23 +68,18 @@ def make_accelerator(**kwargs) -> Accelerator:
     return Accelerator(cpu=not torch.accelerator.is_available(), **kwargs)
 
 
-def load_label_texts(values: str | list[str] | None) -> LabelTexts | None:
+def load_label_texts(values: str | list[str] | None, templates: list[str] | None = None) -> LabelTexts | None:
     """
-    `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name and label-texts JSON
-    / ASKG YAML files, merged in order (a label in several sets keeps the prompts of the last one).
+    `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name, label-texts JSON and
+    ASKG YAML files (an ASKG file followed by its clause file), merged in order (see `LabelTexts.from_sources`).
+    `templates` (`--templates`) build the prompt sets of shipped sets and ASKG files.
     """
     values = [values] if isinstance(values, str) else list(values or [])
     if values in ([], ["none"]):
+        if templates is not None:
+            raise ValueError("--templates builds the prompt sets of --label-texts; give --label-texts too")
         return None
-    texts = {}
-    for value in values:
-        if value in DATASETS:
-            texts.update(LabelTexts.for_dataset(value).texts)
-        elif os.path.isfile(value):
-            texts.update(LabelTexts.from_file(value).texts)
-        else:
-            raise ValueError(f"{value!r} is neither a file nor a shipped label-text set ({', '.join(DATASETS)}).")
-    return LabelTexts(texts, source=", ".join(values))
+    return LabelTexts.from_sources(values, templates)
 
 
 def class_prompts(
@@ -91,11 +96,11 @@ def class_prompts(
 @torch.no_grad()
 def predict(
     model: STDDModel, loader, prompts: ClassPrompts, accelerator: Accelerator, description: str = "eval",
-    interpolate_pos_encoding: bool = False,
+    interpolate_pos_encoding: bool = False, view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
 ):
     """
-    Class probabilities of every readable video of `loader` (a softmax over the classes per view, averaged over the
-    views) and their labels, gathered from all processes, and how many videos could not be read:
+    Class probabilities of every readable video of `loader` (its views combined by `view_aggregation`) and their
+    labels, gathered from all processes, and how many videos could not be read:
     `(scores (N, K) float numpy, labels (N,) int numpy, num_unreadable int)`. Non-finite scores (a broken model) are
     an error, not figures.
     """
@@ -108,7 +113,9 @@ def predict(
         scores = torch.full((len(readable), prompts.num_classes), float("nan"), device=accelerator.device)
         if batch["pixel_values"] is not None:
             with accelerator.autocast():  # --mixed-precision
-                scores[readable] = video_scores(model, batch["pixel_values"], prompts, interpolate_pos_encoding)
+                scores[readable] = video_scores(
+                    model, batch["pixel_values"], prompts, interpolate_pos_encoding, view_aggregation
+                )
         scores, labels, readable = accelerator.gather_for_metrics((scores, batch["labels"], readable.long()))
         all_scores.append(scores.cpu())
         all_labels.append(labels.cpu())
@@ -120,9 +127,10 @@ def predict(
 
 
 def video_scores(
-    model: STDDModel, pixel_values: torch.Tensor, prompts: ClassPrompts, interpolate_pos_encoding: bool
+    model: STDDModel, pixel_values: torch.Tensor, prompts: ClassPrompts, interpolate_pos_encoding: bool,
+    view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
 ) -> torch.Tensor:
-    """Class probabilities of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, averaged over the V views: `(B, K)`."""
+    """Class probabilities `(B, K)` of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, views by `view_aggregation`."""
     if pixel_values.ndim == 5:  # one view: (B, T, 3, S, S)
         pixel_values = pixel_values.unsqueeze(1)
     batch_size, num_views = pixel_values.shape[:2]
@@ -132,7 +140,7 @@ def video_scores(
         prompt_class_ids=prompts.prompt_class_ids,
         interpolate_pos_encoding=interpolate_pos_encoding,
     )
-    return outputs.logits_per_video.float().softmax(-1).unflatten(0, (batch_size, num_views)).mean(1)
+    return aggregate_views(outputs.logits_per_video.unflatten(0, (batch_size, num_views)), view_aggregation)
 
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k=(1, 5)) -> dict[str, float]:
@@ -182,17 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", help="the split of a Hub dataset (default: test)")
     parser.add_argument("--video-root", help="folder the videos (or list-file paths) are under")
     parser.add_argument("--split-dir", help="UCF101 ucfTrainTestlist/ or HMDB51 testTrainMulti_7030_splits/")
-    parser.add_argument("--list-file", help="Kinetics-600: the novel-class list file (relative/path,label_index)")
+    parser.add_argument(
+        "--list-file",
+        help="Kinetics-600: a list file of your videos (relative/path,label_index); without it --video-root is a "
+        "folder of class sub-folders",
+    )
     parser.add_argument("--index-to-class", help="JSON {index: class name} of a list file")
     parser.add_argument(
         "--label-texts",
         nargs="+",
         help="label-texts JSON / ASKG YAML files or shipped set names, or 'none' (default: the protocol's shipped set)",
     )
+    parser.add_argument("--templates", help=TEMPLATES_HELP)
+    parser.add_argument("--num-templates", type=int, help=NUM_TEMPLATES_HELP)
     parser.add_argument("--template", default=DEFAULT_HYPOTHESIS_TEMPLATE, help="prompt of classes without texts")
     parser.add_argument("--num-frames", type=int, help="frames per view (default: the model's num_frames)")
     parser.add_argument("--num-clips", type=int, default=1, help="temporal views per video (paper: 3)")
     parser.add_argument("--num-crops", type=int, default=1, help="spatial views per clip")
+    add_sampling_arguments(parser)
+    add_view_aggregation_argument(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--fail-on-unreadable-video", action="store_true", help="stop instead of skipping a bad file")
@@ -225,13 +241,18 @@ def check_args(args, parser: argparse.ArgumentParser):
         parser.error("give --protocol (ucf101, hmdb51, kinetics600_novel) or --data")
     if args.protocol in ("ucf101", "hmdb51") and (args.video_root is None or args.split_dir is None):
         parser.error(f"--protocol {args.protocol} needs --video-root and --split-dir")
-    if args.protocol == "kinetics600_novel" and None in (args.video_root, args.list_file, args.index_to_class):
-        parser.error("--protocol kinetics600_novel needs --video-root, --list-file and --index-to-class")
+    if args.protocol == "kinetics600_novel" and args.video_root is None:
+        parser.error("--protocol kinetics600_novel needs --video-root (and --index-to-class with --list-file)")
+    if args.protocol == "kinetics600_novel" and args.list_file is not None and args.index_to_class is None:
+        parser.error("--protocol kinetics600_novel: --list-file needs --index-to-class")
     for name in ("num_frames", "num_clips", "num_crops", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    check_video_arguments(args, parser)
+    if args.view_aggregation is None:
+        args.view_aggregation = DEFAULT_VIEW_AGGREGATION
     if args.label_texts is None and args.protocol is not None:
         args.label_texts = args.protocol
     if os.path.isdir(args.output):
@@ -240,6 +261,11 @@ def check_args(args, parser: argparse.ArgumentParser):
         check_writable_folder(Path(args.output).parent)
     except OSError as error:
         parser.error(f"--output {args.output}: its folder cannot be written ({error.strerror or error})")
+    try:
+        templates_from_options(args.templates, args.num_templates)
+    except ValueError as error:
+        parser.error(str(error))
+
     if args.patch_ratio is not None:
         try:
             check_patch_ratio(args.patch_ratio)
@@ -289,7 +315,8 @@ def main(argv: list[str] | None = None) -> dict:
     vision_config = model.config.vision_config
     num_frames = vision_config.num_frames if args.num_frames is None else args.num_frames
     processor = load_processor(args.model, vision_config.image_size, num_frames)
-    label_texts = load_label_texts(args.label_texts)
+    apply_video_options(processor.video_processor, args, SAMPLING_OPTIONS)
+    label_texts = load_label_texts(args.label_texts, templates_from_options(args.templates, args.num_templates))
     per_split, overlaps, lost_classes = {}, {}, {}
     for split in protocol_splits(args, label_texts):
         if train_classes is not None:
@@ -301,12 +328,18 @@ def main(argv: list[str] | None = None) -> dict:
             split.dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
             num_clips=args.num_clips, num_crops=args.num_crops,
         )
-        scores, labels, num_unreadable = predict(model, accelerator.prepare(loader), prompts, accelerator, split.name)
+        scores, labels, num_unreadable = predict(
+            model, accelerator.prepare(loader), prompts, accelerator, split.name,
+            view_aggregation=args.view_aggregation,
+        )
         if len(labels) == 0:
             raise ValueError(f"There is no readable video in split '{split.name}' ({num_unreadable} unreadable).")
-        counts = {"num_videos": int(len(labels)), "num_unreadable": num_unreadable}
+        counts = {
+            "num_classes": len(split.class_names), "num_videos": int(len(labels)), "num_unreadable": num_unreadable,
+        }
         per_split[split.name] = {**top_k_accuracy(scores, labels), **counts}
-        accelerator.print(f"{split.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in per_split[split.name].items()))
+        figures = [f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in per_split[split.name].items()]
+        accelerator.print(f"{split.name}: " + ", ".join(figures))
         if num_unreadable:
             accelerator.print(f"{split.name}: {num_unreadable} unreadable videos were left out of the scores.")
         lost_classes[split.name] = classes_without_readable_videos(split.class_names, split.dataset["label"], labels)
@@ -316,7 +349,10 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "model": args.model,
         "protocol": args.protocol or "custom",
-        "views": {"num_clips": args.num_clips, "num_crops": args.num_crops},
+        "views": {
+            "num_clips": args.num_clips, "num_crops": args.num_crops, "view_aggregation": args.view_aggregation,
+            **video_settings(processor.video_processor, SAMPLING_OPTIONS),
+        },
         "recipe": args.recipe,
         "test_temporal_shuffle": args.evaluation_temporal_shuffle,
         "recipe_settings": recipe_settings(args, EVALUATION_RECIPES[args.recipe]) if args.recipe else {},

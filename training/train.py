@@ -44,6 +44,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import move_into_place
 from modeling_stdd.pipeline_stdd import (
     build_label_set,
@@ -89,6 +90,13 @@ from training.recipe import (
 )
 from training.run_folder import RunFolderError, check_same_settings, claim_output_dir, resume_settings
 from training.run_record import write_run_record
+from training.video_options import (
+    add_augmentation_arguments,
+    add_sampling_arguments,
+    apply_video_options,
+    check_video_arguments,
+    video_settings,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -128,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--label-column", default="label", help="class label column of a Hub dataset")
     add("--label-texts", nargs="+",
         help="label-texts JSON / ASKG YAML files or shipped set names (ucf101, hmdb51, kinetics400, ...), merged")
+    add("--templates", help=TEMPLATES_HELP)
+    add("--num-templates", type=int, help=NUM_TEMPLATES_HELP)
     add("--template", help="prompt of classes without label texts (default: 'a video of a person {}.')")
     add("--output-dir", default="outputs/stdd",
         help="where checkpoints, the model and eval_results.json go; one holding an earlier run is refused unless "
@@ -138,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--synthetic-data-dir", help="cache folder of the embedded job's synthetic data (default: ~/.cache/stdd)")
     add("--num-frames", type=int, help="frames per clip")
     add("--image-size", type=int, help="frame side in pixels (default: the model's)")
+    add_sampling_arguments(parser)
+    add_augmentation_arguments(parser)
     add("--batch-size", type=int, help="clips per process and step (the global batch: x processes x accumulation)")
     add("--gradient-accumulation-steps", type=int, default=1)
     add("--epochs", type=int, help="training epochs")
@@ -266,12 +278,13 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
         parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    check_video_arguments(args, parser)
     if args.skip_nonfinite_steps < 0:
         parser.error(f"--skip-nonfinite-steps must be >= 0, got {args.skip_nonfinite_steps}")
     if args.overwrite_output_dir and args.resume_from_checkpoint is not None:
         parser.error("--overwrite-output-dir deletes the run that --resume-from-checkpoint would continue: give one")
     if args.embedded:
-        data_flags = ("eval_data", "video_root", "index_to_class", "label_texts")
+        data_flags = ("eval_data", "video_root", "index_to_class", "label_texts", "templates")
         given = [f"--{name.replace('_', '-')}" for name in data_flags if getattr(args, name) is not None]
         if given:
             parser.error(f"{', '.join(given)} need --train-data (without it the embedded synthetic job runs)")
@@ -299,6 +312,10 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
     for value in args.label_texts or []:
         if value != "none" and value not in DATASETS and not os.path.isfile(value):
             parser.error(f"--label-texts {value}: neither a file nor a shipped set ({', '.join(DATASETS)})")
+    try:
+        templates_from_options(args.templates, args.num_templates)
+    except ValueError as error:
+        parser.error(str(error))
     if args.report_to not in ("none", "all"):
         for tracker in args.report_to.split(","):
             if not tracker.strip():
@@ -498,10 +515,8 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
                 save_tiny_random_clip(cache / f"tiny-random-clip-{args.image_size}px-seed{args.seed}",
                                       args.image_size, args.seed)
             )
-        # No flips (they turn "moving left" into "moving right") and mild crops that keep the shape in view.
-        processor = STDDProcessor.from_clip_defaults(
-            args.image_size, args.num_frames, flip_probability=0.0, crop_scale=(0.8, 1.0)
-        )
+        processor = STDDProcessor.from_clip_defaults(args.image_size, args.num_frames)
+        apply_video_options(processor.video_processor, args)
         check_model_overrides(base_model, model_overrides)
         return Job(
             base_model=base_model,
@@ -526,12 +541,14 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
                 args.eval_index_to_class or args.index_to_class, args.eval_split,
                 args.video_column, args.label_column,
             )
-    label_texts = load_label_texts(args.label_texts)
+    label_texts = load_label_texts(args.label_texts, templates_from_options(args.templates, args.num_templates))
     label_names = None if label_texts is None else label_texts.labels
+    processor = load_processor(args.base_model, image_size, args.num_frames)
+    apply_video_options(processor.video_processor, args)
     return Job(
         base_model=args.base_model,
         model_overrides=model_overrides,
-        processor=load_processor(args.base_model, image_size, args.num_frames),
+        processor=processor,
         train_dataset=with_label_text_names(train_dataset, label_names),
         eval_dataset=None if eval_dataset is None else with_label_text_names(eval_dataset, label_names),
         label_texts=label_texts,
@@ -851,6 +868,7 @@ def run_settings(args, job: Job, accelerator: Accelerator) -> dict:
         **{key: getattr(args, key) for key in ("train_data", "eval_data", "max_steps", "gradient_accumulation_steps",
                                               "seed")},
         "num_processes": accelerator.num_processes,
+        "video": video_settings(job.processor.video_processor),
     }
 
 
