@@ -146,7 +146,7 @@ def update_json_file(path: Path, updates: dict) -> None:
     """Merge `updates` into the JSON object stored at `path`."""
     data = json.loads(path.read_text(encoding="utf-8"))
     data.update(updates)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def save_processor(processor: STDDProcessor, repo_dir: Path) -> None:

@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def print_result(video: str, result: list[dict]):
         if args.json:  # a JSON list, written item by item
-            text = json.dumps({"video": video, "result": result}, indent=2)
+            text = json.dumps({"video": video, "result": result}, indent=2, allow_nan=False)
             print(("[\n" if not printed_json else ",\n") + text, end="", flush=True)
             printed_json.append(video)
         else:

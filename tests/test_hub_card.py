@@ -406,6 +406,13 @@ def test_eval_results_errors_name_the_file_entry_and_field(tmp_path):
          r"got nan"),
         ([{"dataset": "ucf101", "metric": "accuracy", "value": "81.0 ± 1.0"}],
          r"results\[0\]: value must be a finite number"),
+        # a diverged run's figures, as a bare NaN in train.py's JSON or as text
+        ({"zero_shot": {"stdd": {"top1": float("nan")}}},
+         r"zero_shot\.stdd\['top1'\] must be a finite number, got nan"),
+        ([{"dataset": "ucf101", "metric": "accuracy", "value": "nan ± 0.0"}],
+         r"results\[0\]: value must be a finite number .*got 'nan ± 0.0'"),
+        ([{"dataset": "ucf101", "metric": "accuracy", "value": "-Infinity"}],
+         r"results\[0\]: value must be a finite number .*got '-Infinity'"),
     ],
 )
 def test_eval_results_with_missing_or_non_numeric_figures_name_the_file_and_key(tmp_path, results, message):

@@ -26,10 +26,12 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from modeling_stdd import STDDModel, STDDProcessor
-from modeling_stdd.askg import DATASETS, LabelTexts
-from modeling_stdd.file_utils import write_text_atomically
-from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set
+from modeling_stdd.askg import LabelTexts
+from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
+from modeling_stdd.file_utils import check_writable_folder, write_text_atomically
+from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set, check_finite_scores
 from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views
+from training.class_coverage import classes_without_readable_videos
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
 from training.objective import ClassPrompts, encode_class_prompts
 from training.optim import default_mixed_precision
@@ -68,23 +70,18 @@ def make_accelerator(**kwargs) -> Accelerator:
     return Accelerator(cpu=not torch.accelerator.is_available(), **kwargs)
 
 
-def load_label_texts(values: str | list[str] | None) -> LabelTexts | None:
+def load_label_texts(values: str | list[str] | None, templates: list[str] | None = None) -> LabelTexts | None:
     """
-    `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name and label-texts JSON
-    / ASKG YAML files, merged in order (a label in several sets keeps the prompts of the last one).
+    `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name, label-texts JSON and
+    ASKG YAML files (an ASKG file followed by its clause file), merged in order (see `LabelTexts.from_sources`).
+    `templates` (`--templates`) build the prompt sets of shipped sets and ASKG files.
     """
     values = [values] if isinstance(values, str) else list(values or [])
     if values in ([], ["none"]):
+        if templates is not None:
+            raise ValueError("--templates builds the prompt sets of --label-texts; give --label-texts too")
         return None
-    texts = {}
-    for value in values:
-        if value in DATASETS:
-            texts.update(LabelTexts.for_dataset(value).texts)
-        elif os.path.isfile(value):
-            texts.update(LabelTexts.from_file(value).texts)
-        else:
-            raise ValueError(f"{value!r} is neither a file nor a shipped label-text set ({', '.join(DATASETS)}).")
-    return LabelTexts(texts, source=", ".join(values))
+    return LabelTexts.from_sources(values, templates)
 
 
 def class_prompts(
@@ -106,7 +103,8 @@ def predict(
     """
     Class probabilities of every readable video of `loader` (its views combined by `view_aggregation`) and their
     labels, gathered from all processes, and how many videos could not be read:
-    `(scores (N, K) float numpy, labels (N,) int numpy, num_unreadable int)`.
+    `(scores (N, K) float numpy, labels (N,) int numpy, num_unreadable int)`. Non-finite scores (a broken model) are
+    an error, not figures.
     """
     model.eval()
     prompts = prompts.to(accelerator.device)
@@ -126,6 +124,7 @@ def predict(
         all_readable.append(readable.cpu().bool())
     readable = torch.cat(all_readable)
     scores, labels = torch.cat(all_scores)[readable], torch.cat(all_labels)[readable]
+    check_finite_scores(scores, f"evaluation ({description})")
     return scores.numpy(), labels.numpy(), int((~readable).sum())
 
 
@@ -204,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="label-texts JSON / ASKG YAML files or shipped set names, or 'none' (default: the protocol's shipped set)",
     )
+    parser.add_argument("--templates", help=TEMPLATES_HELP)
+    parser.add_argument("--num-templates", type=int, help=NUM_TEMPLATES_HELP)
     parser.add_argument("--template", default=DEFAULT_HYPOTHESIS_TEMPLATE, help="prompt of classes without texts")
     parser.add_argument("--num-frames", type=int, help="frames per view (default: the model's num_frames)")
     parser.add_argument("--num-clips", type=int, default=1, help="temporal views per video (paper: 3)")
@@ -256,6 +257,17 @@ def check_args(args, parser: argparse.ArgumentParser):
         args.view_aggregation = DEFAULT_VIEW_AGGREGATION
     if args.label_texts is None and args.protocol is not None:
         args.label_texts = args.protocol
+    if os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a folder: give the path of the JSON file to write")
+    try:  # before any work, not after the whole evaluation
+        check_writable_folder(Path(args.output).parent)
+    except OSError as error:
+        parser.error(f"--output {args.output}: its folder cannot be written ({error.strerror or error})")
+    try:
+        templates_from_options(args.templates, args.num_templates)
+    except ValueError as error:
+        parser.error(str(error))
+
     if args.patch_ratio is not None:
         try:
             check_patch_ratio(args.patch_ratio)
@@ -266,7 +278,12 @@ def check_args(args, parser: argparse.ArgumentParser):
 
 
 def write_json_atomically(path: str | os.PathLike, data) -> Path:
-    return write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+    """Strict JSON (a NaN or inf is refused, naming the file, rather than written as the non-JSON `NaN`)."""
+    try:
+        text = json.dumps(data, indent=2, allow_nan=False)
+    except ValueError as error:
+        raise ValueError(f"{path}: refusing to write results holding a non-finite number ({error})") from None
+    return write_text_atomically(path, text + "\n")
 
 
 def check_input_folders(args):
@@ -293,8 +310,8 @@ def main(argv: list[str] | None = None) -> dict:
     num_frames = vision_config.num_frames if args.num_frames is None else args.num_frames
     processor = STDDProcessor.for_checkpoint(args.model, vision_config.image_size, num_frames)
     apply_video_options(processor.video_processor, args, SAMPLING_OPTIONS)
-    label_texts = load_label_texts(args.label_texts)
-    per_split, counts, overlaps = {}, {}, {}
+    label_texts = load_label_texts(args.label_texts, templates_from_options(args.templates, args.num_templates))
+    per_split, counts, overlaps, lost_classes = {}, {}, {}, {}
     for split in protocol_splits(args, label_texts):
         if train_classes is not None:
             overlaps[split.name] = class_overlap(train_classes, split.class_names)
@@ -323,6 +340,10 @@ def main(argv: list[str] | None = None) -> dict:
         ))
         if num_unreadable:
             accelerator.print(f"{split.name}: {num_unreadable} unreadable videos were left out of the scores.")
+        lost_classes[split.name] = classes_without_readable_videos(split.class_names, split.dataset["label"], labels)
+        if lost_classes[split.name]:
+            accelerator.print(f"{split.name}: warning: no video of {lost_classes[split.name]} could be read; its "
+                              "figures are over the other classes only.")
     results = {
         "model": args.model,
         "protocol": args.protocol or "custom",
@@ -337,6 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
         "class_overlap": {name: overlap.to_dict() for name, overlap in overlaps.items()} if overlaps else None,
         **summarize(per_split),
         **{count: {name: split[count] for name, split in counts.items()} for count in next(iter(counts.values()))},
+        "classes_without_readable_videos": lost_classes,
     }
     if accelerator.is_main_process:
         write_json_atomically(args.output, results)
