@@ -110,7 +110,8 @@ def test_a_used_output_dir_is_refused_and_overwrite_replaces_it(tiny_data, tiny_
 
     second_run = tiny_arguments(tiny_data, tiny_clip_dir, output, "--max-steps", "1", "--seed", "2")
     with pytest.raises(RunFolderError, match=r"holds an earlier run \(checkpoints, model, eval_results.json, "
-                                             r"log.jsonl, run_settings.json\)\. Pass --resume-from-checkpoint latest "
+                                             r"log.jsonl, run_settings.json, training_curves.png\)\. Pass "
+                                             r"--resume-from-checkpoint latest "
                                              r"to continue it, --overwrite-output-dir to delete it"):
         train.main(second_run)
     assert json.loads((output / "run_settings.json").read_text())["seed"] == 1  # nothing was touched
