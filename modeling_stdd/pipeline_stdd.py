@@ -147,13 +147,17 @@ def _replacement_fields(template: str) -> list[tuple[str, str, str | None]] | No
         return None
 
 
-def label_texts_mapping(label_texts) -> dict[str, list[str]]:
+def label_texts_mapping(label_texts, templates=None) -> dict[str, list[str]]:
     """
     Label -> prompts from a `LabelTexts` (any object with a `.texts` mapping), a plain mapping, or the path of a
-    label-texts JSON file or ASKG YAML file (read with `modeling_stdd.askg.LabelTexts.from_file`).
+    label-texts JSON file or ASKG YAML file, or a list of such paths (an ASKG file, then its clause file; read with
+    `modeling_stdd.askg.LabelTexts.from_sources`). `templates` (a list, or a templates file read with
+    `modeling_stdd.askg.read_templates`) build the prompt sets of ASKG files; finished prompts refuse them.
     """
-    if isinstance(label_texts, (str, os.PathLike)):
-        label_texts = _read_label_texts_file(label_texts)
+    if isinstance(label_texts, (str, os.PathLike)) or _is_path_list(label_texts):
+        label_texts = _read_label_texts_files(label_texts, templates)
+    elif templates is not None:
+        raise ValueError("templates= builds prompt sets from ASKG YAML files; give label_texts as their path(s).")
     texts = getattr(label_texts, "texts", label_texts)
     if not isinstance(texts, Mapping):
         raise ValueError(
@@ -171,22 +175,30 @@ def label_texts_mapping(label_texts) -> dict[str, list[str]]:
     return {label: list(prompts) for label, prompts in texts.items()}
 
 
-def _read_label_texts_file(path: str | os.PathLike):
-    if not os.path.isfile(path):
-        raise ValueError(f"Label-texts file not found: {path}")
-    if str(path).lower().endswith(".json"):
-        return _read_label_texts_json(path)
+def _is_path_list(value) -> bool:
+    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, (str, os.PathLike)) for v in value)
+
+
+def _read_label_texts_files(paths, templates=None):
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"Label-texts file not found: {path}")
+    if len(paths) == 1 and templates is None and str(paths[0]).lower().endswith(".json"):
+        return _read_label_texts_json(paths[0])
     try:
         askg = importlib.import_module("modeling_stdd.askg")
     except ImportError as error:
         raise ValueError(
-            f"Reading the label-texts file {path} needs the `modeling_stdd` package (pip install stdd); without it, "
+            f"Reading the label-texts files {paths} needs the `modeling_stdd` package (pip install stdd); without it, "
             "pass label_texts as a dict label -> list of prompts."
         ) from error
     try:
-        return askg.LabelTexts.from_file(path)
+        if isinstance(templates, (str, os.PathLike)):
+            templates = askg.read_templates(templates)
+        return askg.LabelTexts.from_sources(paths, templates=templates)
     except ValueError as error:
-        raise ValueError(f"Could not read label texts from {path}: {error}") from error
+        raise ValueError(f"Could not read label texts from {', '.join(map(str, paths))}: {error}") from error
 
 
 def _read_label_texts_json(path: str | os.PathLike) -> Mapping:
@@ -262,6 +274,20 @@ def encode_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = T
             inputs = tokenizer(batch, padding=True, truncation=True, return_tensors="pt").to(model.device)
             embeds.append(model.get_text_features(**inputs).pooler_output)
     return torch.cat(embeds)
+
+
+def check_finite_scores(scores: torch.Tensor, where: str) -> torch.Tensor:
+    """
+    Refuse class scores `(videos, classes)` that hold NaN or inf: they come from broken weights (a diverged training
+    run, say), and ranking them would put an arbitrary class first as if it were a prediction.
+    """
+    broken = ~torch.isfinite(scores).all(dim=-1)
+    if broken.any():
+        raise ValueError(
+            f"{where}: the model's class scores are not finite (NaN or inf) for {int(broken.sum())} of {len(broken)} "
+            "videos; its weights are broken (from a diverged training run?), so its output is no ranking."
+        )
+    return scores
 
 
 def build_label_set(
@@ -446,6 +472,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         candidate_labels: str | Sequence[str] | None = None,
         hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
         label_texts=None,
+        templates=None,
         **kwargs,
     ):
         """
@@ -461,6 +488,10 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 path of a label-texts JSON or ASKG YAML file, or the name of a set exported with the model
                 (`label_texts/NAME.json` in its repo). Stored prompt embeddings next to a JSON file are used.
                 Labels it lacks use `hypothesis_template`; without `candidate_labels`, its labels are the candidates.
+                A list of paths merges them (an ASKG file, then its clause file).
+            templates (`list[str]` or path, *optional*): the templates that build the prompt sets of ASKG YAML
+                `label_texts`: a list, or a file read by `modeling_stdd.askg.read_templates` (the first 8 of a YAML
+                file's `templates:` list, such as the authors' `classes_label_<dataset>.yml`, or a text file).
             top_k (`int`, *optional*): keep the `top_k` best labels.
             num_clips (`int`, defaults to 1): temporal views per video (or window), sampled by the video
                 processor's `frame_sampling` (segments, or the authors' dense windows).
@@ -478,17 +509,32 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             `segment_seconds` a timeline `[{"start", "end", "labels": [{"label", "score"}, ...]}, ...]` in seconds.
             A list of those for a list of videos.
         """
-        if isinstance(label_texts, (str, os.PathLike)):
-            texts_file, embeddings_file = self._label_texts_files(label_texts)
-            label_texts = label_texts_mapping(texts_file)
-            if embeddings_file is not None:
-                self.load_prompt_embeddings(label_texts, embeddings_file)
-        label_set = build_label_set(candidate_labels, hypothesis_template, label_texts)
+        label_set = self.label_set(candidate_labels, hypothesis_template, label_texts, templates)
         if isinstance(videos, tuple) or (isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5):
             videos = list(videos)
         elif isinstance(videos, list) and videos and all(isinstance(frame, Image.Image) for frame in videos):
             videos = frames_from_decoded(videos)
         return super().__call__(videos, label_set=label_set, **kwargs)
+
+    def label_set(
+        self,
+        candidate_labels: str | Sequence[str] | None = None,
+        hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
+        label_texts=None,
+        templates=None,
+    ) -> LabelSet:
+        """
+        The labels and prompts a call with these arguments ranks (see `__call__`), checked: a label-texts file or
+        saved set name is read and its stored prompt embeddings loaded. Raises `ValueError` for bad labels or texts.
+        """
+        if isinstance(label_texts, (str, os.PathLike)):
+            texts_file, embeddings_file = self._label_texts_files(label_texts)
+            label_texts = label_texts_mapping(texts_file, templates)
+            if embeddings_file is not None:
+                self.load_prompt_embeddings(label_texts, embeddings_file)
+        elif templates is not None or _is_path_list(label_texts):
+            label_texts = label_texts_mapping(label_texts, templates)
+        return build_label_set(candidate_labels, hypothesis_template, label_texts)
 
     def _sanitize_parameters(
         self,
@@ -578,8 +624,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             prompt_class_ids=prompt_class_ids,
         )
         logits = outputs.logits_per_video.unflatten(0, (batch_size, num_views))
+        scores = check_finite_scores(aggregate_views(logits, view_aggregation), "zero-shot-video-classification")
         return {
-            "scores": aggregate_views(logits, view_aggregation),
+            "scores": scores,
             "start": model_inputs["start"],
             "end": model_inputs["end"],
             "is_last": model_inputs["is_last"],

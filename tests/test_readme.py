@@ -1,5 +1,6 @@
 """The README's commands and examples, run as a reader would run them."""
 
+import json
 import os
 import re
 import shlex
@@ -8,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from askg_testing import reference_label_db
+
+from modeling_stdd.askg.__main__ import main as askg_main
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +53,20 @@ def test_readme_python_examples_run(tiny_clip_dir, tmp_path, make_video):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
+
+def test_readme_commands_on_the_authors_label_files(tmp_path, monkeypatch, capsys):
+    folder = reference_label_db()
+    block = next(block for block in fenced_blocks("bash") if "--templates classes_label_ucf101.yml" in block)
+    commands = [shlex.split(line) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    assert commands and all(command[:3] == ["python", "-m", "modeling_stdd.askg"] for command in commands)
+    for path in folder.iterdir():
+        (tmp_path / path.name).symlink_to(path)
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        expected = 1 if command[3] == "validate" else 0  # validate: the authors' malformed triples are errors
+        assert askg_main(command[3:]) == expected, command
+    assert "wrote the clauses of 101 classes" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "ucf101_their_templates.json").read_text())["templates"]) == 8
 
 def section(title: str) -> str:
     start = README.index(f"## {title}\n")

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from askg_testing import reference_label_db
+from askg_testing import make_entry, reference_label_db
+
 from modeling_stdd import STDDModel, STDDProcessor
-from modeling_stdd.askg import LabelTexts
-from training.evaluate_zero_shot import TOP_K_METRIC, main, summarize, top_k_accuracy
+from modeling_stdd.askg import LabelTexts, write_askg_file
+from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
+from training.evaluate_zero_shot import TOP_K_METRIC, load_label_texts, main, summarize, top_k_accuracy
 from training.protocols import (
     KINETICS600_CLASSES_PER_SPLIT,
     KINETICS600_DATA,
@@ -204,15 +206,6 @@ def test_kinetics600_protocol_without_any_split_video_is_an_error(tmp_path):
         kinetics600_novel_splits(tmp_path)
 
 
-@pytest.fixture
-def stdd_folder(tiny_clip_dir, tmp_path):
-    """A saved STDD model with its processor (4 frames at 32 px)."""
-    folder = tmp_path / "stdd"
-    STDDModel.from_pretrained(tiny_clip_dir, num_frames=4).save_pretrained(folder)
-    STDDProcessor.from_clip_defaults(image_size=32, num_frames=4).save_pretrained(folder)
-    return folder
-
-
 def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_path, make_video, monkeypatch):
     from training import evaluate_zero_shot
 
@@ -243,9 +236,9 @@ def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_
     # Every video reaches the model as 2 clips x 2 crops of 4 frames: (B, views, T, 3, S, S).
     assert shapes and all(len(shape) == 6 and shape[1:3] == (4, 4) for shape in shapes)
     assert results["num_videos"] == {"test": 4} and results["num_classes"] == {"test": 2}
-    assert set(results["splits"]["test"]) == {"top1", "top5"}
+    assert results["class_overlap"] is None  # a checkpoint without a training run's record: not known
+    assert set(results["splits"]["test"]) == {"top1"}  # two classes: top-5 is always 100, so it is not reported
     assert 0 <= results["mean"]["top1"] <= 100 and results["std"]["top1"] == 0.0
-    assert results["splits"]["test"]["top5"] == 100.0  # two classes: always in the top 5
 
 
 def test_unreadable_videos_are_left_out_of_the_scores_and_counted(stdd_folder, tmp_path, make_video, caplog):
@@ -323,6 +316,8 @@ def test_evaluation_script_runs_the_ucf101_protocol(stdd_folder, tmp_path, make_
         (["--data", "x", "--view-aggregation", "max"], "invalid choice: 'max'"),
         (["--data", "x", "--num-clips", "0"], "--num-clips must be >= 1"),
         (["--data", "x", "--num-frames", "0"], "--num-frames must be >= 1"),
+        (["--data", "x", "--num-templates", "2"], "--num-templates needs --templates FILE"),
+        (["--data", "x", "--templates", "no/such/templates.txt"], "--templates: templates file not found"),
     ],
 )
 def test_evaluation_script_rejects_bad_arguments(arguments, message, capsys):
@@ -422,3 +417,83 @@ def test_predictions_follow_the_mixed_precision_setting(stdd_folder):
     finally:
         AcceleratorState._reset_state()
     assert dtypes == {torch.bfloat16} and np.isfinite(scores).all()
+
+
+def test_metric_module_never_counts_a_non_finite_score_as_correct(metric):
+    scores = [[float("nan"), 0.1, 0.2], [0.1, float("nan"), 0.2], [float("inf"), 0.0, 0.0], [0.7, 0.2, 0.1]]
+    assert metric.compute(predictions=scores, references=[0, 2, 0, 0], k=[1, 3]) == {"top1": 0.25, "top3": 0.25}
+
+
+def test_a_model_with_broken_weights_is_an_error_not_figures(stdd_folder, tmp_path, make_video):
+    model = STDDModel.from_pretrained(stdd_folder)
+    with torch.no_grad():
+        model.visual_projection.weight.fill_(float("nan"))
+    model.save_pretrained(stdd_folder)
+    for name in ("waving", "clapping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        make_video(f"{name}.mp4", num_frames=8).rename(tmp_path / "data" / name / "0.mp4")
+    with pytest.raises(ValueError, match=r"evaluation \(test\): the model's class scores are not finite"):
+        main(["--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-workers", "0",
+              "--label-texts", "none", "--output", str(tmp_path / "out.json")])
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_results_are_strict_json(tmp_path):
+    from training.evaluate_zero_shot import write_json_atomically
+
+    with pytest.raises(ValueError, match=r"bad\.json: refusing to write results holding a non-finite number"):
+        write_json_atomically(tmp_path / "bad.json", {"top1": float("nan")})
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    not_a_folder = f"its folder cannot be written ({tmp_path / 'a_file'} is a file, not a folder)"
+    for output, message in ((tmp_path / "a_file" / "out.json", not_a_folder), (tmp_path, "is a folder")):
+        with pytest.raises(SystemExit):  # the model and data are not even looked at
+            main(["--model", "no/such/model", "--data", "no/such/data", "--output", str(output)])
+        error = capsys.readouterr().err
+        assert message in error and "Traceback" not in error
+
+
+def test_a_class_whose_videos_are_all_unreadable_is_named(stdd_folder, tmp_path, make_video):
+    for name in ("waving", "clapping", "jumping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        make_video(f"{name}.mp4", num_frames=8).rename(tmp_path / "data" / name / "0.mp4")
+    (tmp_path / "data" / "jumping" / "0.mp4").write_bytes(b"not a video")
+    arguments = ["--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-workers", "0",
+                 "--label-texts", "none", "--output", str(tmp_path / "out.json")]
+    results = main(arguments)
+    assert results["classes_without_readable_videos"] == {"test": ["jumping"]}
+    assert json.loads((tmp_path / "out.json").read_text())["classes_without_readable_videos"] == {"test": ["jumping"]}
+    with pytest.raises(ValueError, match="0.mp4"):
+        main([*arguments, "--fail-on-unreadable-video"])
+
+
+def test_evaluation_builds_askg_label_texts_with_the_templates_flags(stdd_folder, tmp_path, make_video, monkeypatch):
+    from training import evaluate_zero_shot
+
+    used = []
+
+    def recording_load_label_texts(*args):
+        used.append(load_label_texts(*args))
+        return used[-1]
+
+    monkeypatch.setattr(evaluate_zero_shot, "load_label_texts", recording_load_label_texts)
+    for name in ("waving", "clapping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        make_video(f"{name}.mp4", num_frames=8).rename(tmp_path / "data" / name / "0.mp4")
+    entries = {label: make_entry(label) for label in ("waving", "clapping")}
+    write_askg_file({label: entry.subset(GRAPH_FIELDS) for label, entry in entries.items()}, tmp_path / "graph.yml")
+    write_askg_file({label: entry.subset(CLAUSE_FIELDS) for label, entry in entries.items()}, tmp_path / "clauses.yml")
+    (tmp_path / "templates.txt").write_text("a clip of {}.\nfootage of {}.\n")
+    results = main([
+        "--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-workers", "0",
+        "--label-texts", str(tmp_path / "graph.yml"), str(tmp_path / "clauses.yml"),
+        "--templates", str(tmp_path / "templates.txt"), "--output", str(tmp_path / "out.json"),
+    ])
+    assert results["num_videos"] == {"test": 2}
+    assert used[0].templates == ["a clip of {}.", "footage of {}."]
+    assert used[0].texts == LabelTexts.from_label_db(entries, templates=used[0].templates).texts
+    with pytest.raises(ValueError, match="--templates builds the prompt sets of --label-texts"):
+        load_label_texts("none", ["{}."])

@@ -13,13 +13,12 @@ that data set (`LabelTexts.for_dataset`), so prompts are found by class name.
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import ClassLabel, Dataset
 
-from modeling_stdd.askg import LabelTexts
+from modeling_stdd.askg import LabelTexts, class_key
 
 from .data import class_names_of, load_video_folder, load_video_list, video_features
 
@@ -41,11 +40,6 @@ class EvaluationSplit:
     @property
     def class_names(self) -> list[str]:
         return list(self.dataset.features["label"].names)
-
-
-def class_key(name: str) -> str:
-    """A spelling-independent key of a class name: "ApplyEyeMakeup", "apply_eye_makeup" and "Apply Eye Makeup" agree."""
-    return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
 def match_class_names(folder_names: list[str], label_names: list[str] | None, source: str) -> list[str]:
