@@ -299,7 +299,8 @@ def main(argv=None):
     if args.json:
         rows = [dict(model=name, mode=mode, **row) for (name, mode), row in results.items()]
         temporary = args.json.with_name(args.json.name + ".tmp")
-        temporary.write_text(json.dumps(dict(arguments=vars(args) | {"json": str(args.json)}, rows=rows), indent=2))
+        report = dict(arguments=vars(args) | {"json": str(args.json)}, rows=rows)
+        temporary.write_text(json.dumps(report, indent=2, allow_nan=False))
         os.replace(temporary, args.json)
 
 

@@ -32,7 +32,7 @@ from training.data import (
     load_video_dataset,
 )
 from training.objective import FrozenImageTower, STDDTrainingModule, encode_class_prompts
-from training.recipe import EMBEDDED_STCA
+from training.recipe import STCA_SETTINGS, TRAINING_RECIPES
 from training.train import TINY_CLIP_PROJECTION_DIM, TINY_CLIP_TEXT, TINY_CLIP_VISION
 
 
@@ -41,7 +41,7 @@ SIZES = {
         image_size=32,
         config=dict(text_config=TINY_CLIP_TEXT, vision_config={**TINY_CLIP_VISION, "image_size": 32},
                     projection_dim=TINY_CLIP_PROJECTION_DIM),
-        stca=EMBEDDED_STCA,
+        stca={name: value for name, value in TRAINING_RECIPES["embedded"].items() if name in STCA_SETTINGS},
     ),
     "base": dict(
         image_size=224,

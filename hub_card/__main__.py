@@ -16,8 +16,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output-dir", required=True, help="the repo folder to write")
     export.add_argument(
         "--eval-results",
-        help="evaluation results for the card's model-index: the JSON of training/evaluate_zero_shot.py or "
-        "training/train.py, or a list of results",
+        nargs="+",
+        metavar="FILE",
+        help="evaluation results for the card's model-index, one file per protocol: the JSON of "
+        "training/evaluate_zero_shot.py or training/train.py, or a list of results",
     )
     export.add_argument(
         "--label-texts",
@@ -25,10 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FILE",
         help="label-texts JSON or ASKG YAML files, or shipped dataset names (ucf101, hmdb51, ...), "
-        "exported with their prompt embeddings",
+        "exported with their prompt embeddings, as are the model folder's own sets (train, eval)",
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    export.add_argument("--repo-id", help="the Hub repo it is meant for (USER/NAME), used in the card's examples")
+    export.add_argument(
+        "--repo-id", help="the Hub repo it is meant for (USER/NAME): the card's title, model name and examples"
+    )
     export.add_argument(
         "--base-model",
         help="Hub id of the checkpoint the model was fine-tuned from (default: the training run's record); also the "

@@ -26,7 +26,7 @@ TRANSFORMERS_TASK = "zero-shot-video-classification"
 TAGS = ("stdd", "clip", "video", "action-recognition", "zero-shot", TRANSFORMERS_TASK, "custom_code")
 TASK_NAME = "Zero-shot action recognition"
 # Sections whose headings the rendered card must contain (checked by `check_model_card`).
-REQUIRED_SECTIONS = ("Usage", "Training", "Label texts", "Limitations", "Citation")
+REQUIRED_SECTIONS = ("How to use", "Training", "Label texts", "Limitations", "Citation")
 REQUIRED_METADATA = ("library_name", "pipeline_tag", "license", "tags")
 EVAL_RESULT_FIELDS = {
     "dataset": "dataset_type",
@@ -64,6 +64,7 @@ class CardContext:
     patch_size: int
     num_parameters: int
     label_texts: list[LabelTextSummary] = field(default_factory=list)
+    training_curves: str | None = None
     # The heading sentence of the evaluation table (`evaluation_scope`): zero-shot only when no class was seen.
     evaluation_scope: str | None = None
     # The training run's recipe and settings (its `training_settings.json`), and the weight patching of the export.
@@ -99,6 +100,12 @@ def _is_repo_id_not_path(value: str) -> bool:
     return True
 
 
+def read_all_eval_results(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[EvalResult]:
+    """`read_eval_results` of one file or of several (one per protocol, say), in order."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    return [result for path in paths for result in read_eval_results(path)]
+
+
 def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
     """
     Read evaluation results from a JSON file in one of three forms:
@@ -111,11 +118,14 @@ def read_eval_results(path: str | os.PathLike) -> list[EvalResult]:
     - `{"results": [entry, ...]}` or a list of entries, each entry
 
         {"dataset": "ucf101", "dataset_name": "UCF101", "split": "test", "config": "split_1",
-         "metric": "accuracy", "metric_name": "Top-1 accuracy", "value": 0.853}
+         "metric": "accuracy", "metric_name": "Top-1 accuracy", "value": 85.3, "std": 0.4,
+         "num_classes": 101, "num_videos": 3783}
 
-      with `dataset`, `metric` and `value` required (`value` a number, or a string such as "85.3 ± 0.4").
+      with `dataset`, `metric` and `value` (a number) required; `std`, `num_classes` and `num_videos` are optional.
 
-    The task is zero-shot action recognition. Errors name the file, the entry and the field.
+    The model-index value is always a number; the std over splits and how many classes and videos were scored go
+    into the metric's name, so that the card says what a figure was measured on. The task is zero-shot action
+    recognition. Errors name the file, the entry and the field.
     """
     path = Path(path)
     try:
@@ -153,23 +163,42 @@ def stdd_output_entries(data: Mapping, path: Path) -> list[dict] | None:
 
 
 def protocol_entries(data: Mapping, path: Path) -> list[dict]:
-    """One entry per metric of `evaluate_zero_shot.py`'s output: `mean ± std` over the protocol's splits."""
+    """One entry per metric of `evaluate_zero_shot.py`'s output: the mean over the protocol's splits, and its std."""
     entries = []
+    num_classes = _split_counts(data, "num_classes", path)
+    num_videos = _split_counts(data, "num_videos", path)
     for name, mean in data["mean"].items():
         if name not in data["std"]:
             raise ValueError(f"{path}: std has no value for {name!r}, which mean has")
-        mean = _finite_number(mean, f"{path}: mean[{name!r}]")
-        std = _finite_number(data["std"][name], f"{path}: std[{name!r}]")
         entries.append(
             {
                 "dataset": str(data["protocol"]),
                 "split": "test",
                 "metric": f"{name}_accuracy",
-                "metric_name": f"{METRIC_NAMES.get(name, name)} (mean ± std over splits)",
-                "value": f"{mean:.1f} ± {std:.1f}",
+                "metric_name": METRIC_NAMES.get(name, name),
+                "value": _finite_number(mean, f"{path}: mean[{name!r}]"),
+                "std": _finite_number(data["std"][name], f"{path}: std[{name!r}]"),
+                "num_splits": len(data.get("splits") or {}) or None,
+                "num_classes": num_classes,
+                "num_videos": num_videos,
             }
         )
     return entries
+
+
+def _split_counts(data: Mapping, key: str, path: Path) -> int | list[int] | None:
+    """A per-split count of evaluate_zero_shot.py's output (`{split: n}`): one number when all splits agree."""
+    counts = data.get(key)
+    if counts is None:
+        return None
+    if not isinstance(counts, Mapping) or not all(_is_count(count) for count in counts.values()):
+        raise ValueError(f"{path}: {key} must map each split to a count, got {counts!r}")
+    values = list(counts.values())
+    return values[0] if len(set(values)) == 1 else values
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def training_entries(data: Mapping, stdd_run: Mapping, path: Path) -> list[dict]:
@@ -185,6 +214,7 @@ def training_entries(data: Mapping, stdd_run: Mapping, path: Path) -> list[dict]
         dataset = eval_data if is_hub_dataset_id(eval_data) else LOCAL_TRAINING_DATASET
     overlaps = class_overlaps(data)
     split = "held-out classes" if overlaps and all(item.get("zero_shot") for item in overlaps) else "evaluation classes"
+    videos = data.get("zero_shot_videos", {}).get("stdd", {}) if isinstance(data.get("zero_shot_videos"), Mapping) else {}
     return [
         {
             "dataset": dataset,
@@ -192,6 +222,8 @@ def training_entries(data: Mapping, stdd_run: Mapping, path: Path) -> list[dict]
             "metric": f"{name}_accuracy",
             "metric_name": METRIC_NAMES.get(name, name),
             "value": _finite_number(value, f"{path}: zero_shot.stdd[{name!r}]"),
+            "num_classes": overlaps[0].get("num_eval_classes") if overlaps else None,
+            "num_videos": videos.get("num_videos"),
         }
         for name, value in stdd_run.items()
     ]
@@ -210,14 +242,15 @@ def class_overlaps(data) -> list[Mapping]:
     return []
 
 
-def evaluation_scope(path: str | os.PathLike) -> str:
+def evaluation_scope(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> str:
     """
-    What the card says the evaluation figures are: zero-shot (classes not seen in training) only when the results
+    What the card says the evaluation figures are: zero-shot (classes not seen in training) only when every results
     file records that no evaluation class was a training class; otherwise how many were seen, or that it is unknown.
     """
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    overlaps = class_overlaps(data)
-    if not overlaps:
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    files_overlaps = [class_overlaps(json.loads(Path(path).read_text(encoding="utf-8"))) for path in paths]
+    overlaps = [overlap for file_overlaps in files_overlaps for overlap in file_overlaps]
+    if not all(files_overlaps):
         return "Results (whether the evaluation classes were seen in training was not recorded):"
     if all(item["zero_shot"] for item in overlaps):
         return "Zero-shot results (classes not seen in training):"
@@ -246,24 +279,60 @@ def _finite_number(value, where: str) -> int | float:
     return value
 
 
+# Optional entry fields that describe a figure; they become part of the metric's name on the card.
+DESCRIPTION_FIELDS = ("std", "num_splits", "num_classes", "num_videos")
+
+
 def _eval_result(entry, where: str) -> EvalResult:
     if not isinstance(entry, Mapping):
         raise ValueError(f"{where}: expected an object, got {type(entry).__name__}")
-    unknown = sorted(set(entry) - set(EVAL_RESULT_FIELDS))
+    entry = {name: value for name, value in entry.items() if not (name in DESCRIPTION_FIELDS and value is None)}
+    unknown = sorted(set(entry) - set(EVAL_RESULT_FIELDS) - set(DESCRIPTION_FIELDS))
     if unknown:
-        raise ValueError(f"{where}: unknown fields {unknown}; allowed: {sorted(EVAL_RESULT_FIELDS)}")
+        raise ValueError(
+            f"{where}: unknown fields {unknown}; allowed: {sorted([*EVAL_RESULT_FIELDS, *DESCRIPTION_FIELDS])}"
+        )
     missing = [name for name in REQUIRED_EVAL_FIELDS if entry.get(name) in (None, "")]
     if missing:
         raise ValueError(f"{where}: missing required fields {missing}")
-    value = entry["value"]
-    if not isinstance(value, str) and not _is_finite_number(value):
-        raise ValueError(f"{where}: value must be a finite number or a string, got {value!r}")
-    for name in set(entry) - {"value"}:
+    if not _is_finite_number(entry["value"]):
+        raise ValueError(
+            f"{where}: value must be a finite number (a mean over splits as the number, its spread as \"std\"), "
+            f"got {entry['value']!r}"
+        )
+    if "std" in entry and not _is_finite_number(entry["std"]):
+        raise ValueError(f"{where}: std must be a finite number, got {entry['std']!r}")
+    for name in ("num_splits", "num_classes", "num_videos"):
+        if name in entry and not (_is_count(entry[name]) or (
+            isinstance(entry[name], list) and entry[name] and all(map(_is_count, entry[name]))
+        )):
+            raise ValueError(f"{where}: {name} must be a count (or a list of counts per split), got {entry[name]!r}")
+    for name in set(entry) - {"value", *DESCRIPTION_FIELDS}:
         if not isinstance(entry[name], str):
             raise ValueError(f"{where}: {name} must be a string, got {entry[name]!r}")
-    fields = {EVAL_RESULT_FIELDS[name]: entry[name] for name in entry}
+    fields = {EVAL_RESULT_FIELDS[name]: entry[name] for name in entry if name in EVAL_RESULT_FIELDS}
     fields.setdefault("dataset_name", entry["dataset"])
+    fields["metric_name"] = described_metric_name(entry.get("metric_name") or entry["metric"], entry)
     return EvalResult(task_type=PIPELINE_TAG, task_name=TASK_NAME, **fields)
+
+
+def described_metric_name(name: str, entry: Mapping) -> str:
+    """
+    `name` followed by what the figure was measured on, e.g. "Top-1 accuracy (mean ± std 9.4 over 3 splits; 101
+    classes, 3783 videos)"; `name` alone when the entry says nothing more.
+    """
+    details = []
+    if "std" in entry:
+        splits = f" over {entry['num_splits']} splits" if "num_splits" in entry else " over splits"
+        details.append(f"mean, std {entry['std']:.1f}{splits}")
+    per_split = " per split" if "num_splits" in entry else ""
+    counts = [
+        f"{'/'.join(map(str, entry[key])) if isinstance(entry[key], list) else entry[key]} {noun}{per_split}"
+        for key, noun in (("num_classes", "classes"), ("num_videos", "videos")) if key in entry
+    ]
+    if counts:
+        details.append(", ".join(counts))
+    return f"{name} ({'; '.join(details)})" if details else name
 
 
 def card_metadata(
@@ -347,6 +416,7 @@ __all__ = [
     "check_model_card",
     "check_repo_id",
     "is_hub_model_id",
+    "read_all_eval_results",
     "read_eval_results",
     "render_model_card",
 ]

@@ -22,6 +22,7 @@ from transformers.utils import CONFIG_NAME
 import modeling_stdd
 from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.checkpoint_files import check_model_folder
 from modeling_stdd.configuration_stdd import STDD_VISION_FIELDS
 from modeling_stdd.file_utils import (
     apply_default_permissions,
@@ -29,6 +30,7 @@ from modeling_stdd.file_utils import (
     move_into_place,
     remove_stale_staging_dirs,
 )
+from training.reporting import TRAINING_CURVES_NAME
 from modeling_stdd.pipeline_stdd import (
     EXPORTED_LABEL_TEXTS_DIR,
     ZeroShotVideoClassificationPipeline,
@@ -47,7 +49,7 @@ from .card import (
     check_repo_id,
     evaluation_scope,
     is_hub_model_id,
-    read_eval_results,
+    read_all_eval_results,
     render_model_card,
 )
 
@@ -140,19 +142,11 @@ def copy_code_files(repo_dir: Path) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def load_processor(model_dir: Path, model: STDDModel) -> STDDProcessor:
-    """The processor saved with the model's folder, or CLIP's defaults for its image size and frame count."""
-    if (model_dir / PROCESSOR_CONFIG_NAME).is_file():
-        return STDDProcessor.from_pretrained(model_dir)
-    vision_config = model.config.vision_config
-    return STDDProcessor.from_clip_defaults(vision_config.image_size, vision_config.num_frames)
-
-
 def update_json_file(path: Path, updates: dict) -> None:
     """Merge `updates` into the JSON object stored at `path`."""
     data = json.loads(path.read_text(encoding="utf-8"))
     data.update(updates)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def save_processor(processor: STDDProcessor, repo_dir: Path) -> None:
@@ -177,6 +171,28 @@ def resolve_label_texts(source: str | os.PathLike) -> tuple[str, LabelTexts]:
     raise FileNotFoundError(
         f"label texts {str(source)!r}: no such file, and not one of the shipped datasets {list(DATASETS)}"
     )
+
+
+def model_label_text_files(model_dir: Path) -> list[Path]:
+    """The label-text sets saved in a model folder (`label_texts/NAME.json`, e.g. training's `train` and `eval`)."""
+    return sorted((model_dir / EXPORTED_LABEL_TEXTS_DIR).glob("*.json")) if model_dir.is_dir() else []
+
+
+def with_model_label_texts(sources: list[str | os.PathLike], model_dir: Path) -> list[str | os.PathLike]:
+    """`sources` plus the sets saved in the model folder whose names no given source has (a given one wins)."""
+    names = {resolve_label_texts(source)[0] for source in sources}
+    return [*sources, *(path for path in model_label_text_files(model_dir) if path.stem not in names)]
+
+
+def training_curves_of(model_dir: Path) -> Path | None:
+    """
+    The training curves picture of a model folder saved by `training/train.py`: `training_curves.png` in the folder,
+    or in the run's output folder that holds it (`OUTPUT_DIR/model`); None when there is none.
+    """
+    for folder in (model_dir, model_dir.parent):
+        if (folder / TRAINING_CURVES_NAME).is_file():
+            return folder / TRAINING_CURVES_NAME
+    return None
 
 
 def label_text_sources(label_texts: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
@@ -292,15 +308,14 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> None:
 
 
 def input_paths(
-    model_dir: Path, eval_results: str | os.PathLike | None, label_texts: Sequence[str | os.PathLike]
+    model_dir: Path, eval_results: Sequence[str | os.PathLike], label_texts: Sequence[str | os.PathLike]
 ) -> list[Path]:
     """
     The files and folders on this machine that the export reads: the model folder (unless it is a Hub id), the
-    evaluation results file and the label-text files (not the names of shipped sets).
+    evaluation results files and the label-text files (not the names of shipped sets).
     """
     paths = [model_dir] if model_dir.is_dir() else []
-    if eval_results is not None:
-        paths.append(Path(eval_results))
+    paths += [Path(path) for path in eval_results]
     paths += [Path(source) for source in label_texts if Path(source).is_file()]
     return paths
 
@@ -320,7 +335,7 @@ def check_output_outside_inputs(output_dir: Path, inputs: Sequence[Path]) -> Non
 def export_repo(
     model_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
-    eval_results: str | os.PathLike | None = None,
+    eval_results: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     label_texts: str | os.PathLike | Sequence[str | os.PathLike] = (),
     overwrite: bool = False,
     repo_id: str | None = None,
@@ -337,10 +352,13 @@ def export_repo(
             the Hub id of a CLIP checkpoint.
         output_dir: the repo folder to create; an existing non-empty one is replaced only with `overwrite=True`. It
             may not be, or contain, one of the inputs.
-        eval_results: a JSON file of evaluation results for the card's `model-index` (see `read_eval_results`).
+        eval_results: JSON files of evaluation results for the card's `model-index` (see `read_eval_results`), one
+            per protocol, or a single one.
         label_texts: label-texts JSON or ASKG YAML files, or names of datasets shipped with stdd (`DATASETS`), or
-            a single one of those; each is exported with its prompt embeddings.
-        repo_id: the Hub repo the folder is meant for, used in the card's examples (default: `your-username/NAME`).
+            a single one of those; each is exported with its prompt embeddings, as are the sets saved in the model
+            folder (training's `train` and `eval`) that none of these replaces by name.
+        repo_id: the Hub repo the folder is meant for: the card's title, model name and examples (default: the
+            output folder's name, under `your-username/`).
         base_model: the Hub id of the checkpoint the model was fine-tuned from (default: the one its training run
             recorded, else the model's `name_or_path`, when that is a Hub id); also the starting weights of
             `patch_ratio`.
@@ -352,18 +370,22 @@ def export_repo(
     if not (Path(model_dir) / CONFIG_NAME).is_file() and not is_hub_model_id(str(model_dir)):
         raise FileNotFoundError(f"{model_dir} is neither a saved model folder (with {CONFIG_NAME}) nor a Hub model id")
     model_dir, output_dir = Path(model_dir), Path(output_dir).absolute()
-    label_texts = label_text_sources(label_texts)
+    if model_dir.is_dir():
+        check_model_folder(model_dir)
+    eval_results = [] if eval_results is None else label_text_sources(eval_results)
+    label_texts = with_model_label_texts(label_text_sources(label_texts), model_dir)
     check_output_outside_inputs(output_dir, input_paths(model_dir, eval_results, label_texts))
     check_output_dir(output_dir, overwrite)
-    evaluation = read_eval_results(eval_results) if eval_results is not None else []
+    evaluation = read_all_eval_results(eval_results)
     if patch_ratio is not None:
         check_patch_ratio(patch_ratio)
     resolved_label_texts = resolve_all_label_texts(label_texts)
-    model_name = output_dir.name
-    repo_id = check_repo_id(repo_id) if repo_id is not None else f"your-username/{model_name}"
+    model_name = check_repo_id(repo_id).split("/")[1] if repo_id is not None else output_dir.name
+    repo_id = repo_id or f"your-username/{model_name}"
+    training_curves = training_curves_of(model_dir)
 
     model = STDDModel.from_pretrained(str(model_dir)).eval()
-    processor = load_processor(model_dir, model)
+    processor = STDDProcessor.for_checkpoint(model_dir)
     record = read_run_record(model_dir) if model_dir.is_dir() else None
     weight_patching = None
     if patch_ratio is not None:
@@ -384,11 +406,14 @@ def export_repo(
         pipeline = ZeroShotVideoClassificationPipeline(model=model, processor=processor)
         with torch.no_grad():
             summaries = export_label_texts(pipeline, resolved_label_texts, staging_dir)
+        if training_curves is not None:
+            shutil.copyfile(training_curves, staging_dir / TRAINING_CURVES_NAME)
         facts = dict(
-            evaluation_scope=evaluation_scope(eval_results) if eval_results is not None else None,
+            evaluation_scope=evaluation_scope(eval_results) if eval_results else None,
             recipe=(record or {}).get("recipe"),
             training_settings=(record or {}).get("recipe_settings", {}),
             weight_patching=weight_patching,
+            training_curves=TRAINING_CURVES_NAME if training_curves is not None else None,
         )
         card = render_model_card(metadata, card_context(model, model_name, repo_id, base_model, summaries, **facts))
         card.save(staging_dir / CARD_NAME)

@@ -4,6 +4,7 @@ from transformers import AutoConfig, AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .askg import LabelTexts
+from .checkpoint_files import CheckpointFolderError
 from .configuration_stdd import STDDConfig, STDDTextConfig, STDDVisionConfig
 from .modeling_stdd import STDDModel, STDDOutput, STDDVisionModel, class_scores
 from .pipeline_stdd import ZeroShotVideoClassificationPipeline
@@ -26,6 +27,7 @@ PIPELINE_REGISTRY.register_pipeline(
 )
 
 __all__ = [
+    "CheckpointFolderError",
     "LabelTexts",
     "STDDConfig",
     "STDDModel",

@@ -11,14 +11,39 @@ logger = logging.get_logger(__name__)
 
 STCA_IMPLEMENTATIONS = ("fast", "reference")
 
+# A saved CLIP configuration's model types and the STDD types they load as (STDD adds no weights).
+CLIP_TO_STDD_MODEL_TYPES = {"clip": "stdd", "clip_vision_model": "stdd_vision_model", "clip_text_model": "stdd_text_model"}
+
 
 def _divisor_at_least(side: int, stride: int) -> int:
     """Smallest divisor of `side` that is >= `stride`; `side` itself when the stride is larger than the side."""
     return next((d for d in range(stride, side + 1) if side % d == 0), side)
 
 
+class _LoadsCLIPConfigs:
+    """
+    `from_pretrained` of a CLIP checkpoint reads its configuration as the STDD one: the saved CLIP model types are
+    converted to their STDD counterparts before transformers compares them with this class's `model_type`.
+    """
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        return _clip_config_dict_as_stdd(config_dict), kwargs
+
+
+def _clip_config_dict_as_stdd(config_dict: dict) -> dict:
+    """`config_dict` with every CLIP model type (top level and sub-configs) replaced by its STDD model type."""
+    converted = {
+        key: _clip_config_dict_as_stdd(value) if isinstance(value, dict) else value for key, value in config_dict.items()
+    }
+    if converted.get("model_type") in CLIP_TO_STDD_MODEL_TYPES:
+        converted["model_type"] = CLIP_TO_STDD_MODEL_TYPES[converted["model_type"]]
+    return converted
+
+
 @strict
-class STDDVisionConfig(CLIPVisionConfig):
+class STDDVisionConfig(_LoadsCLIPConfigs, CLIPVisionConfig):
     r"""
     Configuration of the STDD vision tower: a [`CLIPVisionConfig`] plus the parameter-free space-time cross
     attention (STCA) that every selected ViT layer runs next to its spatial attention. The default geometry is
@@ -129,7 +154,7 @@ class STDDVisionConfig(CLIPVisionConfig):
 
 
 @strict
-class STDDTextConfig(CLIPTextConfig):
+class STDDTextConfig(_LoadsCLIPConfigs, CLIPTextConfig):
     r"""Configuration of the STDD text tower: CLIP's text tower unchanged."""
 
     model_type = "stdd_text_model"
@@ -137,7 +162,7 @@ class STDDTextConfig(CLIPTextConfig):
 
 
 @strict
-class STDDConfig(CLIPConfig):
+class STDDConfig(_LoadsCLIPConfigs, CLIPConfig):
     r"""
     Configuration of [`STDDModel`]: a [`CLIPConfig`] whose vision tower is an [`STDDVisionConfig`].
 

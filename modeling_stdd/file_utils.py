@@ -3,6 +3,7 @@ Writing files and folders so that a reader never sees half of one and an interru
 text and JSON files with errors that name the file.
 """
 
+import errno
 import json
 import os
 import re
@@ -26,6 +27,21 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
         partial.unlink(missing_ok=True)
         raise
     return path
+
+
+def check_writable_folder(folder: str | os.PathLike) -> Path:
+    """
+    Create `folder` if needed and write and delete a probe file in it, so that a folder that cannot be written fails
+    before any work rather than at the end of it. Raises `OSError` (e.g. `PermissionError`) when it cannot.
+    """
+    folder = Path(folder)
+    blocking = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocking} is a file, not a folder", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+        pass
+    return folder
 
 
 def append_text_durably(path: str | os.PathLike, text: str) -> Path:

@@ -11,6 +11,7 @@ Each STCA layer (STDD_METHOD.md, section 1) runs next to CLIP's spatial attentio
 No weights are added, so every CLIP checkpoint loads as an STDD one.
 """
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,7 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
+from .checkpoint_files import check_model_folder
 from .configuration_stdd import STDDConfig, STDDVisionConfig
 
 
@@ -147,33 +149,25 @@ def kept_patch_index(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def shift_frames(tokens: torch.Tensor, offset: int) -> torch.Tensor:
-    """Frame t of the result holds frame `t - offset` of `tokens` (B, T, ...); frames with no source are zero."""
-    num_frames = tokens.shape[1]
-    shifted = torch.zeros_like(tokens)
-    if abs(offset) < num_frames:
-        if offset >= 0:
-            shifted[:, offset:] = tokens[:, : num_frames - offset]
-        else:
-            shifted[:, :offset] = tokens[:, -offset:]
-    return shifted
-
-
 def mix_channels(tokens: torch.Tensor, scale: int, channels_per_side: int) -> torch.Tensor:
     """
     Temporal channel mixing of the kept tokens `(B, T, n, D)` at one temporal scale.
 
-    With c = `channels_per_side`, channels `[2c:]` stay; for i = 0 .. scale - 1 and d = c >> i, channels `[0:d]`
-    take frame `t - (i + 1)` and channels `[2c - d:2c]` take frame `t + (i + 1)`; later steps overwrite earlier ones.
+    With c = `channels_per_side`, channels `[2c:]` stay and channels `[0:2c]` start at zero. For i = 0 .. scale - 1
+    and d = c >> i, channels `[0:d]` of frame t take frame `t - (i + 1)` and channels `[2c - d:2c]` of frame t take
+    frame `t + (i + 1)`, written only for the frames that have such a source frame: a frame without one keeps what
+    earlier steps wrote (zero where no step wrote). Example, scale 2: channels `[0:c/2]` of frame 1 hold frame 0's.
     """
+    num_frames = tokens.shape[1]
     mixed = tokens.clone()
+    mixed[..., : 2 * channels_per_side] = 0
     for step in range(scale):
-        width = channels_per_side >> step
-        if width == 0:
+        width, offset = channels_per_side >> step, step + 1
+        if width == 0 or offset >= num_frames:
             break
-        low, high = slice(0, width), slice(2 * channels_per_side - width, 2 * channels_per_side)
-        mixed[..., low] = shift_frames(tokens[..., low], step + 1)
-        mixed[..., high] = shift_frames(tokens[..., high], -(step + 1))
+        mixed[:, offset:, ..., :width] = tokens[:, :-offset, ..., :width]
+        high = slice(2 * channels_per_side - width, 2 * channels_per_side)
+        mixed[:, :-offset, ..., high] = tokens[:, offset:, ..., high]
     return mixed
 
 
@@ -690,6 +684,16 @@ class STDDModel(CLIPModel):
         super().__init__(config)
         self.vision_model = STDDVisionModel._from_config(config.vision_config)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """
+        As [`~PreTrainedModel.from_pretrained`]; a local folder is checked first (`config.json` present, safetensors
+        weights complete), so that a bad folder raises [`CheckpointFolderError`] naming it and the file.
+        """
+        if pretrained_model_name_or_path is not None and os.path.isdir(pretrained_model_name_or_path):
+            check_model_folder(os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder", "")))
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @can_return_tuple
     def get_video_features(

@@ -4,8 +4,9 @@ The "zero-shot-video-classification" pipeline: rank free-text action labels for 
 Each candidate label becomes one prompt (`hypothesis_template.format(label)`), or, with label texts (STDD's
 spatiotemporal text augmentation), the label's own prompt set; the prompt embeddings of a label set are computed
 once per pipeline and reused. Videos are scored with the model's class scores (STDD_METHOD.md, section 2) and the
-scores are a softmax over the candidates, averaged over views when `num_clips > 1`. With `segment_seconds`, each
-window of a long video is classified on its own and the result is a timeline.
+scores are a softmax over the candidates; with `num_clips > 1` the views are combined by `view_aggregation` (see
+`view_aggregation.py`). With `segment_seconds`, each window of a long video is classified on its own and the result
+is a timeline.
 
 This file is also shipped as Hub remote code, where only its sibling files exist: it imports them relatively and
 flat, reads label-texts JSON files itself, and reads ASKG YAML files through the installed `modeling_stdd.askg`
@@ -41,8 +42,8 @@ from .file_utils import move_into_place, read_json_file
 from .processing_stdd import STDDProcessor
 from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, DEFAULT_MAX_DOWNLOAD_BYTES, download_video, is_url
 from .video_processing_stdd import (
+    DEFAULT_SAMPLING_RATE,
     FRAME_TIME_DECIMALS,
-    evaluation_frame_indices,
     frames_from_decoded,
     is_encoded_video,
     open_video_reader,
@@ -50,7 +51,9 @@ from .video_processing_stdd import (
     read_encoded_video,
     read_frames,
     reduced_decode_size,
+    sample_frame_indices,
 )
+from .view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views, check_view_aggregation
 
 
 logger = logging.get_logger(__name__)
@@ -144,13 +147,17 @@ def _replacement_fields(template: str) -> list[tuple[str, str, str | None]] | No
         return None
 
 
-def label_texts_mapping(label_texts) -> dict[str, list[str]]:
+def label_texts_mapping(label_texts, templates=None) -> dict[str, list[str]]:
     """
     Label -> prompts from a `LabelTexts` (any object with a `.texts` mapping), a plain mapping, or the path of a
-    label-texts JSON file or ASKG YAML file (read with `modeling_stdd.askg.LabelTexts.from_file`).
+    label-texts JSON file or ASKG YAML file, or a list of such paths (an ASKG file, then its clause file; read with
+    `modeling_stdd.askg.LabelTexts.from_sources`). `templates` (a list, or a templates file read with
+    `modeling_stdd.askg.read_templates`) build the prompt sets of ASKG files; finished prompts refuse them.
     """
-    if isinstance(label_texts, (str, os.PathLike)):
-        label_texts = _read_label_texts_file(label_texts)
+    if isinstance(label_texts, (str, os.PathLike)) or _is_path_list(label_texts):
+        label_texts = _read_label_texts_files(label_texts, templates)
+    elif templates is not None:
+        raise ValueError("templates= builds prompt sets from ASKG YAML files; give label_texts as their path(s).")
     texts = getattr(label_texts, "texts", label_texts)
     if not isinstance(texts, Mapping):
         raise ValueError(
@@ -168,22 +175,30 @@ def label_texts_mapping(label_texts) -> dict[str, list[str]]:
     return {label: list(prompts) for label, prompts in texts.items()}
 
 
-def _read_label_texts_file(path: str | os.PathLike):
-    if not os.path.isfile(path):
-        raise ValueError(f"Label-texts file not found: {path}")
-    if str(path).lower().endswith(".json"):
-        return _read_label_texts_json(path)
+def _is_path_list(value) -> bool:
+    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, (str, os.PathLike)) for v in value)
+
+
+def _read_label_texts_files(paths, templates=None):
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"Label-texts file not found: {path}")
+    if len(paths) == 1 and templates is None and str(paths[0]).lower().endswith(".json"):
+        return _read_label_texts_json(paths[0])
     try:
         askg = importlib.import_module("modeling_stdd.askg")
     except ImportError as error:
         raise ValueError(
-            f"Reading the label-texts file {path} needs the `modeling_stdd` package (pip install stdd); without it, "
+            f"Reading the label-texts files {paths} needs the `modeling_stdd` package (pip install stdd); without it, "
             "pass label_texts as a dict label -> list of prompts."
         ) from error
     try:
-        return askg.LabelTexts.from_file(path)
+        if isinstance(templates, (str, os.PathLike)):
+            templates = askg.read_templates(templates)
+        return askg.LabelTexts.from_sources(paths, templates=templates)
     except ValueError as error:
-        raise ValueError(f"Could not read label texts from {path}: {error}") from error
+        raise ValueError(f"Could not read label texts from {', '.join(map(str, paths))}: {error}") from error
 
 
 def _read_label_texts_json(path: str | os.PathLike) -> Mapping:
@@ -259,6 +274,20 @@ def encode_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = T
             inputs = tokenizer(batch, padding=True, truncation=True, return_tensors="pt").to(model.device)
             embeds.append(model.get_text_features(**inputs).pooler_output)
     return torch.cat(embeds)
+
+
+def check_finite_scores(scores: torch.Tensor, where: str) -> torch.Tensor:
+    """
+    Refuse class scores `(videos, classes)` that hold NaN or inf: they come from broken weights (a diverged training
+    run, say), and ranking them would put an arbitrary class first as if it were a prediction.
+    """
+    broken = ~torch.isfinite(scores).all(dim=-1)
+    if broken.any():
+        raise ValueError(
+            f"{where}: the model's class scores are not finite (NaN or inf) for {int(broken.sum())} of {len(broken)} "
+            "videos; its weights are broken (from a diverged training run?), so its output is no ranking."
+        )
+    return scores
 
 
 def build_label_set(
@@ -339,19 +368,25 @@ def timeline_windows(duration: float, segment_seconds: float, stride_seconds: fl
 
 
 def window_frame_indices(
-    start: float, end: float, frame_times: np.ndarray, num_frames: int, num_clips: int
+    start: float, end: float, frame_times: np.ndarray, num_frames: int, num_clips: int,
+    frame_sampling: str = "segments", sampling_rate: int = DEFAULT_SAMPLING_RATE,
 ) -> np.ndarray:
     """
-    Frame indices of shape (num_clips, num_frames) sampled (segment centres) from the frames of `[start, end)`: those
-    whose timestamp (`frame_times`, seconds, increasing) falls inside, or the frame on screen at `start` when no frame
-    starts inside (a window shorter than a frame of a variable-frame-rate video).
+    Frame indices of shape (num_clips, num_frames) sampled from the frames of `[start, end)`: those whose timestamp
+    (`frame_times`, seconds, increasing) falls inside, or the frame on screen at `start` when no frame starts inside
+    (a window shorter than a frame of a variable-frame-rate video). They are taken by the evaluation views of
+    `frame_sampling`: segment centres, or dense windows of `sampling_rate`-spaced frames at the window's frame rate.
     """
     bounds = np.array([start, end]) - FRAME_TIME_TOLERANCE_SECONDS
     first, last = np.searchsorted(frame_times, bounds)
     if last <= first:
         first = max(int(first) - 1, 0)
         last = first + 1
-    return first + evaluation_frame_indices(int(last - first), num_frames, num_clips)
+    num_window_frames = int(last - first)
+    return first + sample_frame_indices(
+        num_window_frames, num_frames, num_clips=num_clips, frame_sampling=frame_sampling,
+        sampling_rate=sampling_rate, fps=num_window_frames / (end - start),
+    )
 
 
 class FrameSource:
@@ -437,6 +472,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         candidate_labels: str | Sequence[str] | None = None,
         hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
         label_texts=None,
+        templates=None,
         **kwargs,
     ):
         """
@@ -452,8 +488,15 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
                 path of a label-texts JSON or ASKG YAML file, or the name of a set exported with the model
                 (`label_texts/NAME.json` in its repo). Stored prompt embeddings next to a JSON file are used.
                 Labels it lacks use `hypothesis_template`; without `candidate_labels`, its labels are the candidates.
+                A list of paths merges them (an ASKG file, then its clause file).
+            templates (`list[str]` or path, *optional*): the templates that build the prompt sets of ASKG YAML
+                `label_texts`: a list, or a file read by `modeling_stdd.askg.read_templates` (the first 8 of a YAML
+                file's `templates:` list, such as the authors' `classes_label_<dataset>.yml`, or a text file).
             top_k (`int`, *optional*): keep the `top_k` best labels.
-            num_clips (`int`, defaults to 1): temporal views per video (or window); their softmaxes are averaged.
+            num_clips (`int`, defaults to 1): temporal views per video (or window), sampled by the video
+                processor's `frame_sampling` (segments, or the authors' dense windows).
+            view_aggregation (`str`, defaults to `"softmax-mean"`): how the views' scores combine: `"logit-sum"`
+                (the paper's: the views' class logits summed) or `"softmax-mean"` (per-view softmaxes averaged).
             segment_seconds (`float`, *optional*): classify windows of this length and return a timeline.
             stride_seconds (`float`, *optional*, defaults to `segment_seconds`): the step between window starts.
             fps (`float`, *optional*): frame rate of decoded frames (needed to segment them); overrides the file's.
@@ -466,23 +509,39 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             `segment_seconds` a timeline `[{"start", "end", "labels": [{"label", "score"}, ...]}, ...]` in seconds.
             A list of those for a list of videos.
         """
-        if isinstance(label_texts, (str, os.PathLike)):
-            texts_file, embeddings_file = self._label_texts_files(label_texts)
-            label_texts = label_texts_mapping(texts_file)
-            if embeddings_file is not None:
-                self.load_prompt_embeddings(label_texts, embeddings_file)
-        label_set = build_label_set(candidate_labels, hypothesis_template, label_texts)
+        label_set = self.label_set(candidate_labels, hypothesis_template, label_texts, templates)
         if isinstance(videos, tuple) or (isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5):
             videos = list(videos)
         elif isinstance(videos, list) and videos and all(isinstance(frame, Image.Image) for frame in videos):
             videos = frames_from_decoded(videos)
         return super().__call__(videos, label_set=label_set, **kwargs)
 
+    def label_set(
+        self,
+        candidate_labels: str | Sequence[str] | None = None,
+        hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
+        label_texts=None,
+        templates=None,
+    ) -> LabelSet:
+        """
+        The labels and prompts a call with these arguments ranks (see `__call__`), checked: a label-texts file or
+        saved set name is read and its stored prompt embeddings loaded. Raises `ValueError` for bad labels or texts.
+        """
+        if isinstance(label_texts, (str, os.PathLike)):
+            texts_file, embeddings_file = self._label_texts_files(label_texts)
+            label_texts = label_texts_mapping(texts_file, templates)
+            if embeddings_file is not None:
+                self.load_prompt_embeddings(label_texts, embeddings_file)
+        elif templates is not None or _is_path_list(label_texts):
+            label_texts = label_texts_mapping(label_texts, templates)
+        return build_label_set(candidate_labels, hypothesis_template, label_texts)
+
     def _sanitize_parameters(
         self,
         label_set: LabelSet | None = None,
         top_k: int | None = None,
         num_clips: int | None = None,
+        view_aggregation: str | None = None,
         segment_seconds: float | None = None,
         stride_seconds: float | None = None,
         fps: float | None = None,
@@ -490,6 +549,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         max_download_bytes: int | None = None,
     ):
         preprocess_params, forward_params, postprocess_params = {}, {}, {}
+        if view_aggregation is not None:
+            forward_params["view_aggregation"] = check_view_aggregation(view_aggregation)
         if label_set is not None:
             forward_params["label_set"] = label_set
             postprocess_params["labels"] = label_set.labels
@@ -539,9 +600,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             return
         source = FrameSource(video, fps, self._decode_short_side())
         windows = timeline_windows(source.duration, segment_seconds, stride_seconds)
+        processor = self.video_processor
         for index, (start, end) in enumerate(windows):
             frame_indices = window_frame_indices(
-                start, end, source.frame_times, self.video_processor.num_frames, num_clips
+                start, end, source.frame_times, processor.num_frames, num_clips,
+                processor.frame_sampling, processor.sampling_rate,
             )
             views = [
                 self.video_processor(clip, do_sample_frames=False, return_tensors="pt")["pixel_values"]
@@ -550,8 +613,8 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             pixel_values = torch.cat([self._with_view_axis(view) for view in views], dim=1)
             yield {"pixel_values": pixel_values, "start": start, "end": end, "is_last": index == len(windows) - 1}
 
-    def _forward(self, model_inputs, label_set: LabelSet):
-        """Class probabilities (batch, labels): a softmax over the labels per view, averaged over the views."""
+    def _forward(self, model_inputs, label_set: LabelSet, view_aggregation: str = DEFAULT_VIEW_AGGREGATION):
+        """Class probabilities (batch, labels): the views' class scores combined by `view_aggregation`."""
         text_embeds, prompt_class_ids = self.prompt_embeddings(label_set)
         pixel_values = model_inputs["pixel_values"]  # (batch, views, T, 3, S, S)
         batch_size, num_views = pixel_values.shape[:2]
@@ -560,9 +623,10 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             text_embeds=text_embeds,
             prompt_class_ids=prompt_class_ids,
         )
-        probabilities = outputs.logits_per_video.float().softmax(dim=-1).unflatten(0, (batch_size, num_views))
+        logits = outputs.logits_per_video.unflatten(0, (batch_size, num_views))
+        scores = check_finite_scores(aggregate_views(logits, view_aggregation), "zero-shot-video-classification")
         return {
-            "scores": probabilities.mean(dim=1),
+            "scores": scores,
             "start": model_inputs["start"],
             "end": model_inputs["end"],
             "is_last": model_inputs["is_last"],

@@ -1,10 +1,12 @@
 """Processor for STDD: the video processor and CLIP's tokenizer behind one call."""
 
-from transformers import AutoProcessor, CLIPProcessor
+from transformers import AutoProcessor, CLIPConfig, CLIPProcessor, CLIPVisionConfig
+from transformers.image_utils import SizeDict
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
+from transformers.utils import PROCESSOR_NAME, cached_file
 from transformers.video_processing_utils import VideoProcessorMixin
 
-from .configuration_stdd import STDDConfig
+from .configuration_stdd import STDDConfig, STDDVisionConfig
 from .tokenization_stdd import STDDTokenizer
 from .video_processing_stdd import STDDVideoProcessor, STDDVideosKwargs
 
@@ -82,6 +84,49 @@ class STDDProcessor(CLIPProcessor):
             **video_processor_kwargs,
         )
         return cls(video_processor=video_processor, tokenizer=STDDTokenizer())
+
+    @classmethod
+    def for_checkpoint(
+        cls, pretrained_model_name_or_path, image_size: int | None = None, num_frames: int | None = None, **kwargs
+    ) -> "STDDProcessor":
+        """
+        The processor to run a model checkpoint (folder or Hub id) with: the one saved with an STDD checkpoint, or
+        CLIP's defaults ([`~STDDProcessor.from_clip_defaults`]) for a checkpoint saved without one, a plain CLIP
+        checkpoint or an STDD model saved alone. `num_frames` frames per video and `image_size` pixels override the
+        saved processor's (or the checkpoint's) settings. Keyword arguments go to the file look-up (`revision`,
+        `local_files_only`, ...).
+        """
+        config_dict, _ = CLIPConfig.get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") != STDDConfig.model_type or not _has_file(
+            pretrained_model_name_or_path, PROCESSOR_NAME, **kwargs
+        ):
+            vision_config = config_dict.get("vision_config") or {}
+            return cls.from_clip_defaults(
+                image_size or vision_config.get("image_size", CLIPVisionConfig().image_size),
+                num_frames or vision_config.get("num_frames", STDDVisionConfig().num_frames),
+            )
+        processor = cls.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        video_processor = processor.video_processor
+        if num_frames is not None:
+            video_processor.num_frames = num_frames
+        if image_size is not None and video_processor.crop_size.height != image_size:
+            video_processor.size = SizeDict(shortest_edge=image_size)
+            video_processor.crop_size = SizeDict(height=image_size, width=image_size)
+        return processor
+
+
+def _has_file(pretrained_model_name_or_path, filename: str, **kwargs) -> bool:
+    """Whether the checkpoint folder or Hub repo holds `filename` (a missing file is an answer, not an error)."""
+    return (
+        cached_file(
+            pretrained_model_name_or_path,
+            filename,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **kwargs,
+        )
+        is not None
+    )
 
 
 AutoProcessor.register(STDDConfig, STDDProcessor)

@@ -1,6 +1,6 @@
 """
 Video processor for STDD: decord decoding (at reduced size for sources over twice the resize target), segment-based
-frame sampling, CLIP-sized crops and CLIP normalization. Works without torchvision.
+or dense (the authors') frame sampling, CLIP-sized crops and CLIP normalization. Works without torchvision.
 """
 
 import io
@@ -40,22 +40,37 @@ _INTERPOLATION_MODES = {
 class STDDVideosKwargs(VideosKwargs, total=False):
     r"""
     training (`bool`, *optional*, defaults to `False`):
-        Training augmentation instead of evaluation views: a random frame inside each temporal segment, one random
-        resized crop and one random horizontal flip per video (shared by all its frames). Training always returns
-        one view at `crop_size` (the random resized crop replaces resize and centre crop); `num_clips` and
-        `num_crops` only apply to evaluation.
+        Training augmentation instead of evaluation views: random frames (a random frame inside each temporal
+        segment, or a random dense window), one random crop (`train_crop`) and one random horizontal flip per video
+        (shared by all its frames). Training always returns one view at `crop_size` (the random crop replaces
+        resize and centre crop); `num_clips` and `num_crops` only apply to evaluation.
+    frame_sampling (`str`, *optional*, defaults to `"segments"`):
+        `"segments"`: `[0, N)` is cut into `num_frames` equal segments and one frame is taken in each (the centre in
+        evaluation, a random one in training). `"dense"`: the authors' (PySlowFast's) sampling, `num_frames` evenly
+        spaced frames of a window of `sampling_rate * num_frames` frames at 30 fps (rescaled to the video's frame
+        rate; decoded frames count as 30 fps); a random window in training, and in evaluation `num_clips` windows
+        from the start to the end of the video (the centre one for one clip).
+    sampling_rate (`int`, *optional*, defaults to 16):
+        Dense sampling: frames between two sampled frames, counted at 30 fps (the paper's 8x16: 8 frames, 16 apart).
     num_clips (`int`, *optional*, defaults to 1):
-        Evaluation: temporal views per video. Clip `c` takes, in each of the `num_frames` segments, the frame at
-        `(c + 0.5) / num_clips` of the segment; one clip takes the segment centres.
+        Evaluation: temporal views per video. With segment sampling, clip `c` takes, in each of the `num_frames`
+        segments, the frame at `(c + 0.5) / num_clips` of the segment (one clip takes the segment centres); with
+        dense sampling, clip `c` is the `c`-th of `num_clips` windows spread over the video (the paper tests 3).
     num_crops (`int`, *optional*, defaults to 1):
         Evaluation: spatial views per clip, `crop_size` crops evenly spaced along the long side (1: centre crop,
         3: both ends and the centre).
+    train_crop (`str`, *optional*, defaults to `"random-resized"`):
+        Training crop. `"jitter"` (the paper's): the short side resized to a random size in `[S, S * 256 / 224]` (S
+        the crop side: [224, 256] for 224-pixel crops), then a random `crop_size` crop. `"random-resized"`: a random
+        box of `crop_scale` area and `crop_ratio` aspect ratio, resized to `crop_size`.
     crop_scale (`tuple[float, float]`, *optional*, defaults to `(0.4, 1.0)`):
-        Training: range of the random crop's area, as a fraction of the frame's area.
+        Training with `train_crop="random-resized"`: range of the random crop's area, as a fraction of the frame's.
     crop_ratio (`tuple[float, float]`, *optional*, defaults to `(3/4, 4/3)`):
-        Training: range of the random crop's aspect ratio (width / height), sampled log-uniformly.
+        Training with `train_crop="random-resized"`: range of the random crop's aspect ratio (width / height),
+        sampled log-uniformly.
     flip_probability (`float`, *optional*, defaults to 0.5):
-        Training: probability of flipping a video horizontally.
+        Training: probability of flipping a video horizontally; 0 turns flips off (for classes whose label a flip
+        changes, such as left / right motion or rotation direction).
     decode_short_side (`int`, *optional*):
         Encoded sources whose short side is larger are decoded straight to this short side (aspect ratio kept), so a
         4K file costs the memory of a small one; the frames are then resized with `resample` as usual. Defaults to
@@ -63,8 +78,11 @@ class STDDVideosKwargs(VideosKwargs, total=False):
     """
 
     training: bool | None
+    frame_sampling: str | None
+    sampling_rate: int | None
     num_clips: int | None
     num_crops: int | None
+    train_crop: str | None
     crop_scale: tuple[float, float] | list[float] | None
     crop_ratio: tuple[float, float] | list[float] | None
     flip_probability: float | None
@@ -106,22 +124,91 @@ def training_frame_indices(
     return segment_frame_indices(num_source_frames, num_frames, offsets)[None]
 
 
+# Dense sampling (PySlowFast's, which the authors' code uses): `sampling_rate` counts frames at this rate, and the
+# window is rescaled to each video's own frame rate.
+DENSE_REFERENCE_FPS = 30.0
+FRAME_SAMPLINGS = ("segments", "dense")
+# The authors' config samples 8 frames 16 frames apart (at 30 fps).
+DEFAULT_SAMPLING_RATE = 16
+
+
+def dense_window_length(num_frames: int, sampling_rate: int, fps: float) -> float:
+    """Source frames a dense clip spans: `sampling_rate * num_frames` frames at 30 fps, in frames at `fps` (>= 1)."""
+    return max(1.0, sampling_rate * num_frames / DENSE_REFERENCE_FPS * fps)
+
+
+def dense_window_starts(num_source_frames: int, window_length: float, num_clips: int) -> list[float]:
+    """
+    First source frame of each of `num_clips` evaluation windows: the free room `delta` (frames not covered by one
+    window) is split so that clip k starts at `k * floor(delta / (num_clips - 1))` (first window at the start, last
+    near the end); one clip starts at `floor(delta / 2)`, the centred window.
+    """
+    delta = max(num_source_frames - window_length, 0.0)
+    if num_clips == 1:
+        return [float(math.floor(delta / 2))]
+    step = math.floor(delta / (num_clips - 1))
+    return [float(clip * step) for clip in range(num_clips)]
+
+
+def dense_clip_indices(num_source_frames: int, num_frames: int, start: float, window_length: float) -> np.ndarray:
+    """
+    `num_frames` evenly spaced frame indices from `start` to the window's last frame `start + window_length - 1`:
+    float32 positions (as PySlowFast computes them) clamped to the video and truncated to integers.
+    """
+    positions = torch.linspace(start, start + window_length - 1, num_frames, dtype=torch.float32)
+    return positions.clamp(0, num_source_frames - 1).long().numpy()
+
+
+def dense_frame_indices(
+    num_source_frames: int,
+    num_frames: int,
+    sampling_rate: int,
+    fps: float,
+    training: bool = False,
+    num_clips: int = 1,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
+    """
+    Dense sampling, shape (clips, num_frames): each clip takes `num_frames` evenly spaced frames of a window of
+    `dense_window_length` source frames. Training draws the window start uniformly over the video (one clip);
+    evaluation takes the `dense_window_starts` of `num_clips` windows. Videos shorter than a window repeat frames.
+    """
+    if not fps > 0:
+        raise ValueError(f"Dense frame sampling needs the video's frame rate, got {fps!r} fps.")
+    window_length = dense_window_length(num_frames, sampling_rate, fps)
+    if training:
+        delta = max(num_source_frames - window_length, 0.0)
+        starts = [delta * torch.rand(1, generator=generator, dtype=torch.float64).item()]
+    else:
+        starts = dense_window_starts(num_source_frames, window_length, num_clips)
+    return np.stack([dense_clip_indices(num_source_frames, num_frames, start, window_length) for start in starts])
+
+
 def sample_frame_indices(
     num_source_frames: int,
     num_frames: int | None,
     training: bool = False,
     num_clips: int = 1,
     generator: torch.Generator | None = None,
+    frame_sampling: str = "segments",
+    sampling_rate: int = DEFAULT_SAMPLING_RATE,
+    fps: float = DENSE_REFERENCE_FPS,
 ) -> np.ndarray:
     """
-    Frame indices of shape (clips, frames) for a video of `num_source_frames` frames: every frame as one clip when
-    `num_frames` is None, else `training_frame_indices` or `evaluation_frame_indices`.
+    Frame indices of shape (clips, frames) for a video of `num_source_frames` frames at `fps`: every frame as one clip
+    when `num_frames` is None; else with `frame_sampling="segments"` one frame per temporal segment
+    (`training_frame_indices` or `evaluation_frame_indices`), with `"dense"` the `dense_frame_indices` of windows of
+    `sampling_rate`-spaced frames.
     """
     if num_frames is None:
         return np.arange(num_source_frames)[None]
+    if training and num_clips != 1:
+        raise ValueError(f"Training samples one clip per video, got num_clips={num_clips}.")
+    if frame_sampling == "dense":
+        return dense_frame_indices(num_source_frames, num_frames, sampling_rate, fps, training, num_clips, generator)
+    if frame_sampling != "segments":
+        raise ValueError(f"frame_sampling must be one of {FRAME_SAMPLINGS}, got {frame_sampling!r}.")
     if training:
-        if num_clips != 1:
-            raise ValueError(f"Training samples one clip per video, got num_clips={num_clips}.")
         return training_frame_indices(num_source_frames, num_frames, generator)
     return evaluation_frame_indices(num_source_frames, num_frames, num_clips)
 
@@ -389,6 +476,9 @@ def load_video_frames(
     num_clips: int = 1,
     decode_short_side: int | None = None,
     generator: torch.Generator | None = None,
+    frame_sampling: str = "segments",
+    sampling_rate: int = DEFAULT_SAMPLING_RATE,
+    fps: float | None = None,
 ) -> np.ndarray:
     """
     Turn one video into sampled RGB frames of shape (num_clips, num_frames, H, W, 3), uint8.
@@ -396,19 +486,28 @@ def load_video_frames(
     Args:
         video: a path, `bytes`, a binary file-like object (decoded with decord), or decoded frames (an array or
             tensor (T, H, W, C) / (T, C, H, W) / (T, H, W), or a list of PIL images).
-        num_frames: frames per clip, one per temporal segment; None keeps every frame (one clip).
-        training: a random frame inside each segment instead of the segment centre.
+        num_frames: frames per clip; None keeps every frame (one clip).
+        training: random sampling (a random frame inside each segment, or a random dense window) instead of the
+            deterministic evaluation views.
         num_clips: evaluation clips (temporal views); training takes one.
         decode_short_side: encoded sources with a larger short side are decoded straight to this short side.
         generator: random source for training sampling (defaults to torch's global generator).
+        frame_sampling: `"segments"` (one frame per temporal segment) or `"dense"` (`num_frames` frames spread over
+            a window of `sampling_rate * num_frames` frames at 30 fps); see [`sample_frame_indices`].
+        sampling_rate: dense sampling's distance between sampled frames, in frames at 30 fps.
+        fps: frame rate for dense sampling; defaults to the file's average rate, and to 30 for decoded frames.
     """
+    sampling = dict(frame_sampling=frame_sampling, sampling_rate=sampling_rate)
     if not is_encoded_video(video):
         frames = frames_from_decoded(video)
-        return frames[sample_frame_indices(len(frames), num_frames, training, num_clips, generator)]
+        fps = fps or DENSE_REFERENCE_FPS
+        indices = sample_frame_indices(len(frames), num_frames, training, num_clips, generator, **sampling, fps=fps)
+        return frames[indices]
     encoded, name = read_encoded_video(video)
     decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
     reader = open_video_reader(encoded, name, decode_size)
-    indices = sample_frame_indices(len(reader), num_frames, training, num_clips, generator)
+    fps = fps or reader.get_avg_fps()
+    indices = sample_frame_indices(len(reader), num_frames, training, num_clips, generator, **sampling, fps=fps)
     return read_frames(reader, indices, name)
 
 
@@ -476,6 +575,34 @@ def random_resized_crop(
     return resize(frames[..., top : top + crop_height, left : left + crop_width], output_size, mode)
 
 
+# The paper's training crop: the short side resized to a random size in [224, 256] for 224-pixel crops, i.e. between
+# the crop side and this many times it.
+JITTER_MAX_SCALE = 256 / 224
+TRAIN_CROPS = ("jitter", "random-resized")
+
+
+def short_side_jitter_crop(
+    frames: torch.Tensor,
+    output_size: tuple[int, int],
+    mode: str,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """
+    Scale jittering (the paper's training crop) of (T, 3, H, W) frames: the short side resized to a uniform random
+    size in `[S, S * JITTER_MAX_SCALE]` (rounded; S the crop's longer side, aspect ratio kept), then one random crop
+    of `output_size` (height, width), the same for all frames.
+    """
+    crop_height, crop_width = output_size
+    side = max(crop_height, crop_width)
+    uniform = torch.rand(3, generator=generator, dtype=torch.float64).tolist()
+    short_side = round(side + (side * JITTER_MAX_SCALE - side) * uniform[0])
+    frames = resize(frames, shortest_edge_size(*frames.shape[-2:], short_side), mode)
+    height, width = frames.shape[-2:]
+    top = int(uniform[1] * (height - crop_height + 1))
+    left = int(uniform[2] * (width - crop_width + 1))
+    return frames[..., top : top + crop_height, left : left + crop_width]
+
+
 def random_horizontal_flip(
     frames: torch.Tensor, probability: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -503,11 +630,12 @@ class STDDVideoProcessor(VideoProcessorMixin):
     temporal segment.
 
     Videos are decoded with decord (paths, `bytes`, file-like objects; sources over twice the resize target at reduced
-    size) or taken as decoded frames (arrays, tensors, lists of PIL images). Evaluation: segment centres, shortest side
-    resized to `size["shortest_edge"]`, `crop_size` centre crop; with `num_clips` x `num_crops` views for multi-view
-    testing.
-    Training (`training=True`, per call): a random frame in each segment, a random resized crop and a random
-    horizontal flip. Randomness comes from torch's global generator, so `torch.manual_seed` makes it repeatable.
+    size) or taken as decoded frames (arrays, tensors, lists of PIL images). Evaluation: segment centres (or, with
+    `frame_sampling="dense"`, the authors' dense windows), shortest side resized to `size["shortest_edge"]`,
+    `crop_size` centre crop; with `num_clips` x `num_crops` views for multi-view testing.
+    Training (`training=True`, per call): a random frame in each segment (or a random dense window), a random crop
+    (`train_crop`: random resized, or the paper's short-side jitter) and a random horizontal flip. Randomness comes
+    from torch's global generator, so `torch.manual_seed` makes it repeatable.
 
     Output `pixel_values`: (B, T, 3, S, S), or (B, V, T, 3, S, S) with V = num_clips * num_crops > 1 views ordered
     clip by clip; a list of per-video tensors when `return_tensors` is None.
@@ -541,8 +669,11 @@ class STDDVideoProcessor(VideoProcessorMixin):
     do_sample_frames = True
     num_frames = 8
     training = False
+    frame_sampling = "segments"
+    sampling_rate = DEFAULT_SAMPLING_RATE
     num_clips = 1
     num_crops = 1
+    train_crop = "random-resized"
     crop_scale = (0.4, 1.0)
     crop_ratio = (3 / 4, 4 / 3)
     flip_probability = 0.5
@@ -597,6 +728,8 @@ class STDDVideoProcessor(VideoProcessorMixin):
                 decode_short_side or self.decode_short_side, self.do_resize, self.size
             ),
             generator=generator,
+            frame_sampling=self.frame_sampling,
+            sampling_rate=self.sampling_rate,
         )
 
     def _resolve_options(self, kwargs: dict) -> dict:
@@ -617,8 +750,11 @@ class STDDVideoProcessor(VideoProcessorMixin):
                 raise ValueError(f"{type(self).__name__} does not support `{name}`.")
         if options["do_convert_rgb"] is False:
             raise ValueError("do_convert_rgb=False is not supported: frames are always converted to RGB.")
-        for name in ("num_frames", "num_clips", "num_crops"):
+        for name in ("num_frames", "num_clips", "num_crops", "sampling_rate"):
             _check_positive_integer(name, options[name])
+        for name, choices in (("frame_sampling", FRAME_SAMPLINGS), ("train_crop", TRAIN_CROPS)):
+            if options[name] not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {options[name]!r}.")
         if options["decode_short_side"] is not None:
             _check_positive_integer("decode_short_side", options["decode_short_side"])
         if options["do_resize"]:
@@ -668,6 +804,8 @@ class STDDVideoProcessor(VideoProcessorMixin):
             decode_short_side=self.resolve_decode_short_side(
                 options["decode_short_side"], options["do_resize"], options["size"]
             ),
+            frame_sampling=options["frame_sampling"],
+            sampling_rate=options["sampling_rate"],
         )
         # (clips, T, H, W, 3) uint8 -> (clips, T, 3, H, W) float
         frames = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float()
@@ -692,11 +830,14 @@ class STDDVideoProcessor(VideoProcessorMixin):
         return crops.flatten(0, 1)
 
     def _training_view(self, frames: torch.Tensor, options: dict) -> torch.Tensor:
-        """(T, 3, H, W) -> (T, 3, h, w): one random resized crop and one random flip for all frames of the video."""
+        """(T, 3, H, W) -> (T, 3, h, w): one random crop (`train_crop`) and one random flip for all the frames."""
         crop = options["crop_size"]
         mode = _INTERPOLATION_MODES[options["resample"]]
         output_size = (crop.height, crop.width)
-        frames = random_resized_crop(frames, output_size, options["crop_scale"], options["crop_ratio"], mode)
+        if options["train_crop"] == "jitter":
+            frames = short_side_jitter_crop(frames, output_size, mode)
+        else:
+            frames = random_resized_crop(frames, output_size, options["crop_scale"], options["crop_ratio"], mode)
         return random_horizontal_flip(frames, options["flip_probability"])
 
     @staticmethod
@@ -717,8 +858,12 @@ AutoVideoProcessor.register(STDDConfig, STDDVideoProcessor)
 
 __all__ = [
     "STDDVideoProcessor",
+    "DEFAULT_SAMPLING_RATE",
+    "FRAME_SAMPLINGS",
+    "TRAIN_CROPS",
     "VideoReader",
     "default_decode_short_side",
+    "dense_frame_indices",
     "evaluation_frame_indices",
     "load_video_frames",
     "make_video_list",

@@ -61,3 +61,14 @@ def make_video(tmp_path):
         return write_video(tmp_path / name, frames, fps=fps)
 
     return make
+
+
+@pytest.fixture
+def stdd_folder(tiny_clip_dir, tmp_path):
+    """A saved STDD model with its processor (4 frames at 32 px)."""
+    from modeling_stdd import STDDModel, STDDProcessor
+
+    folder = tmp_path / "stdd"
+    STDDModel.from_pretrained(tiny_clip_dir, num_frames=4).save_pretrained(folder)
+    STDDProcessor.from_clip_defaults(image_size=32, num_frames=4).save_pretrained(folder)
+    return folder

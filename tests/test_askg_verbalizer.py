@@ -1,5 +1,7 @@
+import logging
+
 import pytest
-from askg_testing import make_entry, make_graph
+from askg_testing import make_entry, make_graph, reference_label_db
 from modeling_stdd.askg import ASKGEntry, Triple, read_askg_file, validate_entries, verbalize_entries, write_askg_file
 from modeling_stdd.askg.__main__ import main
 from modeling_stdd.askg.verbalizer import action_object_clause, object_clause, sub_action_clause
@@ -92,3 +94,25 @@ def test_cli_verbalize_writes_a_combined_file(tmp_path, capsys):
     combined = read_askg_file(tmp_path / "combined.yml")
     assert combined["stirring coffee"].xprompt_aa[0] == "starting with reaching for the spoon"
     assert main(["validate", str(tmp_path / "combined.yml")]) == 0
+
+
+def test_cli_verbalize_skips_unusable_triples_with_a_warning_and_uses_the_rest(tmp_path, caplog):
+    graph = make_graph("stirring coffee")
+    graph.object_triples.insert(0, "<spoon, sugar>")
+    graph.label = "stirring the coffee"
+    write_askg_file({"stirring coffee": graph}, tmp_path / "graph.yml")
+    with caplog.at_level(logging.WARNING):
+        assert main(["verbalize", str(tmp_path / "graph.yml"), "--out", str(tmp_path / "combined.yml")]) == 0
+    assert f"{tmp_path / 'graph.yml'}: class 'stirring coffee' field 'obj_rel_triples': skipped, item 0" in caplog.text
+    combined = read_askg_file(tmp_path / "combined.yml")["stirring coffee"]
+    expected = verbalize_entries({"stirring coffee": make_graph("stirring coffee")})["stirring coffee"]
+    assert combined == expected  # the label is the class key; the other triples are all verbalized
+
+
+def test_cli_verbalize_reads_the_authors_graphs(tmp_path, caplog):
+    folder = reference_label_db()
+    with caplog.at_level(logging.WARNING):
+        assert main(["verbalize", str(folder / "classes_ASKG_hmdb51.yml"), "--out", str(tmp_path / "out.yml")]) == 0
+    assert len(read_askg_file(tmp_path / "out.yml")) == 51
+    skipped = [record.getMessage() for record in caplog.records if "skipped" in record.getMessage()]
+    assert len(skipped) == 3 and all("comma-separated parts" in message for message in skipped)

@@ -38,7 +38,7 @@ def assert_same_outputs_and_gradients(fast, reference, pixel_values):
 
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
 @pytest.mark.parametrize("training", [False, True])
-@pytest.mark.parametrize("num_frames, temporal_scales", [(1, [1, 2]), (3, [1]), (5, [1, 2]), (4, [3, 1])])
+@pytest.mark.parametrize("num_frames, temporal_scales", [(1, [1, 2]), (3, [1]), (5, [1, 2]), (4, [3, 1]), (6, [1, 2, 3]), (4, [2])])
 def test_fast_path_matches_reference_outputs_and_gradients(
     tiny_clip_dir, attn_implementation, training, num_frames, temporal_scales
 ):
@@ -78,13 +78,14 @@ def test_training_draws_the_same_random_numbers_with_attention_dropout(tiny_clip
     assert torch.equal(next_draws[0], next_draws[1])
 
 
-def test_layer_matches_the_literal_reading_on_both_paths(tiny_clip_dir):
-    for model in fast_and_reference(tiny_clip_dir):
+@pytest.mark.parametrize("temporal_scales", [[1, 2], [1, 2, 3], [2]])
+def test_layer_matches_the_literal_reading_on_both_paths(tiny_clip_dir, temporal_scales):
+    for model in fast_and_reference(tiny_clip_dir, temporal_scales=temporal_scales):
         layer = model.vision_model.encoder.layers[0]
-        hidden_states = torch.randn(2 * 3, 17, 32, generator=torch.Generator().manual_seed(3))
+        hidden_states = torch.randn(2 * 5, 17, 32, generator=torch.Generator().manual_seed(3))
         with torch.no_grad():
-            expected = literal_stca_layer(layer, hidden_states, 3)
-            actual = layer(hidden_states, None, num_frames=3)
+            expected = literal_stca_layer(layer, hidden_states, 5)
+            actual = layer(hidden_states, None, num_frames=5)
         torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 

@@ -40,10 +40,11 @@ LABEL_TEXTS = {
 EVAL_RESULTS = {
     "results": [
         {"dataset": "ucf101", "dataset_name": "UCF101", "split": "test", "metric": "accuracy", "value": 0.5},
-        {"dataset": "hmdb51", "dataset_name": "HMDB51", "split": "test", "metric": "accuracy", "value": "31.0 ± 1.2"},
+        {"dataset": "hmdb51", "dataset_name": "HMDB51", "split": "test", "metric": "accuracy", "value": 31.0, "std": 1.2},
     ]
 }
 EXPECTED_CODE_FILES = {
+    "checkpoint_files.py",  # the model's check of a local folder before loading
     "configuration_stdd.py",
     "file_utils.py",  # the pipeline's atomic save
     "modeling_stdd.py",
@@ -53,6 +54,7 @@ EXPECTED_CODE_FILES = {
     "video_download.py",  # the pipeline's bounded URL downloads
     "video_io.py",  # the video processor's display rotation and PyAV decoding
     "video_processing_stdd.py",
+    "view_aggregation.py",  # the pipeline's multi-view scores
 }
 
 
@@ -354,7 +356,7 @@ def test_card_passes_the_offline_checks(exported):
     [model_index] = metadata["model-index"]
     assert model_index["name"] == "tiny-stdd"
     values = [metric["value"] for entry in model_index["results"] for metric in entry["metrics"]]
-    assert values == [0.5, "31.0 ± 1.2"]
+    assert values == [0.5, 31.0]
     assert card.data.eval_results[1].dataset_name == "HMDB51"
     assert "arXiv" in card.text and "2412.09895" in card.text
     assert "| `actions` | 3 | 5 | written for the tests |" in card.text
@@ -400,7 +402,17 @@ def test_eval_results_errors_name_the_file_entry_and_field(tmp_path):
          r"std\['top1'\] must be a finite number, got None"),
         ({"zero_shot": {"stdd": {"top1": None}}}, r"zero_shot\.stdd\['top1'\] must be a finite number, got None"),
         ([{"dataset": "ucf101", "metric": "accuracy", "value": float("nan")}],
-         r"results\[0\]: value must be a finite number or a string, got nan"),
+         r"results\[0\]: value must be a finite number \(a mean over splits as the number, its spread as \"std\"\), "
+         r"got nan"),
+        ([{"dataset": "ucf101", "metric": "accuracy", "value": "81.0 ± 1.0"}],
+         r"results\[0\]: value must be a finite number"),
+        # a diverged run's figures, as a bare NaN in train.py's JSON or as text
+        ({"zero_shot": {"stdd": {"top1": float("nan")}}},
+         r"zero_shot\.stdd\['top1'\] must be a finite number, got nan"),
+        ([{"dataset": "ucf101", "metric": "accuracy", "value": "nan ± 0.0"}],
+         r"results\[0\]: value must be a finite number .*got 'nan ± 0.0'"),
+        ([{"dataset": "ucf101", "metric": "accuracy", "value": "-Infinity"}],
+         r"results\[0\]: value must be a finite number .*got '-Infinity'"),
     ],
 )
 def test_eval_results_with_missing_or_non_numeric_figures_name_the_file_and_key(tmp_path, results, message):
@@ -419,8 +431,9 @@ def test_eval_results_read_the_outputs_of_training_and_zero_shot_evaluation(tmp_
     }))
     results = read_eval_results(protocol)
     assert [(r.dataset_type, r.metric_type, r.metric_value) for r in results] == [
-        ("ucf101", "top1_accuracy", "81.0 ± 1.0"), ("ucf101", "top5_accuracy", "95.5 ± 0.5")
+        ("ucf101", "top1_accuracy", 81.0), ("ucf101", "top5_accuracy", 95.5)
     ]
+    assert results[0].metric_name == "Top-1 accuracy (mean, std 1.0 over 2 splits)"
     training = tmp_path / "eval_results.json"
     training.write_text(json.dumps({
         "zero_shot": {"stdd": {"top1": 100.0, "top5": 100.0}, "frame_mean_baseline": {"top1": 33.3, "top5": 99.5}},

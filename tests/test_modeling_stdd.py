@@ -247,24 +247,46 @@ def test_spatial_repeat_false_draws_per_window(stdd_model):
 # ------------------------------------------------------------------ channel mixing
 
 
-def test_channel_mixing_on_a_hand_made_tensor():
-    num_frames, channels, c = 4, 10, 2
-    # token value encodes (frame, channel): 100 * (t + 1) + channel
+def frame_channel_tokens(num_frames: int, channels: int) -> torch.Tensor:
+    """Tokens `(1, T, 1, channels)` whose value encodes (frame, channel): 100 * (t + 1) + channel."""
     tokens = torch.tensor([[100.0 * (t + 1) + ch for ch in range(channels)] for t in range(num_frames)])
-    tokens = tokens.view(1, num_frames, 1, channels)
-    scale1 = mix_channels(tokens, 1, c)[0, :, 0]
-    for t in range(num_frames):
-        back = 100.0 * t if t >= 1 else None
-        forward = 100.0 * (t + 2) if t + 1 < num_frames else None
-        assert scale1[t, 0:2].tolist() == ([back + 0, back + 1] if back else [0.0, 0.0])
-        assert scale1[t, 2:4].tolist() == ([forward + 2, forward + 3] if forward else [0.0, 0.0])
-        assert scale1[t, 4:].tolist() == tokens[0, t, 0, 4:].tolist()
-    scale2 = mix_channels(tokens, 2, c)[0, :, 0]
-    # step 2 (d = 1) overwrites channel 0 from t - 2 and channel 3 from t + 2
-    assert scale2[2, 0].item() == 100.0 * 1 + 0 and scale2[2, 1].item() == 100.0 * 2 + 1
-    assert scale2[1, 3].item() == 100.0 * 4 + 3 and scale2[1, 2].item() == 100.0 * 3 + 2
-    assert scale2[1, 0].item() == 0.0 and scale2[3, 3].item() == 0.0
-    assert torch.equal(mix_channels(tokens, 1, c), scale1.view(1, num_frames, 1, channels))  # input untouched
+    return tokens.view(1, num_frames, 1, channels)
+
+
+# Channels 0-3 of frames 0-3 after mixing with c = 2, worked out by hand from the authors' `_channel_mixing`
+# (channels [0:2c] start at zero; step i writes only frames that have the source frame t -/+ (i + 1)).
+# Scale 1, step 0 (d = 2): channels 0-1 <- frame t - 1, channels 2-3 <- frame t + 1.
+MIXED_SCALE_1 = [
+    [0, 0, 202, 203],
+    [100, 101, 302, 303],
+    [200, 201, 402, 403],
+    [300, 301, 0, 0],
+]
+# Scale 2 adds step 1 (d = 1): channel 0 <- frame t - 2 for frames 2, 3; channel 3 <- frame t + 2 for frames 0, 1.
+# Frame 1's channel 0 keeps step 0's 100 (frame 0) and frame 2's channel 3 keeps step 0's 403 (frame 3).
+MIXED_SCALE_2 = [
+    [0, 0, 202, 303],
+    [100, 101, 302, 403],
+    [100, 201, 402, 403],
+    [200, 301, 0, 0],
+]
+
+
+@pytest.mark.parametrize("scale, expected", [(1, MIXED_SCALE_1), (2, MIXED_SCALE_2)])
+def test_channel_mixing_on_a_hand_made_tensor(scale, expected):
+    tokens = frame_channel_tokens(num_frames=4, channels=10)
+    original = tokens.clone()
+    mixed = mix_channels(tokens, scale, channels_per_side=2)[0, :, 0]
+    assert mixed[:, :4].tolist() == expected
+    assert torch.equal(mixed[:, 4:], tokens[0, :, 0, 4:])  # channels [2c:] stay
+    assert torch.equal(tokens, original)  # input untouched
+
+
+def test_channel_mixing_steps_past_the_clip_or_the_channels_change_nothing():
+    tokens = frame_channel_tokens(num_frames=2, channels=10)
+    assert torch.equal(mix_channels(tokens, 3, channels_per_side=2), mix_channels(tokens, 1, channels_per_side=2))
+    tokens = frame_channel_tokens(num_frames=6, channels=10)  # c = 2: step 2 has d = 0
+    assert torch.equal(mix_channels(tokens, 3, channels_per_side=2), mix_channels(tokens, 2, channels_per_side=2))
 
 
 # ------------------------------------------------------------------ the whole layer, against a literal reading
@@ -303,13 +325,16 @@ def literal_stca_layer(layer, hidden_states, num_frames):
         cross_sum = 0
         for scale in config.temporal_scales:
             mixed = kept.clone()
+            mixed[:, :, : 2 * c] = 0
             d = c
             for step in range(scale):
                 for t in range(num_frames):
                     source = t - (step + 1)
-                    mixed[t, :, :d] = kept[source, :, :d] if source >= 0 else 0
+                    if source >= 0:
+                        mixed[t, :, :d] = kept[source, :, :d]
                     source = t + (step + 1)
-                    mixed[t, :, 2 * c - d : 2 * c] = kept[source, :, 2 * c - d : 2 * c] if source < num_frames else 0
+                    if source < num_frames:
+                        mixed[t, :, 2 * c - d : 2 * c] = kept[source, :, 2 * c - d : 2 * c]
                 d //= 2
             sequence = torch.cat([frames[:, :1], mixed], dim=1)
             cross_sum = cross_sum + sequence + layer.self_attn(layer.layer_norm1(sequence))[0]
@@ -323,8 +348,10 @@ def literal_stca_layer(layer, hidden_states, num_frames):
 
 
 @pytest.mark.parametrize("num_frames", [1, 3, 6])
-def test_stca_layer_matches_a_literal_reading_of_the_method(stdd_model, num_frames):
-    layer = stdd_model.vision_model.encoder.layers[0]
+@pytest.mark.parametrize("temporal_scales", [[1, 2], [1, 2, 3], [2]])
+def test_stca_layer_matches_a_literal_reading_of_the_method(clip_dir, num_frames, temporal_scales):
+    model = STDDModel.from_pretrained(clip_dir, temporal_scales=temporal_scales, **STCA_KWARGS).eval()
+    layer = model.vision_model.encoder.layers[0]
     hidden_states = torch.randn(2 * num_frames, 17, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = literal_stca_layer(layer, hidden_states, num_frames)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from askg_testing import make_entry
 from conftest import tiny_clip_config
 from PIL import Image
 from safetensors.torch import save_file
@@ -24,7 +25,8 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 import modeling_stdd
 from modeling_stdd import STDDModel, STDDProcessor, ZeroShotVideoClassificationPipeline, class_scores
-from modeling_stdd.askg import LabelTexts
+from modeling_stdd.askg import LabelTexts, write_askg_file
+from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
 from modeling_stdd.classify_cli import main as classify_main
 from modeling_stdd.pipeline_stdd import FrameSource, prompts_digest, timeline_windows, window_frame_indices
 from modeling_stdd.video_io import write_video
@@ -188,6 +190,44 @@ def test_scores_equal_processor_and_model_forward(classifier, video_path, num_cl
     assert sum(scores) == pytest.approx(1.0)
 
 
+def test_logit_sum_ranks_by_the_summed_view_logits(classifier, video_path):
+    predictions = classifier(video_path, candidate_labels=LABELS, num_clips=3, view_aggregation="logit-sum")
+    prompts = [f"a video of a person {label}." for label in LABELS]
+    inputs = classifier.processor(videos=video_path, text=prompts, return_tensors="pt", num_clips=3)
+    with torch.no_grad():
+        logits = classifier.model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            pixel_values=inputs["pixel_values"][0],
+        ).logits_per_video  # (views, labels)
+    summed = logits.sum(dim=0)
+    assert [prediction["label"] for prediction in predictions] == [LABELS[i] for i in summed.argsort(descending=True)]
+    expected = (summed / 3).softmax(dim=-1)  # probabilities at one view's temperature, ranked as the sum
+    assert scores_by_label(predictions) == pytest.approx(dict(zip(LABELS, expected.tolist())), abs=1e-5)
+    softmax_mean = classifier(video_path, candidate_labels=LABELS, num_clips=3)
+    assert scores_by_label(softmax_mean) == pytest.approx(
+        dict(zip(LABELS, logits.softmax(dim=-1).mean(dim=0).tolist())), abs=1e-5
+    )
+    with pytest.raises(ValueError, match="view_aggregation must be one of 'logit-sum', 'softmax-mean'"):
+        classifier(video_path, candidate_labels=LABELS, view_aggregation="max")
+
+
+def test_timeline_windows_use_the_processors_dense_sampling(classifier, make_video):
+    video = make_video("long.mp4", num_frames=24, fps=10)
+    frames = load_video_frames(video, num_frames=None)[0]
+    processor = classifier.video_processor
+    try:
+        processor.frame_sampling, processor.sampling_rate = "dense", 6
+        timeline = classifier(video, candidate_labels=LABELS, segment_seconds=1.0)
+    finally:
+        processor.frame_sampling, processor.sampling_rate = "segments", 16
+    # Windows of 10 frames; a dense window of 6 * 4 / 30 * 10 = 8 frames, delta 2, centred at floor(2 / 2) = 1:
+    # linspace(1, 8, 4) = 1, 3.3, 5.7, 8. Four frames by segment sampling are the frames themselves.
+    for window, first in zip(timeline[:2], (0, 10)):
+        indices = first + np.array([1, 3, 5, 8])
+        assert_same_predictions(window["labels"], classifier(frames[indices], candidate_labels=LABELS))
+
+
 def test_comma_separated_labels_template_and_top_k(classifier, video_path):
     predictions = classifier(video_path, candidate_labels=" running,swimming , juggling", hypothesis_template="{}")
     expected = manual_probabilities(classifier, video_path, LABELS)
@@ -303,6 +343,22 @@ def test_label_texts_as_object_file_or_dict_agree(classifier, video_path, tmp_pa
     assert_same_predictions(classifier(video_path, candidate_labels=LABELS, label_texts=str(path)), expected)
     file_labels_only = classifier(video_path, label_texts=path)
     assert sorted(scores_by_label(file_labels_only)) == sorted(LABEL_TEXTS)
+
+
+def test_label_texts_from_an_askg_file_and_its_clause_file_with_templates_from_a_file(classifier, video_path, tmp_path):
+    entries = {label: make_entry(label) for label in LABELS}
+    write_askg_file({label: entry.subset(GRAPH_FIELDS) for label, entry in entries.items()}, tmp_path / "graph.yml")
+    write_askg_file({label: entry.subset(CLAUSE_FIELDS) for label, entry in entries.items()}, tmp_path / "clauses.yml")
+    (tmp_path / "classes.yml").write_text("templates:\n" + "".join(f"- clip {index} of {{}}.\n" for index in range(9)))
+    templates = [f"clip {index} of {{}}." for index in range(8)]  # the first 8 of a YAML templates list
+    expected = classifier(video_path, label_texts=LabelTexts.from_label_db(entries, templates=templates))
+    files = [tmp_path / "graph.yml", tmp_path / "clauses.yml"]
+    assert_same_predictions(classifier(video_path, label_texts=files, templates=tmp_path / "classes.yml"), expected)
+    assert_same_predictions(classifier(video_path, label_texts=str(files[1]), templates=templates), expected)
+    with pytest.raises(ValueError, match="templates= builds prompt sets from ASKG YAML files"):
+        classifier(video_path, label_texts=LABEL_TEXTS, templates=templates)
+    with pytest.raises(ValueError, match="a label-texts JSON file holds finished prompts"):
+        classifier(video_path, label_texts=LabelTexts(LABEL_TEXTS).save(tmp_path / "t.json"), templates=templates)
 
 
 @pytest.mark.parametrize(
@@ -512,8 +568,10 @@ def test_cli_prints_rankings_and_json(stdd_dir, video_path, classifier, capsys):
     assert classify_main([str(video_path), "--labels", ", ".join(LABELS), "--model", str(stdd_dir), "--top-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     expected = classifier(video_path, candidate_labels=LABELS, top_k=2)
-    assert lines[0] == str(video_path)
-    assert [line.split()[-1] for line in lines[1:]] == [prediction["label"] for prediction in expected]
+    assert lines[0].split() == ["video", "rank", "label", "score"]
+    rows = [line.split() for line in lines[2:]]
+    assert [row[0] for row in rows] == [str(video_path)] * 2 and [row[1] for row in rows] == ["1", "2"]
+    assert [" ".join(row[2:-1]) for row in rows] == [prediction["label"] for prediction in expected]
 
     label_texts = LabelTexts(LABEL_TEXTS).save(video_path.parent / "texts.json")
     arguments = [str(video_path), str(video_path), "--labels", ",".join(LABELS), "--model", str(stdd_dir)]
@@ -544,3 +602,11 @@ def test_cli_reports_errors_with_exit_status_2(stdd_dir, video_path, capsys, tmp
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
+
+
+def test_a_model_with_broken_weights_gives_an_error_not_a_ranking(stdd_dir, video_path):
+    broken = pipeline(TASK, model=str(stdd_dir))
+    with torch.no_grad():
+        broken.model.visual_projection.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="class scores are not finite .* for 1 of 1 videos"):
+        broken(video_path, candidate_labels=LABELS)

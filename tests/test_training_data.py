@@ -153,11 +153,12 @@ def test_unreadable_video_is_skipped_and_counted(video_folder, processor, caplog
     row = next(index for index, video in enumerate(dataset["video"]) if video["path"] == str(broken))
     clips = VideoClipDataset(dataset, processor.video_processor, training=True)
     item = clips[row]
-    assert item["num_skipped"] == 1
+    assert item["num_skipped"] == 1 and item["skipped_labels"] == [dataset[row]["label"]]
     assert item["pixel_values"].shape == (4, 3, 32, 32)
     assert "unreadable" in caplog.text and "0.mp4" in caplog.text
     batch = collate_clips([clips[index] for index in range(len(clips))])
     assert batch["num_skipped"].item() == 1 and batch["pixel_values"].shape == (4, 4, 3, 32, 32)
+    assert batch["skipped_labels"].tolist() == [dataset[row]["label"]]
     assert batch["readable"].all()
     with pytest.raises(ValueError, match="0.mp4"):
         VideoClipDataset(dataset, processor.video_processor, training=True, skip_unreadable=False)[row]
@@ -171,7 +172,8 @@ def test_a_video_decord_cannot_decode_counts_as_unreadable(video_folder, process
     dataset = load_video_dataset(str(video_folder))
     row = next(index for index, video in enumerate(dataset["video"]) if video["path"] == str(truncated))
     clips = VideoClipDataset(dataset, processor.video_processor, training=False)
-    assert clips[row] == {"pixel_values": None, "labels": dataset[row]["label"], "num_skipped": 1}
+    label = dataset[row]["label"]
+    assert clips[row] == {"pixel_values": None, "labels": label, "num_skipped": 1, "skipped_labels": [label]}
 
 
 def test_evaluation_leaves_an_unreadable_video_out_instead_of_replacing_it(video_folder, processor):
@@ -180,7 +182,8 @@ def test_evaluation_leaves_an_unreadable_video_out_instead_of_replacing_it(video
     dataset = load_video_dataset(str(video_folder))
     row = next(index for index, video in enumerate(dataset["video"]) if video["path"] == str(broken))
     clips = VideoClipDataset(dataset, processor.video_processor, training=False)
-    assert clips[row] == {"pixel_values": None, "labels": dataset[row]["label"], "num_skipped": 1}
+    label = dataset[row]["label"]
+    assert clips[row] == {"pixel_values": None, "labels": label, "num_skipped": 1, "skipped_labels": [label]}
     batch = collate_clips([clips[index] for index in range(len(clips))])
     assert batch["readable"].tolist() == [index != row for index in range(len(clips))]
     assert batch["pixel_values"].shape == (3, 4, 3, 32, 32) and batch["labels"].shape == (4,)

@@ -7,13 +7,21 @@ import numpy as np
 import pytest
 import torch
 
+from askg_testing import make_entry, reference_label_db
+
 from modeling_stdd import STDDModel, STDDProcessor
-from training.evaluate_zero_shot import TOP_K_METRIC, main, summarize, top_k_accuracy
+from modeling_stdd.askg import LabelTexts, write_askg_file
+from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
+from training.evaluate_zero_shot import TOP_K_METRIC, load_label_texts, main, summarize, top_k_accuracy
 from training.protocols import (
     KINETICS600_CLASSES_PER_SPLIT,
+    KINETICS600_DATA,
     class_key,
     hmdb51_splits,
+    kinetics400_class_keys,
+    kinetics600_novel_classes,
     kinetics600_novel_splits,
+    kinetics600_published_splits,
     match_class_names,
     ucf101_splits,
 )
@@ -110,28 +118,92 @@ def test_hmdb51_splits_keep_test_videos_only(tmp_path):
     assert not any(path.endswith(("_a.avi", "_c.avi")) for path in paths)
 
 
-def test_kinetics600_novel_splits_are_fixed_random_160_class_subsets(tmp_path):
-    num_classes = 180
-    (tmp_path / "index.json").write_text(json.dumps({str(index): f"class {index}" for index in range(num_classes)}))
-    (tmp_path / "list.csv").write_text("".join(f"val/c{index}/v.mp4,{index}\n" for index in range(num_classes)))
-    splits = kinetics600_novel_splits(tmp_path, tmp_path / "list.csv", tmp_path / "index.json")
-    again = kinetics600_novel_splits(tmp_path, tmp_path / "list.csv", tmp_path / "index.json")
-    assert [split.class_names for split in splits] == [split.class_names for split in again]
-    assert all(len(split.class_names) == KINETICS600_CLASSES_PER_SPLIT for split in splits)
-    assert len({tuple(split.class_names) for split in splits}) == 3
-    for split in splits:
-        assert sorted(split.dataset["label"]) == list(range(KINETICS600_CLASSES_PER_SPLIT))
-        for video, label in zip(split.dataset["video"], split.dataset["label"]):
-            assert video["path"].endswith(f"c{split.class_names[label].split()[1]}/v.mp4")
+def kinetics600_reference():
+    """The authors' Kinetics-600 split files in the shared reference folder; skips where it is absent."""
+    return reference_label_db() / "k600_novel_splits"
 
 
-@pytest.fixture
-def stdd_folder(tiny_clip_dir, tmp_path):
-    """A saved STDD model with its processor (4 frames at 32 px)."""
-    folder = tmp_path / "stdd"
-    STDDModel.from_pretrained(tiny_clip_dir, num_frames=4).save_pretrained(folder)
-    STDDProcessor.from_clip_defaults(image_size=32, num_frames=4).save_pretrained(folder)
-    return folder
+def reference_split_names(folder, split: int) -> list[str]:
+    index_to_class = json.loads((folder / f"split{split}-index2cls.json").read_text())
+    return [index_to_class[str(index)] for index in range(len(index_to_class))]
+
+
+def test_shipped_kinetics600_splits_are_the_published_ones():
+    folder = kinetics600_reference()
+    words = [entry["word"] for entry in json.loads((folder / "classes620_label_defn.json").read_text())]
+    assert kinetics600_novel_classes() == {index: words[index] for index in range(400, 620)}
+    assert json.loads((KINETICS600_DATA / "splits.json").read_text()) == json.loads(
+        (folder / "tst_class_idxs.json").read_text()
+    )
+    for split, names in enumerate(kinetics600_published_splits(), start=1):
+        assert len(names) == KINETICS600_CLASSES_PER_SPLIT
+        assert names == reference_split_names(folder, split)
+
+
+def test_no_kinetics600_novel_class_is_a_kinetics400_class():
+    novel = {class_key(name) for name in kinetics600_novel_classes().values()}
+    assert len(novel) == 220
+    assert not novel & kinetics400_class_keys()
+    # The Kinetics-600 names of renamed Kinetics-400 classes count as Kinetics-400 classes.
+    assert {class_key("dyeing hair"), class_key("tying necktie"), class_key("tying tie")} <= kinetics400_class_keys()
+
+
+def test_kinetics600_protocol_scores_exactly_the_published_test_lists(tmp_path, caplog):
+    """
+    A list of every video of the authors' three test lists plus videos of the 12 non-novel classes of their
+    232-name file: each split gets exactly the videos of its published test list, labelled in its published order.
+    """
+    folder = kinetics600_reference()
+    published = [
+        [line.rsplit(",", 1) for line in (folder / f"split{split}-test.csv").read_text().split()] for split in (1, 2, 3)
+    ]
+    classes = sorted({path.split("/")[1] for rows in published for path, _ in rows})
+    seen_in_kinetics400 = [
+        "dyeing_hair", "tying_necktie", "hugging_(not_baby)", "passing_American_football_(not_in_game)"
+    ]
+    all_classes = classes + seen_in_kinetics400
+    (tmp_path / "index.json").write_text(json.dumps({str(index): name for index, name in enumerate(all_classes)}))
+    lines = sorted({f"{path},{all_classes.index(path.split('/')[1])}" for rows in published for path, _ in rows})
+    lines += [f"val/{name}/clip.mp4,{all_classes.index(name)}" for name in seen_in_kinetics400]
+    (tmp_path / "list.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "k600").mkdir()
+    with caplog.at_level("WARNING", logger="training.protocols"):
+        splits = kinetics600_novel_splits(tmp_path / "k600", tmp_path / "list.csv", tmp_path / "index.json")
+    assert "4 Kinetics-400 classes" in caplog.text and all(name in caplog.text for name in seen_in_kinetics400)
+    for split, rows in zip(splits, published):
+        assert len(split.class_names) == 160 and len(split.dataset) == len(rows)
+        expected = sorted((str(tmp_path / "k600" / path), int(label)) for path, label in rows)
+        got = sorted((video["path"], label) for video, label in zip(split.dataset["video"], split.dataset["label"]))
+        assert got == expected
+    assert [len(split.dataset) for split in splits] == [7276, 7226, 7261]
+
+
+def test_kinetics600_protocol_works_from_the_shipped_data_on_a_folder(tmp_path, caplog):
+    splits_by_name = kinetics600_published_splits()
+    in_split_1_only = next(name for name in splits_by_name[0] if name not in splits_by_name[1] + splits_by_name[2])
+    in_all = next(name for name in splits_by_name[0] if name in splits_by_name[1] and name in splits_by_name[2])
+    for name, count in ((in_split_1_only, 2), (in_all, 1), ("dying hair", 1), ("tying necktie", 1), ("juggling", 1)):
+        (tmp_path / name.replace(" ", "_")).mkdir()
+        for index in range(count):
+            (tmp_path / name.replace(" ", "_") / f"{index}.mp4").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="training.protocols"):
+        label_names = list(LabelTexts.for_dataset("kinetics600_novel").labels)
+        splits = kinetics600_novel_splits(tmp_path, label_names=label_names)
+    assert "2 Kinetics-400 classes" in caplog.text and "dying_hair" in caplog.text and "tying_necktie" in caplog.text
+    assert "not Kinetics-600 classes" in caplog.text and "juggling" in caplog.text
+    assert "159 of its 160 classes have no videos" in caplog.text
+    assert [len(split.dataset) for split in splits] == [3, 1, 1]
+    assert all(len(split.class_names) == 160 for split in splits)
+    first = splits[0]
+    scored = sorted(first.class_names[label] for label in first.dataset["label"])
+    assert scored == sorted([in_all, in_split_1_only, in_split_1_only])
+
+
+def test_kinetics600_protocol_without_any_split_video_is_an_error(tmp_path):
+    (tmp_path / "tying_tie").mkdir()
+    (tmp_path / "tying_tie" / "0.mp4").write_bytes(b"")
+    with pytest.raises(ValueError, match="no video of the 160 classes of Kinetics-600 split 1"):
+        kinetics600_novel_splits(tmp_path)
 
 
 def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_path, make_video, monkeypatch):
@@ -157,13 +229,16 @@ def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_
         "--output", str(output),
     ])
     assert json.loads(output.read_text()) == results
-    assert results["views"] == {"num_clips": 2, "num_crops": 2}
+    assert results["views"] == {
+        "num_clips": 2, "num_crops": 2, "view_aggregation": "softmax-mean", "frame_sampling": "segments",
+        "sampling_rate": 16,
+    }
     # Every video reaches the model as 2 clips x 2 crops of 4 frames: (B, views, T, 3, S, S).
     assert shapes and all(len(shape) == 6 and shape[1:3] == (4, 4) for shape in shapes)
-    assert results["num_videos"] == {"test": 4}
-    assert set(results["splits"]["test"]) == {"top1", "top5"}
+    assert results["num_videos"] == {"test": 4} and results["num_classes"] == {"test": 2}
+    assert results["class_overlap"] is None  # a checkpoint without a training run's record: not known
+    assert set(results["splits"]["test"]) == {"top1"}  # two classes: top-5 is always 100, so it is not reported
     assert 0 <= results["mean"]["top1"] <= 100 and results["std"]["top1"] == 0.0
-    assert results["splits"]["test"]["top5"] == 100.0  # two classes: always in the top 5
 
 
 def test_unreadable_videos_are_left_out_of_the_scores_and_counted(stdd_folder, tmp_path, make_video, caplog):
@@ -234,9 +309,15 @@ def test_evaluation_script_runs_the_ucf101_protocol(stdd_folder, tmp_path, make_
     [
         ([], "give --protocol"),
         (["--protocol", "ucf101"], "needs --video-root and --split-dir"),
-        (["--protocol", "kinetics600_novel", "--video-root", "x"], "needs --video-root, --list-file"),
+        (["--protocol", "kinetics600_novel"], "kinetics600_novel needs --video-root"),
+        (["--protocol", "kinetics600_novel", "--video-root", "x", "--list-file", "l"], "needs --index-to-class"),
+        (["--data", "x", "--sampling-rate", "0"], "--sampling-rate must be >= 1"),
+        (["--data", "x", "--frame-sampling", "sparse"], "invalid choice: 'sparse'"),
+        (["--data", "x", "--view-aggregation", "max"], "invalid choice: 'max'"),
         (["--data", "x", "--num-clips", "0"], "--num-clips must be >= 1"),
         (["--data", "x", "--num-frames", "0"], "--num-frames must be >= 1"),
+        (["--data", "x", "--num-templates", "2"], "--num-templates needs --templates FILE"),
+        (["--data", "x", "--templates", "no/such/templates.txt"], "--templates: templates file not found"),
     ],
 )
 def test_evaluation_script_rejects_bad_arguments(arguments, message, capsys):
@@ -268,6 +349,55 @@ def test_predictions_average_softmax_over_views(stdd_folder):
     assert np.allclose(scores, expected.numpy(), atol=1e-6) and labels.tolist() == [0, 1] and num_unreadable == 2
 
 
+def test_logit_sum_ranks_videos_by_the_sum_of_their_views_logits(stdd_folder):
+    from accelerate import Accelerator
+
+    from training.evaluate_zero_shot import predict
+    from training.objective import encode_class_prompts
+
+    model = STDDModel.from_pretrained(stdd_folder).eval()
+    processor = STDDProcessor.from_pretrained(stdd_folder)
+    prompts = encode_class_prompts(model, processor.tokenizer, ["a.", "b.", "c.", "d."], None, 4)
+    torch.manual_seed(1)
+    views = torch.randn(3, 3, 4, 3, 32, 32)
+    batch = {"pixel_values": views, "labels": torch.tensor([0, 1, 2]), "readable": torch.tensor([True] * 3)}
+    scores, _, _ = predict(model, [batch], prompts, Accelerator(), view_aggregation="logit-sum")
+    with torch.no_grad():
+        logits = model(pixel_values=views.flatten(0, 1), text_embeds=prompts.text_embeds).logits_per_video
+    logit_sum = logits.unflatten(0, (3, 3)).sum(1)
+    assert np.allclose(scores, (logit_sum / 3).softmax(-1).numpy(), atol=1e-6)
+    assert (scores.argsort(-1) == logit_sum.argsort(-1).numpy()).all()
+
+
+def test_evaluation_script_with_dense_sampling_and_logit_sum(stdd_folder, tmp_path, make_video, monkeypatch):
+    """The flags override the saved processor's sampling, three dense clips reach the model, and both are recorded."""
+    from modeling_stdd import video_processing_stdd
+
+    sampled = []
+    dense_frame_indices = video_processing_stdd.dense_frame_indices
+
+    def recording_dense_frame_indices(*args, **kwargs):
+        sampled.append(dense_frame_indices(*args, **kwargs))
+        return sampled[-1]
+
+    monkeypatch.setattr(video_processing_stdd, "dense_frame_indices", recording_dense_frame_indices)
+    for name in ("waving", "clapping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        make_video(f"{name}.mp4", num_frames=40, fps=10).rename(tmp_path / "data" / name / "0.mp4")
+    results = main([
+        "--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-clips", "3", "--frame-sampling",
+        "dense", "--sampling-rate", "15", "--view-aggregation", "logit-sum", "--num-workers", "0",
+        "--label-texts", "none", "--output", str(tmp_path / "out.json"),
+    ])
+    assert results["views"] == {
+        "num_clips": 3, "num_crops": 1, "view_aggregation": "logit-sum", "frame_sampling": "dense",
+        "sampling_rate": 15,
+    }
+    # 40 frames at 10 fps: a window of 15 * 4 / 30 * 10 = 20 frames, starts 0, 10, 20 (floor(20 / 2) apart).
+    expected = [[0, 6, 12, 19], [10, 16, 22, 29], [20, 26, 32, 39]]
+    assert len(sampled) == 2 and all(indices.tolist() == expected for indices in sampled)
+
+
 def test_predictions_follow_the_mixed_precision_setting(stdd_folder):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -287,3 +417,83 @@ def test_predictions_follow_the_mixed_precision_setting(stdd_folder):
     finally:
         AcceleratorState._reset_state()
     assert dtypes == {torch.bfloat16} and np.isfinite(scores).all()
+
+
+def test_metric_module_never_counts_a_non_finite_score_as_correct(metric):
+    scores = [[float("nan"), 0.1, 0.2], [0.1, float("nan"), 0.2], [float("inf"), 0.0, 0.0], [0.7, 0.2, 0.1]]
+    assert metric.compute(predictions=scores, references=[0, 2, 0, 0], k=[1, 3]) == {"top1": 0.25, "top3": 0.25}
+
+
+def test_a_model_with_broken_weights_is_an_error_not_figures(stdd_folder, tmp_path, make_video):
+    model = STDDModel.from_pretrained(stdd_folder)
+    with torch.no_grad():
+        model.visual_projection.weight.fill_(float("nan"))
+    model.save_pretrained(stdd_folder)
+    for name in ("waving", "clapping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        make_video(f"{name}.mp4", num_frames=8).rename(tmp_path / "data" / name / "0.mp4")
+    with pytest.raises(ValueError, match=r"evaluation \(test\): the model's class scores are not finite"):
+        main(["--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-workers", "0",
+              "--label-texts", "none", "--output", str(tmp_path / "out.json")])
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_results_are_strict_json(tmp_path):
+    from training.evaluate_zero_shot import write_json_atomically
+
+    with pytest.raises(ValueError, match=r"bad\.json: refusing to write results holding a non-finite number"):
+        write_json_atomically(tmp_path / "bad.json", {"top1": float("nan")})
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    not_a_folder = f"its folder cannot be written ({tmp_path / 'a_file'} is a file, not a folder)"
+    for output, message in ((tmp_path / "a_file" / "out.json", not_a_folder), (tmp_path, "is a folder")):
+        with pytest.raises(SystemExit):  # the model and data are not even looked at
+            main(["--model", "no/such/model", "--data", "no/such/data", "--output", str(output)])
+        error = capsys.readouterr().err
+        assert message in error and "Traceback" not in error
+
+
+def test_a_class_whose_videos_are_all_unreadable_is_named(stdd_folder, tmp_path, make_video):
+    for name in ("waving", "clapping", "jumping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        make_video(f"{name}.mp4", num_frames=8).rename(tmp_path / "data" / name / "0.mp4")
+    (tmp_path / "data" / "jumping" / "0.mp4").write_bytes(b"not a video")
+    arguments = ["--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-workers", "0",
+                 "--label-texts", "none", "--output", str(tmp_path / "out.json")]
+    results = main(arguments)
+    assert results["classes_without_readable_videos"] == {"test": ["jumping"]}
+    assert json.loads((tmp_path / "out.json").read_text())["classes_without_readable_videos"] == {"test": ["jumping"]}
+    with pytest.raises(ValueError, match="0.mp4"):
+        main([*arguments, "--fail-on-unreadable-video"])
+
+
+def test_evaluation_builds_askg_label_texts_with_the_templates_flags(stdd_folder, tmp_path, make_video, monkeypatch):
+    from training import evaluate_zero_shot
+
+    used = []
+
+    def recording_load_label_texts(*args):
+        used.append(load_label_texts(*args))
+        return used[-1]
+
+    monkeypatch.setattr(evaluate_zero_shot, "load_label_texts", recording_load_label_texts)
+    for name in ("waving", "clapping"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        make_video(f"{name}.mp4", num_frames=8).rename(tmp_path / "data" / name / "0.mp4")
+    entries = {label: make_entry(label) for label in ("waving", "clapping")}
+    write_askg_file({label: entry.subset(GRAPH_FIELDS) for label, entry in entries.items()}, tmp_path / "graph.yml")
+    write_askg_file({label: entry.subset(CLAUSE_FIELDS) for label, entry in entries.items()}, tmp_path / "clauses.yml")
+    (tmp_path / "templates.txt").write_text("a clip of {}.\nfootage of {}.\n")
+    results = main([
+        "--model", str(stdd_folder), "--data", str(tmp_path / "data"), "--num-workers", "0",
+        "--label-texts", str(tmp_path / "graph.yml"), str(tmp_path / "clauses.yml"),
+        "--templates", str(tmp_path / "templates.txt"), "--output", str(tmp_path / "out.json"),
+    ])
+    assert results["num_videos"] == {"test": 2}
+    assert used[0].templates == ["a clip of {}.", "footage of {}."]
+    assert used[0].texts == LabelTexts.from_label_db(entries, templates=used[0].templates).texts
+    with pytest.raises(ValueError, match="--templates builds the prompt sets of --label-texts"):
+        load_label_texts("none", ["{}."])

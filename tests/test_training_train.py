@@ -12,7 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_stdd import STDDModel, STDDProcessor
-from modeling_stdd.askg import LabelTexts
+from askg_testing import make_entry
+from modeling_stdd.askg import LabelTexts, write_askg_file
+from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
 from training import train
 from training.data import SyntheticMotionSpec, build_synthetic_motion_dataset
 from training.train import main, parse_args, parse_average_epochs
@@ -68,6 +70,12 @@ def tiny_arguments(tiny_data, tiny_clip_dir, output_dir, *extra):
         (["--template", "a video of a {role} {}."], "--template must contain '{}' exactly once, bare"),
         (["--num-workers", "-1"], "--num-workers must be >= 0"),
         (["--epochs", "abc"], "invalid int value"),
+        (["--frame-sampling", "sparse"], "invalid choice: 'sparse'"),
+        (["--sampling-rate", "0"], "--sampling-rate must be >= 1"),
+        (["--train-crop", "centre"], "invalid choice: 'centre'"),
+        (["--flip-probability", "1.5"], "--flip-probability must be in [0, 1]"),
+        (["--crop-scale", "0.9", "0.5"], "--crop-scale must be MIN MAX with 0 < MIN <= MAX <= 1"),
+        (["--crop-scale", "0.9"], "expected 2 arguments"),
     ],
 )
 def test_bad_arguments_get_a_clear_message(arguments, message, capsys):
@@ -89,6 +97,26 @@ def test_missing_label_texts_file_is_rejected(tmp_path, capsys, tiny_clip_dir):
         parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path),
                      "--label-texts", str(tmp_path / "none.json")])
     assert "--label-texts" in capsys.readouterr().err
+
+
+def test_templates_flags_are_checked_and_build_the_prompts_of_askg_label_texts(tiny_data, tiny_clip_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--num-templates", "3"])
+    assert "--num-templates needs --templates FILE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "out", "--templates", str(tmp_path / "no.txt")))
+    assert "--templates: templates file not found" in capsys.readouterr().err
+    entries = {label: make_entry(label) for label in ("running", "sitting")}
+    write_askg_file({label: entry.subset(GRAPH_FIELDS) for label, entry in entries.items()}, tmp_path / "graph.yml")
+    write_askg_file({label: entry.subset(CLAUSE_FIELDS) for label, entry in entries.items()}, tmp_path / "clauses.yml")
+    (tmp_path / "classes.yml").write_text("templates:\n" + "".join(f"- clip {index} of {{}}.\n" for index in range(6)))
+    arguments = tiny_arguments(
+        tiny_data, tiny_clip_dir, tmp_path / "out", "--label-texts", str(tmp_path / "graph.yml"),
+        str(tmp_path / "clauses.yml"), "--templates", str(tmp_path / "classes.yml"), "--num-templates", "2",
+    )  # fmt: skip
+    job = train.prepare_job(parse_args(arguments), train.make_accelerator())
+    assert job.label_texts.templates == ["clip 0 of {}.", "clip 1 of {}."]
+    assert job.label_texts.texts == LabelTexts.from_label_db(entries, templates=job.label_texts.templates).texts
 
 
 def test_yaml_config_sets_options_and_flags_override_it(tmp_path, capsys):
@@ -138,6 +166,28 @@ def test_defaults_of_the_embedded_job_and_of_custom_data(tiny_clip_dir, tmp_path
     custom = parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path)])
     assert not custom.embedded and not custom.frame_mean_baseline
     assert (custom.learning_rate, custom.distillation_weight, custom.epochs) == (3.33e-6, 2.0, 22)
+    video = ("frame_sampling", "sampling_rate", "train_crop", "flip_probability", "crop_scale")
+    # your data: the paper's 8x16 dense frames and jitter crop with flips; embedded: segments, mild crops, no flips
+    assert [getattr(custom, name) for name in video] == ["dense", 16, "jitter", 0.5, None]
+    assert [getattr(embedded, name) for name in video] == ["segments", None, "random-resized", 0.0, (0.8, 1.0)]
+
+
+def test_video_flags_override_the_recipe_and_reach_the_processor(tiny_clip_dir, tmp_path):
+    from accelerate import Accelerator
+
+    from training.train import prepare_job
+
+    (tmp_path / "train" / "waving").mkdir(parents=True)
+    (tmp_path / "train" / "waving" / "0.mp4").write_bytes(b"")
+    config = tmp_path / "run.yaml"
+    config.write_text("crop-scale: [0.5, 0.9]\nflip-probability: 0\n")
+    args = parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path / "train"), "--config",
+                       str(config), "--train-crop", "random-resized", "--sampling-rate", "8"])
+    video_processor = prepare_job(args, Accelerator()).processor.video_processor
+    assert (video_processor.frame_sampling, video_processor.sampling_rate) == ("dense", 8)
+    assert (video_processor.train_crop, video_processor.crop_scale, video_processor.flip_probability) == (
+        "random-resized", (0.5, 0.9), 0.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -167,7 +217,7 @@ def test_custom_data_run_with_distillation_baseline_and_averaging(tiny_data, tin
     ))
     assert json.loads((output / "eval_results.json").read_text()) == results
     assert set(results["zero_shot"]) == {"stdd", "frame_mean_baseline"}
-    assert set(results["zero_shot"]["stdd"]) == {"top1", "top5"}
+    assert set(results["zero_shot"]["stdd"]) == {"top1"}  # 2 evaluation classes: no top-5
     summary = results["training"]["stdd"]
     assert summary["averaged_epochs"] == [1, 2] and summary["epochs"] == 2
     assert summary["optimizer_steps"] == 4  # 3 batches per epoch: steps after batches 2 and 3 (end of epoch)
@@ -179,6 +229,12 @@ def test_custom_data_run_with_distillation_baseline_and_averaging(tiny_data, tin
     assert not any("projector" in name for name in load_file(output / "model" / "model.safetensors"))
     processor = STDDProcessor.from_pretrained(output / "model")
     assert processor.video_processor.num_frames == 4
+    # trained with the paper's video settings, saved with the model and recorded with the results
+    assert (processor.video_processor.frame_sampling, processor.video_processor.train_crop) == ("dense", "jitter")
+    assert results["settings"]["video"] == {
+        "frame_sampling": "dense", "sampling_rate": 16, "train_crop": "jitter", "flip_probability": 0.5,
+        "crop_scale": [0.4, 1.0],
+    }
     eval_texts = LabelTexts.from_file(output / "model" / "label_texts" / "eval.json")
     assert eval_texts.texts == {"running": ["a person running.", "someone jogging."],
                                 "sitting": ["a video of a person sitting."]}
@@ -201,8 +257,8 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_data, tiny_
 
     save_checkpoint = train.save_checkpoint
 
-    def crash_after_epoch_2(accelerator, run_dir, epoch, keep):
-        saved = save_checkpoint(accelerator, run_dir, epoch, keep)
+    def crash_after_epoch_2(accelerator, run_dir, epoch, *args):
+        saved = save_checkpoint(accelerator, run_dir, epoch, *args)
         if epoch == 2:
             raise KeyboardInterrupt("simulated interruption")
         return saved
@@ -224,8 +280,8 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_data, tiny_
     assert sorted(path.name for path in (tmp_path / "resumed" / "checkpoints").iterdir()) == [
         "epoch_0002", "epoch_0003"
     ]
-    # The last checkpoint's average holds epochs 2 and 3: a resumed run that would average epoch 1 cannot use it.
-    with pytest.raises(ValueError, match=r"already holds epochs \[2, 3\], which this run would not average"):
+    # A resume with other settings is refused, naming them.
+    with pytest.raises(ValueError, match=r"settings \(average_epochs: '2-3' there, '1' now; seed: 11 there, 0 now\)"):
         main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "resumed", "--epochs", "3", "--average-epochs", "1",
                             "--resume-from-checkpoint", "latest"))
 
@@ -237,7 +293,8 @@ def test_unreadable_videos_are_skipped_and_counted(tiny_data, tiny_clip_dir, tmp
                                   "--distillation-weight", "0"))
     assert results["training"]["stdd"]["skipped_videos"] == 1
     # Evaluation leaves the bad file out rather than scoring its neighbour twice.
-    assert results["zero_shot_videos"]["stdd"] == {"num_videos": 3, "num_unreadable": 1}
+    assert results["zero_shot_videos"]["stdd"] == {"num_videos": 3, "num_unreadable": 1,
+                                                   "classes_without_readable_videos": []}
     with pytest.raises(ValueError, match="1.mp4"):
         main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "strict", "--epochs", "1",
                             "--fail-on-unreadable-video"))
@@ -293,7 +350,8 @@ def test_embedded_job_builds_its_data_and_compares_with_the_baseline(tmp_path, m
     results = main(["--output-dir", str(tmp_path / "out"), "--synthetic-data-dir", str(tmp_path / "cache"),
                     "--max-steps", "2", "--num-workers", "0"])
     assert set(results["zero_shot"]) == {"stdd", "frame_mean_baseline"}
-    assert all(set(figures) == {"top1", "top5"} for figures in results["zero_shot"].values())
+    assert all(set(figures) == {"top1", "top5"} for figures in results["zero_shot"].values())  # 12 classes
+    assert (tmp_path / "out" / "training_curves.png").stat().st_size > 0
     assert results["training"]["stdd"]["optimizer_steps"] == 2
     assert results["settings"]["model_overrides"]["mask_rate"] == 0.0
     saved = tmp_path / "out" / "model"
@@ -321,5 +379,6 @@ def test_accelerate_launch_with_two_cpu_processes(tiny_data, tiny_clip_dir, tmp_
     results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     assert results["settings"]["num_processes"] == 2
     assert results["training"]["stdd"]["optimizer_steps"] == 2
-    assert results["zero_shot_videos"]["stdd"] == {"num_videos": 3, "num_unreadable": 1}
+    assert results["zero_shot_videos"]["stdd"] == {"num_videos": 3, "num_unreadable": 1,
+                                                   "classes_without_readable_videos": []}
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file()

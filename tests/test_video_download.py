@@ -130,7 +130,6 @@ def test_pipeline_and_cli_keep_the_deadline(server_url, stdd_dir, capsys):
         classifier(f"{server_url}/page", candidate_labels=["a", "b"])
     with pytest.raises(ValueError, match="timeout must be a number > 0"):
         classifier(f"{server_url}/page", candidate_labels=["a", "b"], timeout=0)
-    with pytest.raises(SystemExit) as exit_info:
-        classify_main([f"{server_url}/trickle", "--labels", "a, b", "--model", str(stdd_dir), "--timeout", "1"])
-    assert exit_info.value.code == 2
+    # A video that cannot be fetched is reported by name and the batch ends with exit status 1.
+    assert classify_main([f"{server_url}/trickle", "--labels", "a, b", "--model", str(stdd_dir), "--timeout", "1"]) == 1
     assert "/trickle: the download took longer than timeout=1 s" in capsys.readouterr().err

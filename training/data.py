@@ -187,10 +187,10 @@ class VideoClipDataset(torch.utils.data.Dataset):
     """
     Decodes the videos of a video data set on access with `video_processor` (training or evaluation sampling).
 
-    Item: `{"pixel_values": (T, 3, S, S) or (V, T, 3, S, S), "labels": int, "num_skipped": int}`. A video that cannot
-    be read is logged; with `skip_unreadable=False` the error is raised instead.
-    - Training replaces it by the next readable one (`num_skipped` counts the files passed over), so an epoch never
-      stops on one bad file.
+    Item: `{"pixel_values": (T, 3, S, S) or (V, T, 3, S, S), "labels": int, "num_skipped": int, "skipped_labels":
+    list[int]}`. A video that cannot be read is logged; with `skip_unreadable=False` the error is raised instead.
+    - Training replaces it by the next readable one (`num_skipped` counts the files passed over, `skipped_labels`
+      holds their classes), so an epoch never stops on one bad file.
     - Evaluation leaves it out: its item has `pixel_values` None and `num_skipped` 1, so that no video is scored in its
       place and none twice.
     """
@@ -207,6 +207,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         tries = min(MAX_REPLACEMENT_TRIES, len(self)) if self.training else 1
+        skipped_labels = []
         for num_skipped in range(tries):
             row = self.dataset[(index + num_skipped) % len(self)]
             try:
@@ -215,10 +216,12 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 if not self.skip_unreadable:
                     raise
                 logger.warning(f"Skipping an unreadable video: {error}")
+                skipped_labels.append(row["label"])
                 continue
-            return {"pixel_values": pixel_values, "labels": row["label"], "num_skipped": num_skipped}
+            return {"pixel_values": pixel_values, "labels": row["label"], "num_skipped": num_skipped,
+                    "skipped_labels": skipped_labels}
         if not self.training:
-            return {"pixel_values": None, "labels": row["label"], "num_skipped": 1}
+            return {"pixel_values": None, "labels": row["label"], "num_skipped": 1, "skipped_labels": skipped_labels}
         raise RuntimeError(
             f"No readable video among {MAX_REPLACEMENT_TRIES} consecutive files from row {index}; check the data."
         )
@@ -233,7 +236,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
 def collate_clips(items: list[dict]) -> dict:
     """
     Stack items of `VideoClipDataset`. `labels` `(B,)` and `readable` `(B,)` cover every item, `pixel_values` the
-    readable ones only (None when there are none), and `num_skipped` sums the unreadable files behind the batch.
+    readable ones only (None when there are none), `num_skipped` sums the unreadable files behind the batch and
+    `skipped_labels` lists their classes.
     """
     readable = [item["pixel_values"] is not None for item in items]
     return {
@@ -242,6 +246,7 @@ def collate_clips(items: list[dict]) -> dict:
         "labels": torch.tensor([item["labels"] for item in items]),
         "readable": torch.tensor(readable),
         "num_skipped": torch.tensor(sum(item["num_skipped"] for item in items)),
+        "skipped_labels": torch.tensor([label for item in items for label in item["skipped_labels"]], dtype=torch.long),
     }
 
 

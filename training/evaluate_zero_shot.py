@@ -1,11 +1,12 @@
 """
-Zero-shot evaluation of an STDD (or CLIP) checkpoint on videos you have locally, with the protocols of
-STDD_METHOD.md, section 5, or on any one video data set:
+Zero-shot evaluation of an STDD (or CLIP) checkpoint on videos you have locally, with the published protocols
+(UCF101 and HMDB51: their three official test splits; Kinetics-600: three fixed splits of 160 novel classes), or on
+any one video data set:
 
-    python training/evaluate_zero_shot.py --model outputs/stdd --protocol ucf101 \
+    python training/evaluate_zero_shot.py --model outputs/stdd/model --protocol ucf101 \
         --video-root UCF-101 --split-dir ucfTrainTestlist --num-clips 3 --output ucf101.json
 
-Top-1 / top-5 come from the `evaluate` metric module shipped in `training/metrics/top_k_accuracy` (loaded by path,
+Top-1 / top-5 (top-5 from 6 classes on) come from the `evaluate` metric module shipped in `training/metrics/top_k_accuracy` (loaded by path,
 no download); the JSON holds every split's figures and their mean and std. Several processes work through
 `accelerate launch`.
 """
@@ -13,6 +14,7 @@ no download); the JSON holds every split's figures and their mean and std. Sever
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 # PyAV first: decord bundles its own FFmpeg libraries, and once they are loaded PyAV's VP8/VP9 encoders fail.
@@ -22,13 +24,14 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
-from transformers import AutoConfig
-from transformers.image_utils import SizeDict
 
-from modeling_stdd import STDDConfig, STDDModel, STDDProcessor
-from modeling_stdd.askg import DATASETS, LabelTexts
-from modeling_stdd.file_utils import write_text_atomically
-from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set
+from modeling_stdd import STDDModel, STDDProcessor
+from modeling_stdd.askg import LabelTexts
+from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
+from modeling_stdd.file_utils import check_writable_folder, write_text_atomically
+from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set, check_finite_scores
+from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views
+from training.class_coverage import classes_without_readable_videos
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
 from training.objective import ClassPrompts, encode_class_prompts
 from training.optim import default_mixed_precision
@@ -42,7 +45,17 @@ from training.protocols import (
     with_label_text_names,
 )
 from training.recipe import EVALUATION_RECIPES, add_recipe_argument, apply_recipe, recipe_settings
+from training.reporting import ResultRow, paths_block, reported_top_k, results_table
 from training.run_record import read_run_record
+from training.video_files import drop_missing_videos
+from training.video_options import (
+    SAMPLING_OPTIONS,
+    add_sampling_arguments,
+    add_view_aggregation_argument,
+    apply_video_options,
+    check_video_arguments,
+    video_settings,
+)
 from training.weight_patching import check_patch_ratio, patched_model
 
 
@@ -57,23 +70,18 @@ def make_accelerator(**kwargs) -> Accelerator:
     return Accelerator(cpu=not torch.accelerator.is_available(), **kwargs)
 
 
-def load_label_texts(values: str | list[str] | None) -> LabelTexts | None:
+def load_label_texts(values: str | list[str] | None, templates: list[str] | None = None) -> LabelTexts | None:
     """
-    `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name and label-texts JSON
-    / ASKG YAML files, merged in order (a label in several sets keeps the prompts of the last one).
+    `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name, label-texts JSON and
+    ASKG YAML files (an ASKG file followed by its clause file), merged in order (see `LabelTexts.from_sources`).
+    `templates` (`--templates`) build the prompt sets of shipped sets and ASKG files.
     """
     values = [values] if isinstance(values, str) else list(values or [])
     if values in ([], ["none"]):
+        if templates is not None:
+            raise ValueError("--templates builds the prompt sets of --label-texts; give --label-texts too")
         return None
-    texts = {}
-    for value in values:
-        if value in DATASETS:
-            texts.update(LabelTexts.for_dataset(value).texts)
-        elif os.path.isfile(value):
-            texts.update(LabelTexts.from_file(value).texts)
-        else:
-            raise ValueError(f"{value!r} is neither a file nor a shipped label-text set ({', '.join(DATASETS)}).")
-    return LabelTexts(texts, source=", ".join(values))
+    return LabelTexts.from_sources(values, templates)
 
 
 def class_prompts(
@@ -90,12 +98,13 @@ def class_prompts(
 @torch.no_grad()
 def predict(
     model: STDDModel, loader, prompts: ClassPrompts, accelerator: Accelerator, description: str = "eval",
-    interpolate_pos_encoding: bool = False,
+    interpolate_pos_encoding: bool = False, view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
 ):
     """
-    Class probabilities of every readable video of `loader` (a softmax over the classes per view, averaged over the
-    views) and their labels, gathered from all processes, and how many videos could not be read:
-    `(scores (N, K) float numpy, labels (N,) int numpy, num_unreadable int)`.
+    Class probabilities of every readable video of `loader` (its views combined by `view_aggregation`) and their
+    labels, gathered from all processes, and how many videos could not be read:
+    `(scores (N, K) float numpy, labels (N,) int numpy, num_unreadable int)`. Non-finite scores (a broken model) are
+    an error, not figures.
     """
     model.eval()
     prompts = prompts.to(accelerator.device)
@@ -106,20 +115,24 @@ def predict(
         scores = torch.full((len(readable), prompts.num_classes), float("nan"), device=accelerator.device)
         if batch["pixel_values"] is not None:
             with accelerator.autocast():  # --mixed-precision
-                scores[readable] = video_scores(model, batch["pixel_values"], prompts, interpolate_pos_encoding)
+                scores[readable] = video_scores(
+                    model, batch["pixel_values"], prompts, interpolate_pos_encoding, view_aggregation
+                )
         scores, labels, readable = accelerator.gather_for_metrics((scores, batch["labels"], readable.long()))
         all_scores.append(scores.cpu())
         all_labels.append(labels.cpu())
         all_readable.append(readable.cpu().bool())
     readable = torch.cat(all_readable)
     scores, labels = torch.cat(all_scores)[readable], torch.cat(all_labels)[readable]
+    check_finite_scores(scores, f"evaluation ({description})")
     return scores.numpy(), labels.numpy(), int((~readable).sum())
 
 
 def video_scores(
-    model: STDDModel, pixel_values: torch.Tensor, prompts: ClassPrompts, interpolate_pos_encoding: bool
+    model: STDDModel, pixel_values: torch.Tensor, prompts: ClassPrompts, interpolate_pos_encoding: bool,
+    view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
 ) -> torch.Tensor:
-    """Class probabilities of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, averaged over the V views: `(B, K)`."""
+    """Class probabilities `(B, K)` of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, views by `view_aggregation`."""
     if pixel_values.ndim == 5:  # one view: (B, T, 3, S, S)
         pixel_values = pixel_values.unsqueeze(1)
     batch_size, num_views = pixel_values.shape[:2]
@@ -129,7 +142,7 @@ def video_scores(
         prompt_class_ids=prompts.prompt_class_ids,
         interpolate_pos_encoding=interpolate_pos_encoding,
     )
-    return outputs.logits_per_video.float().softmax(-1).unflatten(0, (batch_size, num_views)).mean(1)
+    return aggregate_views(outputs.logits_per_video.unflatten(0, (batch_size, num_views)), view_aggregation)
 
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k=(1, 5)) -> dict[str, float]:
@@ -174,22 +187,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="folder or Hub id of an STDD or CLIP checkpoint")
     add_recipe_argument(parser, EVALUATION_RECIPES, "paper: the authors' test views; default: each flag's own")
-    parser.add_argument("--protocol", choices=PROTOCOLS, help="a section-5 protocol; without it, --data is evaluated")
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="a published protocol; without it, --data is evaluated")
     parser.add_argument("--data", help="a folder of class sub-folders, a list file or a Hub dataset id")
     parser.add_argument("--split", default="test", help="the split of a Hub dataset (default: test)")
     parser.add_argument("--video-root", help="folder the videos (or list-file paths) are under")
     parser.add_argument("--split-dir", help="UCF101 ucfTrainTestlist/ or HMDB51 testTrainMulti_7030_splits/")
-    parser.add_argument("--list-file", help="Kinetics-600: the novel-class list file (relative/path,label_index)")
+    parser.add_argument(
+        "--list-file",
+        help="Kinetics-600: a list file of your videos (relative/path,label_index); without it --video-root is a "
+        "folder of class sub-folders",
+    )
     parser.add_argument("--index-to-class", help="JSON {index: class name} of a list file")
     parser.add_argument(
         "--label-texts",
         nargs="+",
         help="label-texts JSON / ASKG YAML files or shipped set names, or 'none' (default: the protocol's shipped set)",
     )
+    parser.add_argument("--templates", help=TEMPLATES_HELP)
+    parser.add_argument("--num-templates", type=int, help=NUM_TEMPLATES_HELP)
     parser.add_argument("--template", default=DEFAULT_HYPOTHESIS_TEMPLATE, help="prompt of classes without texts")
     parser.add_argument("--num-frames", type=int, help="frames per view (default: the model's num_frames)")
     parser.add_argument("--num-clips", type=int, default=1, help="temporal views per video (paper: 3)")
     parser.add_argument("--num-crops", type=int, default=1, help="spatial views per clip")
+    add_sampling_arguments(parser)
+    add_view_aggregation_argument(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--fail-on-unreadable-video", action="store_true", help="stop instead of skipping a bad file")
@@ -222,15 +243,31 @@ def check_args(args, parser: argparse.ArgumentParser):
         parser.error("give --protocol (ucf101, hmdb51, kinetics600_novel) or --data")
     if args.protocol in ("ucf101", "hmdb51") and (args.video_root is None or args.split_dir is None):
         parser.error(f"--protocol {args.protocol} needs --video-root and --split-dir")
-    if args.protocol == "kinetics600_novel" and None in (args.video_root, args.list_file, args.index_to_class):
-        parser.error("--protocol kinetics600_novel needs --video-root, --list-file and --index-to-class")
+    if args.protocol == "kinetics600_novel" and args.video_root is None:
+        parser.error("--protocol kinetics600_novel needs --video-root (and --index-to-class with --list-file)")
+    if args.protocol == "kinetics600_novel" and args.list_file is not None and args.index_to_class is None:
+        parser.error("--protocol kinetics600_novel: --list-file needs --index-to-class")
     for name in ("num_frames", "num_clips", "num_crops", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    check_video_arguments(args, parser)
+    if args.view_aggregation is None:
+        args.view_aggregation = DEFAULT_VIEW_AGGREGATION
     if args.label_texts is None and args.protocol is not None:
         args.label_texts = args.protocol
+    if os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a folder: give the path of the JSON file to write")
+    try:  # before any work, not after the whole evaluation
+        check_writable_folder(Path(args.output).parent)
+    except OSError as error:
+        parser.error(f"--output {args.output}: its folder cannot be written ({error.strerror or error})")
+    try:
+        templates_from_options(args.templates, args.num_templates)
+    except ValueError as error:
+        parser.error(str(error))
+
     if args.patch_ratio is not None:
         try:
             check_patch_ratio(args.patch_ratio)
@@ -241,27 +278,24 @@ def check_args(args, parser: argparse.ArgumentParser):
 
 
 def write_json_atomically(path: str | os.PathLike, data) -> Path:
-    return write_text_atomically(path, json.dumps(data, indent=2) + "\n")
+    """Strict JSON (a NaN or inf is refused, naming the file, rather than written as the non-JSON `NaN`)."""
+    try:
+        text = json.dumps(data, indent=2, allow_nan=False)
+    except ValueError as error:
+        raise ValueError(f"{path}: refusing to write results holding a non-finite number ({error})") from None
+    return write_text_atomically(path, text + "\n")
 
 
-def load_processor(model_path: str, image_size: int, num_frames: int) -> STDDProcessor:
-    """
-    The processor of a checkpoint saved by STDD training, or CLIP's preprocessing for a plain CLIP checkpoint; either
-    way set to `num_frames` frames of `image_size` pixels.
-    """
-    if AutoConfig.from_pretrained(model_path).model_type != STDDConfig.model_type:
-        return STDDProcessor.from_clip_defaults(image_size, num_frames)
-    processor = STDDProcessor.from_pretrained(model_path)
-    video_processor = processor.video_processor
-    video_processor.num_frames = num_frames
-    if video_processor.crop_size.height != image_size:
-        video_processor.size = SizeDict(shortest_edge=image_size)
-        video_processor.crop_size = SizeDict(height=image_size, width=image_size)
-    return processor
+def check_input_folders(args):
+    """The folders the videos and split files are read from exist (checked before the model is loaded)."""
+    for flag, folder in (("--video-root", args.video_root), ("--split-dir", args.split_dir)):
+        if folder is not None and not os.path.isdir(folder):
+            raise FileNotFoundError(f"{flag} {folder} is not a folder")
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    check_input_folders(args)
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
     model = STDDModel.from_pretrained(args.model, evaluation_temporal_shuffle=args.evaluation_temporal_shuffle)
     model = model.to(accelerator.device).eval()
@@ -274,44 +308,92 @@ def main(argv: list[str] | None = None) -> dict:
     train_classes = record.get("train_classes") if record else None
     vision_config = model.config.vision_config
     num_frames = vision_config.num_frames if args.num_frames is None else args.num_frames
-    processor = load_processor(args.model, vision_config.image_size, num_frames)
-    label_texts = load_label_texts(args.label_texts)
-    per_split, overlaps = {}, {}
+    processor = STDDProcessor.for_checkpoint(args.model, vision_config.image_size, num_frames)
+    apply_video_options(processor.video_processor, args, SAMPLING_OPTIONS)
+    label_texts = load_label_texts(args.label_texts, templates_from_options(args.templates, args.num_templates))
+    per_split, counts, overlaps, lost_classes = {}, {}, {}, {}
     for split in protocol_splits(args, label_texts):
         if train_classes is not None:
             overlaps[split.name] = class_overlap(train_classes, split.class_names)
             if not overlaps[split.name].zero_shot:
                 accelerator.print(f"{split.name}: {overlaps[split.name].describe()}, not zero-shot")
+        dataset = drop_missing_videos(split.dataset, split.name, args.video_root, args.fail_on_unreadable_video)
         prompts = class_prompts(model, processor.tokenizer, split.class_names, label_texts, args.template)
         loader = evaluation_loader(
-            split.dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
+            dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
             num_clips=args.num_clips, num_crops=args.num_crops,
         )
-        scores, labels, num_unreadable = predict(model, accelerator.prepare(loader), prompts, accelerator, split.name)
+        scores, labels, num_unreadable = predict(
+            model, accelerator.prepare(loader), prompts, accelerator, split.name,
+            view_aggregation=args.view_aggregation,
+        )
+        num_unreadable += len(split.dataset) - len(dataset)
         if len(labels) == 0:
             raise ValueError(f"There is no readable video in split '{split.name}' ({num_unreadable} unreadable).")
-        counts = {"num_videos": int(len(labels)), "num_unreadable": num_unreadable}
-        per_split[split.name] = {**top_k_accuracy(scores, labels), **counts}
-        accelerator.print(f"{split.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in per_split[split.name].items()))
+        per_split[split.name] = top_k_accuracy(scores, labels, k=reported_top_k(len(split.class_names)))
+        counts[split.name] = {
+            "num_classes": len(split.class_names), "num_videos": int(len(labels)), "num_unreadable": num_unreadable,
+        }
+        figures = {**per_split[split.name], **counts[split.name]}
+        accelerator.print(f"{split.name}: " + ", ".join(
+            f"{name} {value:.2f}" if isinstance(value, float) else f"{name} {value}" for name, value in figures.items()
+        ))
         if num_unreadable:
             accelerator.print(f"{split.name}: {num_unreadable} unreadable videos were left out of the scores.")
+        lost_classes[split.name] = classes_without_readable_videos(split.class_names, split.dataset["label"], labels)
+        if lost_classes[split.name]:
+            accelerator.print(f"{split.name}: warning: no video of {lost_classes[split.name]} could be read; its "
+                              "figures are over the other classes only.")
     results = {
         "model": args.model,
         "protocol": args.protocol or "custom",
-        "views": {"num_clips": args.num_clips, "num_crops": args.num_crops},
+        "views": {
+            "num_clips": args.num_clips, "num_crops": args.num_crops, "view_aggregation": args.view_aggregation,
+            **video_settings(processor.video_processor, SAMPLING_OPTIONS),
+        },
         "recipe": args.recipe,
         "test_temporal_shuffle": args.evaluation_temporal_shuffle,
         "recipe_settings": recipe_settings(args, EVALUATION_RECIPES[args.recipe]) if args.recipe else {},
         "weight_patching": patching,
         "class_overlap": {name: overlap.to_dict() for name, overlap in overlaps.items()} if overlaps else None,
-        **summarize({name: {k: v for k, v in split.items() if k not in counts} for name, split in per_split.items()}),
-        **{count: {name: split[count] for name, split in per_split.items()} for count in counts},
+        **summarize(per_split),
+        **{count: {name: split[count] for name, split in counts.items()} for count in next(iter(counts.values()))},
+        "classes_without_readable_videos": lost_classes,
     }
     if accelerator.is_main_process:
         write_json_atomically(args.output, results)
-        accelerator.print(f"mean top1 {results['mean']['top1']:.2f} +- {results['std']['top1']:.2f} -> {args.output}")
+        accelerator.print("\n" + evaluation_report(results, args.output))
     return results
 
 
+def evaluation_report(results: dict, output: str) -> str:
+    """The end of an evaluation: a table row per split (and their mean when there are several), then the paths."""
+    overlaps = results["class_overlap"] or {}
+    rows = [
+        ResultRow(name, figures["top1"], figures.get("top5"), results["num_classes"][name],
+                  results["num_videos"][name], overlaps.get(name, {}).get("num_seen_in_training"))
+        for name, figures in results["splits"].items()
+    ]
+    if len(rows) > 1:  # the protocols' splits: the same number of classes, mean ± std over the splits
+        rows.append(ResultRow(
+            "mean ± std", results["mean"]["top1"], results["mean"].get("top5"),
+            rows[0].num_classes, sum(row.num_videos for row in rows), rows[0].classes_seen,
+            top1_std=results["std"]["top1"],
+        ))
+    heading = f"results of {results['model']} ({results['protocol']}):"
+    table = results_table(rows, first_column="split")
+    return f"{heading}\n{table}\n\n" + paths_block({"model": results["model"], "results": output})
+
+
+def command_line(argv: list[str] | None = None) -> int:
+    """`main`, with the errors of bad input (a wrong folder, a missing file) as one message instead of a traceback."""
+    try:
+        main(argv)
+    except (OSError, ValueError) as error:
+        print(f"evaluate_zero_shot.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(command_line())

@@ -3,24 +3,29 @@ The zero-shot evaluation protocols of STDD_METHOD.md, section 5, over videos a u
 
 - UCF101: all 101 classes, the three official test splits (`testlist0{1,2,3}.txt` + `classInd.txt`).
 - HMDB51: all 51 classes, the three official splits (`<class>_test_split{1,2,3}.txt`, id 2 marks a test video).
-- Kinetics-600 novel classes: the classes of a novel-class list file (the authors' `k600-novel-test.csv` with its
-  index-to-class JSON), three random splits of 160 classes drawn with the fixed seeds `KINETICS600_SPLIT_SEEDS`.
+- Kinetics-600 novel classes: the authors' three published splits of 160 of the 220 classes that are not in
+  Kinetics-400, shipped in `protocol_data/kinetics600/` (see its README); videos of any other class, Kinetics-400
+  classes under their Kinetics-600 names included, are never scored.
 
 Each protocol yields `EvaluationSplit`s, each a video data set whose class names match the label texts shipped for
 that data set (`LabelTexts.for_dataset`), so prompts are found by class name.
 """
 
-import re
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from datasets import ClassLabel, Dataset
 
-from .data import class_names_of, load_video_list, read_index_to_class, video_features
+from modeling_stdd.askg import LabelTexts, class_key
+
+from .data import class_names_of, load_video_folder, load_video_list, video_features
 
 
-KINETICS600_SPLIT_SEEDS = (0, 1, 2)
+logger = logging.getLogger(__name__)
+
+KINETICS600_DATA = Path(__file__).resolve().parent / "protocol_data" / "kinetics600"
 KINETICS600_CLASSES_PER_SPLIT = 160
 PROTOCOLS = ("ucf101", "hmdb51", "kinetics600_novel")
 # HMDB51 split files mark each video 1 (train), 2 (test) or 0 (unused).
@@ -35,11 +40,6 @@ class EvaluationSplit:
     @property
     def class_names(self) -> list[str]:
         return list(self.dataset.features["label"].names)
-
-
-def class_key(name: str) -> str:
-    """A spelling-independent key of a class name: "ApplyEyeMakeup", "apply_eye_makeup" and "Apply Eye Makeup" agree."""
-    return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
 def match_class_names(folder_names: list[str], label_names: list[str] | None, source: str) -> list[str]:
@@ -137,38 +137,88 @@ def hmdb51_splits(video_root: str, split_dir: str, label_names: list[str] | None
     return splits
 
 
+def kinetics600_novel_classes() -> dict[int, str]:
+    """The 220 novel Kinetics-600 classes by their index in the authors' 620-class list (400..619)."""
+    mapping = json.loads((KINETICS600_DATA / "novel_classes.json").read_text(encoding="utf-8"))
+    return {int(index): name for index, name in mapping.items()}
+
+
+def kinetics600_published_splits() -> list[list[str]]:
+    """The class names of the authors' three published splits, 160 novel classes each, in their label order."""
+    novel = kinetics600_novel_classes()
+    splits = json.loads((KINETICS600_DATA / "splits.json").read_text(encoding="utf-8"))
+    return [[novel[index] for index in split] for split in splits]
+
+
+def kinetics400_class_keys() -> set[str]:
+    """`class_key`s of the Kinetics-400 classes under their Kinetics-400 names and their Kinetics-600 renames."""
+    renamed = json.loads((KINETICS600_DATA / "kinetics400_renamed.json").read_text(encoding="utf-8"))
+    names = list(LabelTexts.for_dataset("kinetics400").labels) + list(renamed.values())
+    return {class_key(name) for name in names}
+
+
 def kinetics600_novel_splits(
-    video_root: str, list_file: str, index_to_class: str, label_names: list[str] | None = None
+    video_root: str, list_file: str | None = None, index_to_class: str | None = None,
+    label_names: list[str] | None = None,
 ) -> list[EvaluationSplit]:
     """
-    Three splits of `KINETICS600_CLASSES_PER_SPLIT` novel classes each, drawn without replacement from the classes
-    of `index_to_class` with the seeds `KINETICS600_SPLIT_SEEDS`; labels are re-indexed 0..159 within a split.
+    The authors' three published Kinetics-600 splits (`kinetics600_published_splits`) over the videos you have: a
+    list file (`relative/path,label_index` under `video_root`, with its `index_to_class` JSON, e.g. the Kinetics-600
+    validation list) or, without one, the folder `video_root` of class sub-folders. Class names are matched by
+    `class_key`; each split scores exactly its 160 classes (labels 0..159 in the published order), and videos of
+    other classes are left out, with a warning naming the Kinetics-400 classes among them.
     """
-    full = load_video_list(list_file, video_root, index_to_class)
-    all_names = read_index_to_class(index_to_class)
-    if len(all_names) < KINETICS600_CLASSES_PER_SPLIT:
-        raise ValueError(f"{index_to_class}: {len(all_names)} classes, fewer than {KINETICS600_CLASSES_PER_SPLIT}.")
-    names = match_class_names(all_names, label_names, "Kinetics-600")
-    labels = np.asarray(full["label"])
+    if list_file is None:
+        full = load_video_folder(video_root)
+    else:
+        full = load_video_list(list_file, video_root, index_to_class)
+    source = list_file or video_root
+    names = class_names_of(full)
+    novel_keys = {class_key(name) for name in kinetics600_novel_classes().values()}
+    kinetics400_keys = kinetics400_class_keys()
+    seen = sorted(name for name in names if class_key(name) in kinetics400_keys)
+    if seen:
+        logger.warning(
+            f"{source}: {len(seen)} Kinetics-400 classes (seen in Kinetics-400 training) are left out of the "
+            f"Kinetics-600 novel-class protocol: {seen}"
+        )
+    unknown = sorted(name for name in names if class_key(name) not in novel_keys and name not in seen)
+    if unknown:
+        logger.warning(f"{source}: {len(unknown)} classes are not Kinetics-600 classes and are left out: {unknown}")
+    labels = full["label"]
     paths = [video["path"] for video in full["video"]]
     splits = []
-    for split, seed in enumerate(KINETICS600_SPLIT_SEEDS, start=1):
-        chosen = np.sort(np.random.default_rng(seed).choice(len(names), KINETICS600_CLASSES_PER_SPLIT, replace=False))
-        new_label = {int(old): new for new, old in enumerate(chosen)}
-        rows = [row for row, label in enumerate(labels) if int(label) in new_label]
+    for number, split_names in enumerate(kinetics600_published_splits(), start=1):
+        split_label = {class_key(name): label for label, name in enumerate(split_names)}
+        new_label = {
+            old: split_label[class_key(name)] for old, name in enumerate(names) if class_key(name) in split_label
+        }
+        rows = [row for row, label in enumerate(labels) if label in new_label]
+        if not rows:
+            raise ValueError(f"{source}: no video of the 160 classes of Kinetics-600 split {number}.")
+        missing = sorted(set(range(len(split_names))) - {new_label[labels[row]] for row in rows})
+        if missing:
+            logger.warning(
+                f"Kinetics-600 split {number}: {len(missing)} of its 160 classes have no videos in {source} (they "
+                f"stay candidates): {[split_names[label] for label in missing][:10]}"
+            )
+        class_names = match_class_names(split_names, label_names, "Kinetics-600")
         split_dataset = _split_dataset(
-            [paths[row] for row in rows], [new_label[int(labels[row])] for row in rows], [names[i] for i in chosen]
+            [paths[row] for row in rows], [new_label[labels[row]] for row in rows], class_names
         )
-        splits.append(EvaluationSplit(f"split_{split}", split_dataset))
+        splits.append(EvaluationSplit(f"split_{number}", split_dataset))
     return splits
 
 
 __all__ = [
     "EvaluationSplit",
-    "KINETICS600_SPLIT_SEEDS",
+    "KINETICS600_CLASSES_PER_SPLIT",
     "PROTOCOLS",
     "hmdb51_splits",
+    "kinetics400_class_keys",
+    "kinetics600_novel_classes",
     "kinetics600_novel_splits",
+    "kinetics600_published_splits",
     "match_class_names",
     "ucf101_splits",
 ]

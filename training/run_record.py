@@ -15,7 +15,8 @@ RUN_RECORD_NAME = "training_settings.json"
 
 
 def write_run_record(model_dir: str | os.PathLike, record: dict) -> Path:
-    return write_text_atomically(Path(model_dir) / RUN_RECORD_NAME, json.dumps(record, indent=2, default=str) + "\n")
+    text = json.dumps(record, indent=2, default=str, allow_nan=False)
+    return write_text_atomically(Path(model_dir) / RUN_RECORD_NAME, text + "\n")
 
 
 def read_run_record(model_dir: str | os.PathLike) -> dict | None:

@@ -1,5 +1,5 @@
 """
-Train STDD (STDD_METHOD.md, section 4) and evaluate it zero-shot on classes it never saw:
+Train STDD (Yu et al., AAAI 2025) and evaluate it zero-shot on classes it never saw:
 
     accelerate launch training/train.py
 
@@ -14,6 +14,15 @@ cross-entropy on the class scores plus distillation towards the frozen starting 
 cosine decay, gradient clipping, mixed precision and gradient accumulation through accelerate, a checkpoint per epoch
 (resumable) and uniform weight averaging over chosen epochs. Every option can also come from a YAML file
 (`--config run.yaml`, keys named like the flags).
+
+The output folder (`--output-dir`, default outputs/stdd) receives checkpoints/, model/, log.jsonl,
+eval_results.json, run_settings.json and training_curves.png (the baseline's run in frame_mean_baseline/ inside it);
+the job ends with a results table and these paths.
+
+A rerun into the same --output-dir is refused while it holds an earlier run: pass --resume-from-checkpoint latest to
+continue that run (its settings must match; the differing ones are named), or --overwrite-output-dir to delete it
+(its checkpoints, model/, eval_results.json, log.jsonl and run_settings.json) and start again. A folder is locked
+while a run uses it. A non-finite loss or gradient stops the run (--skip-nonfinite-steps N skips up to N such steps).
 """
 
 import argparse
@@ -21,6 +30,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +48,18 @@ from transformers import CLIPConfig, CLIPModel
 
 from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import move_into_place
 from modeling_stdd.pipeline_stdd import (
     build_label_set,
     check_hypothesis_template,
     save_prompt_embeddings,
+)
+from training.checkpointing import checkpoint_settings, checkpoint_to_resume, load_checkpoint, save_checkpoint
+from training.class_coverage import (
+    TrainingClassCoverage,
+    check_training_classes,
+    classes_without_readable_videos,
 )
 from training.data import (
     VideoClipDataset,
@@ -55,12 +72,12 @@ from training.evaluate_zero_shot import (
     class_prompts,
     evaluation_loader,
     load_label_texts,
-    load_processor,
     make_accelerator,
     predict,
     top_k_accuracy,
     write_json_atomically,
 )
+from training.divergence import NonFiniteStepGuard, TrainingDivergedError
 from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
 from training.optim import default_mixed_precision, parameter_groups, scaled_learning_rate, warmup_cosine_schedule
 from training.protocols import class_overlap, with_label_text_names
@@ -74,7 +91,16 @@ from training.recipe import (
     recipe_settings,
     stca_overrides,
 )
+from training.reporting import reported_top_k, training_report
+from training.run_folder import RunFolderError, check_same_settings, claim_output_dir, resume_settings
 from training.run_record import write_run_record
+from training.video_options import (
+    add_augmentation_arguments,
+    add_sampling_arguments,
+    apply_video_options,
+    check_video_arguments,
+    video_settings,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -89,6 +115,10 @@ TINY_CLIP_PROJECTION_DIM = 64
 TINY_CLIP_LOGIT_SCALE = math.log(100.0)
 # The settings of both jobs are the recipes of training/recipe.py: `embedded` without --train-data, `paper` with it.
 BASELINE_NAME = "frame_mean_baseline"
+RUN_DESCRIPTIONS = {
+    "stdd": "STDD",
+    BASELINE_NAME: "the frame-mean baseline (plain CLIP, stca_layers=[]) with the same budget",
+}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -114,11 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("--label-column", default="label", help="class label column of a Hub dataset")
     add("--label-texts", nargs="+",
         help="label-texts JSON / ASKG YAML files or shipped set names (ucf101, hmdb51, kinetics400, ...), merged")
+    add("--templates", help=TEMPLATES_HELP)
+    add("--num-templates", type=int, help=NUM_TEMPLATES_HELP)
     add("--template", help="prompt of classes without label texts (default: 'a video of a person {}.')")
-    add("--output-dir", default="outputs/stdd", help="where checkpoints, the model and eval_results.json go")
+    add("--output-dir", default="outputs/stdd",
+        help="where checkpoints, the model and eval_results.json go; one holding an earlier run is refused unless "
+             "--resume-from-checkpoint or --overwrite-output-dir is given")
+    add("--overwrite-output-dir", action="store_true",
+        help="delete the earlier run in --output-dir (checkpoints, model/, eval_results.json, log.jsonl, "
+             "run_settings.json, the baseline's folder) and start again")
     add("--synthetic-data-dir", help="cache folder of the embedded job's synthetic data (default: ~/.cache/stdd)")
     add("--num-frames", type=int, help="frames per clip")
     add("--image-size", type=int, help="frame side in pixels (default: the model's)")
+    add_sampling_arguments(parser)
+    add_augmentation_arguments(parser)
     add("--batch-size", type=int, help="clips per process and step (the global batch: x processes x accumulation)")
     add("--gradient-accumulation-steps", type=int, default=1)
     add("--epochs", type=int, help="training epochs")
@@ -133,12 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the temperature (logit_scale); the text tower stays frozen")
     add("--freeze-logit-scale", dest="train_logit_scale", action="store_false")
     add("--max-grad-norm", type=float, help="gradient clipping (0: off)")
-    add("--distillation-weight", type=float, help="weight of the distillation term (section 4; paper: 2.0)")
+    add("--distillation-weight", type=float, help="weight of the distillation term (paper: 2.0)")
     add("--mixed-precision", choices=("auto", "no", "fp16", "bf16"),
         help="auto: fp16 on a GPU, none on the CPU (paper recipe: auto; embedded: accelerate's configuration, else no)")
     add("--gradient-checkpointing", action="store_true", help="recompute activations in backward to save memory")
     add("--seed", type=int, default=0)
-    add("--resume-from-checkpoint", help="a checkpoint folder, or 'latest' (the newest one in --output-dir)")
+    add("--resume-from-checkpoint",
+        help="a checkpoint folder, or 'latest' (the newest one in --output-dir); the run's settings must match")
+    add("--skip-nonfinite-steps", type=int, default=0,
+        help="optimizer steps with a non-finite loss or gradient that are skipped before the run stops (default 0)")
     add("--average-epochs",
         help="epochs whose weights are averaged: 'from:N' (N to the last), 'last:N', '18-22', '20,21,22' or 'none'")
     add("--save-total-limit", type=int, default=2, help="epoch checkpoints kept (the newest)")
@@ -244,8 +286,13 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
         parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
     if args.num_workers < 0:
         parser.error(f"--num-workers must be >= 0, got {args.num_workers}")
+    check_video_arguments(args, parser)
+    if args.skip_nonfinite_steps < 0:
+        parser.error(f"--skip-nonfinite-steps must be >= 0, got {args.skip_nonfinite_steps}")
+    if args.overwrite_output_dir and args.resume_from_checkpoint is not None:
+        parser.error("--overwrite-output-dir deletes the run that --resume-from-checkpoint would continue: give one")
     if args.embedded:
-        data_flags = ("eval_data", "video_root", "index_to_class", "label_texts")
+        data_flags = ("eval_data", "video_root", "index_to_class", "label_texts", "templates")
         given = [f"--{name.replace('_', '-')}" for name in data_flags if getattr(args, name) is not None]
         if given:
             parser.error(f"{', '.join(given)} need --train-data (without it the embedded synthetic job runs)")
@@ -273,6 +320,10 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
     for value in args.label_texts or []:
         if value != "none" and value not in DATASETS and not os.path.isfile(value):
             parser.error(f"--label-texts {value}: neither a file nor a shipped set ({', '.join(DATASETS)})")
+    try:
+        templates_from_options(args.templates, args.num_templates)
+    except ValueError as error:
+        parser.error(str(error))
     if args.report_to not in ("none", "all"):
         for tracker in args.report_to.split(","):
             if not tracker.strip():
@@ -351,7 +402,7 @@ class JsonLinesTracker(GeneralTracker):
     def log(self, values: dict, step: int | None = None, **kwargs):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as file:
-            file.write(json.dumps({"step": step, **values}, default=str) + "\n")
+            file.write(json.dumps({"step": step, **values}, default=str, allow_nan=False) + "\n")
 
 
 def trackers(report_to: str, run_dir: Path):
@@ -368,6 +419,9 @@ class TrainingProgress:
     epoch: int = 0
     global_step: int = 0
     skipped_videos: int = 0
+    nonfinite_steps_skipped: int = 0
+    training_seconds: float = 0.0
+    last_epoch_loss: dict = field(default_factory=dict)
 
     def state_dict(self) -> dict:
         return dict(self.__dict__)
@@ -469,10 +523,8 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
                 save_tiny_random_clip(cache / f"tiny-random-clip-{args.image_size}px-seed{args.seed}",
                                       args.image_size, args.seed)
             )
-        # No flips (they turn "moving left" into "moving right") and mild crops that keep the shape in view.
-        processor = STDDProcessor.from_clip_defaults(
-            args.image_size, args.num_frames, flip_probability=0.0, crop_scale=(0.8, 1.0)
-        )
+        processor = STDDProcessor.from_clip_defaults(args.image_size, args.num_frames)
+        apply_video_options(processor.video_processor, args)
         check_model_overrides(base_model, model_overrides)
         return Job(
             base_model=base_model,
@@ -497,12 +549,14 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
                 args.eval_index_to_class or args.index_to_class, args.eval_split,
                 args.video_column, args.label_column,
             )
-    label_texts = load_label_texts(args.label_texts)
+    label_texts = load_label_texts(args.label_texts, templates_from_options(args.templates, args.num_templates))
     label_names = None if label_texts is None else label_texts.labels
+    processor = STDDProcessor.for_checkpoint(args.base_model, image_size, args.num_frames)
+    apply_video_options(processor.video_processor, args)
     return Job(
         base_model=args.base_model,
         model_overrides=model_overrides,
-        processor=load_processor(args.base_model, image_size, args.num_frames),
+        processor=processor,
         train_dataset=with_label_text_names(train_dataset, label_names),
         eval_dataset=None if eval_dataset is None else with_label_text_names(eval_dataset, label_names),
         label_texts=label_texts,
@@ -533,49 +587,6 @@ def training_loader(job: Job, args, accelerator: Accelerator):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Checkpoints
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-CHECKPOINT_PREFIX = "epoch_"
-
-
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Finished epoch checkpoints of a run, oldest first (partial ones start with '.' and are not listed)."""
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = [path for path in folder.iterdir() if path.is_dir() and path.name.startswith(CHECKPOINT_PREFIX)]
-    return sorted(found, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]))
-
-
-def save_checkpoint(accelerator: Accelerator, run_dir: Path, epoch: int, keep: int) -> Path:
-    """`accelerator.save_state` into a hidden folder, renamed into place once every process has written its part."""
-    final = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{epoch:04d}"
-    partial = final.with_name(f".{final.name}.partial")
-    if accelerator.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        move_into_place(partial, final)
-        for old in checkpoint_dirs(run_dir)[:-keep]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def checkpoint_to_resume(resume: str | None, run_dir: Path) -> Path | None:
-    if resume is None:
-        return None
-    if resume != "latest":
-        return Path(resume)
-    found = checkpoint_dirs(run_dir)
-    return found[-1] if found else None
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -587,8 +598,9 @@ class TrainedRun:
     summary: dict
 
 
-def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> TrainedRun:
-    """Train one model; returns it with its weights averaged over the chosen epochs."""
+def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path, position: str = "") -> TrainedRun:
+    """Train one model (`position`: "run 2/2" in the job, shown with its progress); returns it with its weights
+    averaged over the chosen epochs."""
     accelerator = make_accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -624,12 +636,15 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     ))
     progress = TrainingProgress()
     averager = WeightAverager(parse_average_epochs(args.average_epochs, num_epochs))
-    accelerator.register_for_checkpointing(progress, averager)
+    coverage = TrainingClassCoverage(class_names_of(job.train_dataset))
+    training_state = {"progress": progress, "weight_average": averager, "class_coverage": coverage}
+    settings = resume_settings(args, accelerator.num_processes)
 
     resume_from = checkpoint_to_resume(args.resume_from_checkpoint, run_dir)
     if resume_from is not None:
         accelerator.print(f"[{name}] resuming from {resume_from}")
-        accelerator.load_state(str(resume_from))
+        check_same_settings(checkpoint_settings(resume_from), settings, str(resume_from))
+        load_checkpoint(accelerator, resume_from, training_state)
     accelerator.init_trackers(name, config=vars(args))
     accelerator.print(
         f"[{name}] {len(job.train_dataset)} training videos, {prompts.num_classes} classes, {num_epochs} epochs x "
@@ -637,22 +652,27 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
         f"averaging epochs {averager.epochs or 'none'}; learning rate {args.learning_rate:g} for "
         f"{args.learning_rate_batch_size} clips -> {learning_rate:g} for the global batch of {global_batch_size}"
     )
-    started = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=progress.global_step, desc=name,
+    guard = NonFiniteStepGuard(accelerator, args.skip_nonfinite_steps, name)
+    timer = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=progress.global_step, desc=f"{name} {position}".strip(),
                disable=not accelerator.is_local_main_process)
-    epoch_loss = {}
     for epoch in range(progress.epoch + 1, num_epochs + 1):
         loader.set_epoch(epoch)
         epoch_loss = train_epoch(args, accelerator, module, teacher, prompts, optimizer, scheduler, loader,
-                                 progress, total_steps, interpolate, bar)
-        progress.epoch = epoch
+                                 progress, total_steps, interpolate, bar, guard, coverage)
+        coverage.end_epoch(accelerator, name)
+        progress.epoch, progress.last_epoch_loss = epoch, epoch_loss
+        progress.training_seconds += time.perf_counter() - timer
+        timer = time.perf_counter()
         averager.add(accelerator.unwrap_model(module).model, epoch)
         accelerator.log({"epoch": epoch, **{f"epoch_{k}": v for k, v in epoch_loss.items()}},
                         step=progress.global_step)
-        accelerator.print(f"[{name}] epoch {epoch}/{num_epochs}: " +
-                          ", ".join(f"{k} {v:.4f}" for k, v in epoch_loss.items()) +
-                          f", skipped videos {progress.skipped_videos}")
-        save_checkpoint(accelerator, run_dir, epoch, args.save_total_limit)
+        if accelerator.is_local_main_process:  # through the bar's writer, so that the line lands above the bar
+            bar.write(f"[{name}] epoch {epoch}/{num_epochs}: " +
+                      ", ".join(f"{k} {v:.4f}" for k, v in epoch_loss.items()) +
+                      f", skipped videos {progress.skipped_videos}, skipped non-finite steps "
+                      f"{progress.nonfinite_steps_skipped}")
+        save_checkpoint(accelerator, run_dir, epoch, args.save_total_limit, training_state, settings)
     bar.close()
     model = accelerator.unwrap_model(module).model
     averaged = averager.apply_to(model)
@@ -661,19 +681,25 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path) -> Trai
     summary = {
         "epochs": num_epochs,
         "optimizer_steps": progress.global_step,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(progress.training_seconds, 1),
         "skipped_videos": progress.skipped_videos,
+        "nonfinite_steps_skipped": progress.nonfinite_steps_skipped,
+        "classes_without_readable_videos": coverage.lost_classes(),
         "averaged_epochs": averager.epochs if averaged else [],
         "global_batch_size": global_batch_size,
         "learning_rate": learning_rate,
-        **{f"last_epoch_{k}": v for k, v in epoch_loss.items()},
+        **{f"last_epoch_{k}": v for k, v in progress.last_epoch_loss.items()},
     }
     return TrainedRun(model.eval(), interpolate, summary)
 
 
 def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optimizer, scheduler, loader,
-                progress: TrainingProgress, total_steps: int, interpolate: bool, bar) -> dict[str, float]:
-    """One pass over the loader (stopping at `total_steps`); returns the epoch's mean loss terms."""
+                progress: TrainingProgress, total_steps: int, interpolate: bool, bar, guard: NonFiniteStepGuard,
+                coverage: TrainingClassCoverage) -> dict[str, float]:
+    """
+    One pass over the loader (stopping at `total_steps`); returns the epoch's mean loss terms, over its batches of
+    finite loss. An optimizer step with a non-finite loss or gradient is skipped or stops the run (`guard`).
+    """
     module.train()
     totals = {"loss": 0.0, "cross_entropy": 0.0, "distillation": 0.0}
     batches = 0
@@ -686,24 +712,31 @@ def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optim
                 with accelerator.autocast():
                     teacher_embeds = teacher(batch["pixel_values"], interpolate_pos_encoding=interpolate)
             outputs = module(batch["pixel_values"], batch["labels"], prompts, teacher_embeds, interpolate)
+            finite_loss = guard.watch_loss(outputs["loss"])
             accelerator.backward(outputs["loss"])
-            if accelerator.sync_gradients and args.max_grad_norm:
-                accelerator.clip_grad_norm_(module.parameters(), args.max_grad_norm)
-            optimizer.step()
+            finite_step = True
+            if accelerator.sync_gradients:  # the gradient norm is clipped to --max-grad-norm (0: measured only)
+                grad_norm = accelerator.clip_grad_norm_(module.parameters(), args.max_grad_norm or math.inf)
+                finite_step = guard.check_step(grad_norm, progress, progress.global_step + 1)
+            if finite_step:
+                optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
         progress.skipped_videos += int(accelerator.reduce(batch["num_skipped"], reduction="sum"))
-        batches += 1
-        for key in totals:
-            totals[key] += outputs[key].item()
+        coverage.add(batch["labels"], batch["skipped_labels"])
+        if finite_loss:
+            batches += 1
+            for key in totals:
+                totals[key] += outputs[key].item()
         if accelerator.sync_gradients:
             progress.global_step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{outputs['loss'].item():.3f}")
-            accelerator.log({"loss": outputs["loss"].item(), "cross_entropy": outputs["cross_entropy"].item(),
-                             "distillation": outputs["distillation"].item(), "lr": scheduler.get_last_lr()[0],
-                             "skipped_videos": progress.skipped_videos}, step=progress.global_step)
-    return {key: value / max(batches, 1) for key, value in totals.items()}
+            if finite_loss:
+                accelerator.log({"loss": outputs["loss"].item(), "cross_entropy": outputs["cross_entropy"].item(),
+                                 "distillation": outputs["distillation"].item(), "lr": scheduler.get_last_lr()[0],
+                                 "skipped_videos": progress.skipped_videos}, step=progress.global_step)
+    return {key: value / batches for key, value in totals.items()} if batches else {}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -711,10 +744,10 @@ def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optim
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def evaluate_run(args, job: Job, run: TrainedRun) -> tuple[dict[str, float], dict[str, int]]:
+def evaluate_run(args, job: Job, run: TrainedRun) -> tuple[dict[str, float], dict]:
     """
-    Zero-shot top-1 / top-5 (percent) on the evaluation data, one view per video, and the counts of videos scored and
-    left out as unreadable.
+    Zero-shot top-1 / top-5 (percent) on the evaluation data, one view per video, the counts of videos scored and
+    left out as unreadable, and the classes none of whose videos could be read (the figures leave them out).
     """
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
     prompts = class_prompts(run.model, job.processor.tokenizer, eval_class_names(job), job.label_texts, job.template)
@@ -724,7 +757,9 @@ def evaluate_run(args, job: Job, run: TrainedRun) -> tuple[dict[str, float], dic
                                              accelerator, interpolate_pos_encoding=run.interpolate_pos_encoding)
     if len(labels) == 0:
         raise ValueError(f"There is no readable video in the evaluation data ({num_unreadable} unreadable).")
-    return top_k_accuracy(scores, labels, k=(1, 5)), {"num_videos": len(labels), "num_unreadable": num_unreadable}
+    lost = classes_without_readable_videos(eval_class_names(job), job.eval_dataset["label"], labels)
+    videos = {"num_videos": len(labels), "num_unreadable": num_unreadable, "classes_without_readable_videos": lost}
+    return top_k_accuracy(scores, labels, k=reported_top_k(prompts.num_classes)), videos
 
 
 def save_model_folder(run: TrainedRun, job: Job, folder: Path, record: dict):
@@ -787,9 +822,15 @@ def eval_class_names(job: Job) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    output_dir = Path(args.output_dir)
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
+    with claim_output_dir(args, accelerator) as output_dir:  # writable, not used by another run, locked
+        return run_job(args, accelerator, output_dir)
+
+
+def run_job(args, accelerator: Accelerator, output_dir: Path) -> dict:
+    """Train the job's runs, evaluate them zero-shot and save their models and `eval_results.json`."""
     job = prepare_job(args, accelerator)
+    check_training_classes(job.train_dataset)
     overlap = class_overlap(class_names_of(job.train_dataset), eval_class_names(job))
     if job.eval_dataset is not None and not overlap.zero_shot:
         accelerator.print(f"warning: {overlap.describe()} ({', '.join(overlap.seen[:10])}"
@@ -799,8 +840,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.frame_mean_baseline:
         runs.append((BASELINE_NAME, {"stca_layers": []}, output_dir / BASELINE_NAME))
     results = {"zero_shot": {}, "zero_shot_videos": {}, "training": {}, "class_overlap": overlap.to_dict()}
-    for name, overrides, run_dir in runs:
-        run = train_run(args, job, name, overrides, run_dir)
+    for index, (name, overrides, run_dir) in enumerate(runs, start=1):
+        position = f"run {index}/{len(runs)}" if len(runs) > 1 else ""
+        accelerator.print(f"\n[{name}] {position + ': ' if position else ''}training {RUN_DESCRIPTIONS[name]}")
+        run = train_run(args, job, name, overrides, run_dir, position)
         results["training"][name] = run.summary
         if job.eval_dataset is not None:
             results["zero_shot"][name], videos = evaluate_run(args, job, run)
@@ -810,6 +853,9 @@ def main(argv: list[str] | None = None) -> dict:
             accelerator.print(f"[{name}] {kind} on {videos['num_videos']} videos{unreadable} of "
                               f"{overlap.describe()}: " +
                               ", ".join(f"{k} {v:.1f}" for k, v in results["zero_shot"][name].items()))
+            if videos["classes_without_readable_videos"]:
+                accelerator.print(f"[{name}] warning: no video of {videos['classes_without_readable_videos']} could "
+                                  "be read; the figures are over the other classes only")
         if accelerator.is_main_process:
             record = {**settings, "model_overrides": {**job.model_overrides, **overrides},
                       "train_classes": class_names_of(job.train_dataset), "class_overlap": overlap.to_dict()}
@@ -818,7 +864,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["settings"] = settings
     if accelerator.is_main_process:
         write_json_atomically(output_dir / "eval_results.json", results)
-        print_summary(results)
+        run_dirs = {name: run_dir for name, _, run_dir in runs}
+        print("\n" + training_report(results, run_dirs, output_dir))
     accelerator.end_training()
     return results
 
@@ -834,17 +881,12 @@ def run_settings(args, job: Job, accelerator: Accelerator) -> dict:
         **{key: getattr(args, key) for key in ("train_data", "eval_data", "max_steps", "gradient_accumulation_steps",
                                               "seed")},
         "num_processes": accelerator.num_processes,
+        "video": video_settings(job.processor.video_processor),
     }
 
 
-def print_summary(results: dict):
-    if not results["zero_shot"]:
-        return
-    print("\nzero-shot results (percent):")
-    for name, figures in results["zero_shot"].items():
-        seconds = results["training"][name]["seconds"]
-        print(f"  {name:<22} top1 {figures['top1']:5.1f}  top5 {figures['top5']:5.1f}  (trained in {seconds:.0f} s)")
-
-
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (RunFolderError, TrainingDivergedError) as error:
+        sys.exit(f"train.py: error: {error}")

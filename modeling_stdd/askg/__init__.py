@@ -14,14 +14,16 @@ from .generator import (
     TransformersChatBackend,
     read_labels,
 )
-from .prompts import DATASETS, DEFAULT_TEMPLATES, LabelTexts, build_prompts
+from .prompts import AUTHORS_TEMPLATE_COUNT, DATASETS, DEFAULT_TEMPLATES, LabelTexts, build_prompts, read_templates
 from .schema import (
     ASKGEntry,
     Issue,
     Triple,
     ValidationReport,
+    class_key,
     read_askg_file,
     read_label_db,
+    read_usable_label_db,
     validate_entries,
     validate_entry,
     write_askg_file,
@@ -32,6 +34,7 @@ from .verbalizer import verbalize_entries, verbalize_entry
 __all__ = [
     "ASKGEntry",
     "ASKGGenerator",
+    "AUTHORS_TEMPLATE_COUNT",
     "BackendError",
     "ChatBackend",
     "DATASETS",
@@ -45,9 +48,12 @@ __all__ = [
     "Triple",
     "ValidationReport",
     "build_prompts",
+    "class_key",
     "read_askg_file",
     "read_label_db",
     "read_labels",
+    "read_templates",
+    "read_usable_label_db",
     "validate_entries",
     "validate_entry",
     "verbalize_entries",

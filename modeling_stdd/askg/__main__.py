@@ -4,9 +4,11 @@ Command line for ASKG files and label texts:
     python -m modeling_stdd.askg validate FILE [FILE ...] [--strict]
     python -m modeling_stdd.askg verbalize FILE [FILE ...] --out FILE
     python -m modeling_stdd.askg generate --labels FILE --out FILE [--backend openai|transformers] [--model NAME]
-    python -m modeling_stdd.askg prompts FILE [FILE ...] --out label_texts.json [--templates FILE]
+    python -m modeling_stdd.askg prompts FILE [FILE ...] --out label_texts.json [--templates FILE [--num-templates N]]
 
-Several input files (an ASKG file and its clause file) are merged by class name.
+Several input files (an ASKG file and its clause file) are merged by class name, whatever its spelling. `validate`
+reports every problem of the files as written; `verbalize` and `prompts` skip the items they cannot use, with a
+warning naming the file, class, field and item, and use the rest of the class.
 """
 
 import argparse
@@ -16,20 +18,22 @@ import sys
 from pathlib import Path
 
 from .generator import ASKGGenerator, BackendError, OpenAIChatBackend, TransformersChatBackend, read_labels
-from .prompts import DEFAULT_TEMPLATES, LabelTexts
-from .schema import read_label_db, validate_entries, write_askg_file
-from ..file_utils import read_text_file
+from .prompts import DEFAULT_TEMPLATES, NUM_TEMPLATES_HELP, TEMPLATES_HELP, LabelTexts, templates_from_options
+from .schema import GRAPH_FIELDS, ValidationReport, read_label_db, read_usable_label_db, validate_entries
+from .schema import write_askg_file
 from .verbalizer import verbalize_entries
 
 
 def _validate(args) -> int:
-    report = validate_entries(read_label_db(*args.files))
+    report = ValidationReport()
+    entries = read_label_db(*args.files, report=report)
+    report.issues.extend(validate_entries(entries).issues)
     print(report.format())
     return 0 if report.ok(strict=args.strict) else 1
 
 
 def _verbalize(args) -> int:
-    entries = verbalize_entries(read_label_db(*args.files))
+    entries = verbalize_entries(read_usable_label_db(*args.files, fields=GRAPH_FIELDS))
     write_askg_file(entries, args.out)
     print(f"wrote the clauses of {len(entries)} classes to {args.out}")
     return 0
@@ -63,18 +67,13 @@ def _generate(args) -> int:
 
 
 def _prompts(args) -> int:
-    templates = DEFAULT_TEMPLATES
-    if args.templates:
-        lines = read_text_file(args.templates).splitlines()
-        templates = [line.strip() for line in lines if line.strip()]
-    label_texts = LabelTexts.from_label_db(
-        read_label_db(*args.files), templates=templates, source=", ".join(str(path) for path in args.files)
-    )
+    templates = templates_from_options(args.templates, args.num_templates) or DEFAULT_TEMPLATES
+    label_texts = LabelTexts.from_askg_files(*args.files, templates=templates)
     label_texts.save(args.out)
     counts = [len(prompts) for prompts in label_texts.texts.values()]
     print(
-        f"{len(label_texts)} classes, prompts per class: min {min(counts)}, median {statistics.median(counts):g}, "
-        f"max {max(counts)}; wrote {args.out}"
+        f"{len(label_texts)} classes, {len(label_texts.templates)} templates, prompts per class: min {min(counts)}, "
+        f"median {statistics.median(counts):g}, max {max(counts)}, total {sum(counts)}; wrote {args.out}"
     )
     return 0
 
@@ -109,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     prompts = commands.add_parser("prompts", help="build the prompt set of every class as label-texts JSON")
     prompts.add_argument("files", nargs="+", type=Path)
     prompts.add_argument("--out", required=True, type=Path)
-    prompts.add_argument("--templates", type=Path, help="text file, one template with '{}' a line")
+    prompts.add_argument("--templates", type=Path, help=TEMPLATES_HELP)
+    prompts.add_argument("--num-templates", type=int, help=NUM_TEMPLATES_HELP)
     prompts.set_defaults(run=_prompts)
     return parser
 

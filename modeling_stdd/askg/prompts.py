@@ -4,7 +4,8 @@ Prompt sets: each class becomes templates x (plain label + label with each claus
 For every template, the class contributes `template.format(label)` and `template.format(f"{label}, {clause}")`
 for every clause of the union of `xprompt_oo`, `xprompt_ao` and `xprompt_aa`; duplicates are dropped, first
 occurrence kept. `LabelTexts` holds the result (label -> prompts, plus the templates and source used) and is what
-the pipeline, the training and the Hub export consume.
+the pipeline, the training and the Hub export consume. Templates are ours (`DEFAULT_TEMPLATES`) unless read from a
+file (`read_templates`), such as the `templates:` list of the authors' `classes_label_<dataset>.yml`.
 """
 
 import json
@@ -14,9 +15,19 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .schema import CLAUSE_FIELDS, ASKGEntry, entries_from_yaml_text, read_label_db, validate_entries
-from ..file_utils import read_json_file, write_text_atomically
-from .schema import entries_with_errors
+import yaml
+
+from ..file_utils import read_json_file, read_text_file, write_text_atomically
+from ..pipeline_stdd import check_hypothesis_template
+from .schema import (
+    CLAUSE_FIELDS,
+    ASKGEntry,
+    entries_from_yaml_text,
+    merge_label_files,
+    read_askg_file,
+    read_usable_label_db,
+    usable_entries,
+)
 
 
 # Our eight templates. They mix the video framing with the photo framing CLIP was pretrained on (each frame is
@@ -32,19 +43,78 @@ DEFAULT_TEMPLATES = (
     "an example of the action {}.",
     "a demonstration of {}.",
 )
+# The authors build their prompts from the first 8 templates of their class file's `templates:` list.
+AUTHORS_TEMPLATE_COUNT = 8
 DATASETS = ("ucf101", "hmdb51", "kinetics400", "kinetics600_novel")
 # Shipped ASKG + clause files, one per dataset: modeling_stdd/label_texts/{name}.yml.
 PACKAGE_DATA_DIR = resources.files("modeling_stdd").joinpath("label_texts")
 
 
 def _check_templates(templates: Sequence[str]) -> list[str]:
+    """Every template must put the label in exactly once (the pipeline's `check_hypothesis_template` rule)."""
+    if isinstance(templates, str):
+        raise ValueError(f"templates must be a list of templates, got the string {templates!r}")
     templates = list(templates)
     if not templates:
         raise ValueError("templates must not be empty")
-    for template in templates:
-        if not isinstance(template, str) or template.count("{}") != 1 or "{" in template.replace("{}", ""):
-            raise ValueError(f"template {template!r} must contain exactly one '{{}}' and no other braces")
+    for index, template in enumerate(templates):
+        check_hypothesis_template(template, name=f"template {index}")
     return templates
+
+
+def read_templates(path: str | os.PathLike, num_templates: int | None = None) -> list[str]:
+    """
+    Templates from a file: the `templates:` list of a YAML file (`.yml` / `.yaml`, such as the authors'
+    `classes_label_<dataset>.yml`), or a text file with one template a line (blank lines skipped). The first
+    `num_templates` are used; by default `AUTHORS_TEMPLATE_COUNT` (8) of a YAML file, as the authors do, and all
+    lines of a text file. Each must contain one bare `{}`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"templates file not found: {path}")
+    if path.suffix.lower() in (".yml", ".yaml"):
+        try:
+            data = yaml.safe_load(read_text_file(path))
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from error
+        templates = data.get("templates") if isinstance(data, Mapping) else None
+        if not isinstance(templates, list) or not all(isinstance(template, str) for template in templates):
+            raise ValueError(f"{path}: expected a 'templates:' list of strings")
+        default_count = AUTHORS_TEMPLATE_COUNT
+    else:
+        templates = [line.strip() for line in read_text_file(path).splitlines() if line.strip()]
+        default_count = len(templates)
+    if not templates:
+        raise ValueError(f"{path}: holds no templates")
+    count = default_count if num_templates is None else num_templates
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"the number of templates must be an integer >= 1, got {num_templates!r}")
+    if count > len(templates):
+        raise ValueError(f"{path}: asked for {count} templates, the file has {len(templates)}")
+    try:
+        return _check_templates(templates[:count])
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
+# Help of the command lines' `--templates FILE` and `--num-templates N` (askg prompts, training, evaluation).
+TEMPLATES_HELP = (
+    "templates of the prompt sets built from ASKG files or shipped sets: the 'templates:' list of a YAML file (such as "
+    "the authors' classes_label_<dataset>.yml) or a text file with one template a line (default: ours)"
+)
+NUM_TEMPLATES_HELP = "use the first N templates of --templates (default: 8 of a YAML file, as the authors do; all lines)"
+
+
+def templates_from_options(templates_file: str | os.PathLike | None, num_templates: int | None) -> list[str] | None:
+    """The templates of the command lines' `--templates FILE` and `--num-templates N`; None without a file."""
+    if templates_file is None:
+        if num_templates is not None:
+            raise ValueError("--num-templates needs --templates FILE")
+        return None
+    try:
+        return read_templates(templates_file, num_templates)
+    except ValueError as error:
+        raise ValueError(f"--templates: {error}") from error
 
 
 def _clean_clause(clause: str) -> str:
@@ -128,8 +198,9 @@ class LabelTexts:
         cls, entries: Mapping[str, ASKGEntry], templates: Sequence[str] = DEFAULT_TEMPLATES, source: str | None = None
     ) -> "LabelTexts":
         """
-        Prompt sets from entries that have clause lists (a clause or combined file). Raises `ValueError` when a
-        class has no clause lists, or its label or clauses have validation errors; graph problems do not matter here.
+        Prompt sets from entries that have clause lists (a clause or combined file), one per class key. A clause that
+        cannot be used (an empty one) is skipped with a warning; a label that differs from its class key is a warning
+        and the key is used. Raises `ValueError` when a class has no clause lists.
         """
         where = f"{source}: " if source else ""
         without_clauses = [key for key, entry in entries.items() if not entry.has_any(CLAUSE_FIELDS)]
@@ -138,13 +209,22 @@ class LabelTexts:
                 f"{where}classes {without_clauses[:10]} have no clause lists ({', '.join(CLAUSE_FIELDS)}); "
                 "add a clause file or run `python -m modeling_stdd.askg verbalize` first"
             )
-        errors = entries_with_errors(validate_entries(entries), fields=("label", *CLAUSE_FIELDS))
-        if errors:
-            listed = "\n  ".join(str(issue) for issues in errors.values() for issue in issues)
-            raise ValueError(f"{where}cannot build prompts, fix these first:\n  {listed}")
         templates = _check_templates(templates)
-        texts = {entry.label: build_prompts(entry.label, entry.clauses, templates) for entry in entries.values()}
+        entries = usable_entries(entries, source or "label texts", fields=CLAUSE_FIELDS)
+        texts = {key: build_prompts(key, entry.clauses, templates) for key, entry in entries.items()}
         return cls(texts=texts, templates=templates, source=source)
+
+    @classmethod
+    def from_askg_files(
+        cls, *paths: str | os.PathLike, templates: Sequence[str] = DEFAULT_TEMPLATES
+    ) -> "LabelTexts":
+        """
+        Prompt sets from ASKG YAML files merged by class (e.g. the authors' `classes_ASKG_<dataset>.yml` and
+        `classes_xprompt_<dataset>.yml`), read with `read_usable_label_db`: classes matched by `class_key`,
+        unusable clauses skipped with a warning naming the file, class, field and item.
+        """
+        entries = read_usable_label_db(*paths, fields=CLAUSE_FIELDS)
+        return cls.from_label_db(entries, templates=templates, source=", ".join(str(path) for path in paths))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, templates: Sequence[str] = DEFAULT_TEMPLATES) -> "LabelTexts":
@@ -154,7 +234,7 @@ class LabelTexts:
         """
         path = Path(path)
         if path.suffix.lower() in (".yml", ".yaml"):
-            return cls.from_label_db(read_label_db(path), templates=templates, source=str(path))
+            return cls.from_askg_files(path, templates=templates)
         if path.suffix.lower() != ".json":
             raise ValueError(f"{path}: expected a .json label-texts file or a .yml/.yaml ASKG file")
         data = read_json_file(path)
@@ -164,6 +244,44 @@ class LabelTexts:
             return cls.from_dict(data)
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from error
+
+    @classmethod
+    def from_sources(
+        cls, sources: Sequence[str | os.PathLike], templates: Sequence[str] | None = None
+    ) -> "LabelTexts":
+        """
+        Label texts from several sources, merged by label in order (a label in several keeps the prompts of the last
+        one): shipped set names (`DATASETS`), label-texts JSON files and ASKG YAML files. A graph-only YAML file (no
+        clause lists, like the authors' `classes_ASKG_<dataset>.yml`) is read together with the YAML files after
+        it up to one with clause lists (its clause file), merged by class. `templates` (default `DEFAULT_TEMPLATES`)
+        build the prompts of shipped sets and YAML files; JSON files hold finished prompts and refuse them.
+        """
+        if isinstance(sources, (str, os.PathLike)) or not sources:
+            raise ValueError(f"sources must be a non-empty list of set names or files, got {sources!r}")
+        build_templates = DEFAULT_TEMPLATES if templates is None else _check_templates(templates)
+        texts, graph_files = {}, []
+        for source in sources:
+            name = str(source)
+            if name in DATASETS:
+                texts.update(cls.for_dataset(name, templates=build_templates).texts)
+            elif name.lower().endswith((".yml", ".yaml")):
+                entries = usable_entries(read_askg_file(name), name, CLAUSE_FIELDS)
+                graph_files.append((name, entries))
+                if any(entry.has_any(CLAUSE_FIELDS) for entry in entries.values()):
+                    merged = merge_label_files(graph_files)
+                    source_names = ", ".join(file_name for file_name, _ in graph_files)
+                    texts.update(cls.from_label_db(merged, templates=build_templates, source=source_names).texts)
+                    graph_files = []
+            elif templates is not None:
+                raise ValueError(f"{name}: a label-texts JSON file holds finished prompts; templates do not apply")
+            else:
+                if not os.path.isfile(name):
+                    raise ValueError(f"{name!r} is neither a file nor a shipped label-text set ({', '.join(DATASETS)})")
+                texts.update(cls.from_file(name).texts)
+        if graph_files:
+            listed = ", ".join(file_name for file_name, _ in graph_files)
+            raise ValueError(f"{listed}: no clause lists; give the clause file after its ASKG file")
+        return cls(texts, templates=None if templates is None else build_templates, source=", ".join(map(str, sources)))
 
     @classmethod
     def for_dataset(cls, name: str, templates: Sequence[str] = DEFAULT_TEMPLATES) -> "LabelTexts":

@@ -22,7 +22,9 @@ well-formed file loads; `validate_entries` then reports content problems per cla
 
 import dataclasses
 import json
+import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +33,14 @@ from pathlib import Path
 import yaml
 
 from ..file_utils import read_text_file, write_text_atomically
+
+
+logger = logging.getLogger(__name__)
+
+
+def class_key(name: str) -> str:
+    """A spelling-independent key of a class name: "ApplyEyeMakeup", "apply_eye_makeup" and "Apply Eye Makeup" agree."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
 @dataclass(frozen=True)
@@ -214,11 +224,13 @@ def read_askg_file(path: str | os.PathLike) -> dict[str, ASKGEntry]:
     return entries_from_yaml_text(read_text_file(path), source=str(path))
 
 
-def _merge_entry(key: str, merged: ASKGEntry, entry: ASKGEntry, source: str) -> None:
-    """Fill `merged` with the fields of `entry` (same class, another file); conflicting fields are an error."""
-    if merged.label == key:
-        # Keep a label that differs from the key in any file, so that validation reports it.
-        merged.label = entry.label
+def _merge_entry(key: str, merged: ASKGEntry, file_key: str, entry: ASKGEntry, source: str) -> None:
+    """
+    Fill `merged` (class `key`) with the fields of `entry`, stored under `file_key` in `source`; a field both give
+    differently is an error.
+    """
+    if merged.label == key and entry.label != file_key:
+        merged.label = entry.label  # keep a label that differs from its key in any file, so that validation reports it
     for attribute, yaml_name in ((f.name, f.metadata["yaml"]) for f in dataclasses.fields(ASKGEntry)[1:]):
         value, existing = getattr(entry, attribute), getattr(merged, attribute)
         if value is None:
@@ -228,21 +240,90 @@ def _merge_entry(key: str, merged: ASKGEntry, entry: ASKGEntry, source: str) -> 
         setattr(merged, attribute, value)
 
 
-def read_label_db(*paths: str | os.PathLike) -> dict[str, ASKGEntry]:
+def merge_label_files(
+    files: Iterable[tuple[str, Mapping[str, ASKGEntry]]], report: "ValidationReport | None" = None
+) -> dict[str, ASKGEntry]:
     """
-    Read one or more YAML files and merge them by class key, e.g. an ASKG file and its clause file. Classes
-    keep the order of their first appearance. A field given by two files must agree.
+    Merge `(source, entries)` pairs (files in order) by `class_key`, as `read_label_db` does; a class spelled
+    differently in a later file becomes a warning in `report` when given, else a logged warning.
+    """
+    merged: dict[str, ASKGEntry] = {}
+    key_of: dict[str, str] = {}  # class_key -> the class key of its first appearance
+    for source, entries in files:
+        in_this_file: dict[str, str] = {}
+        for file_key, entry in entries.items():
+            spelling_free = class_key(file_key)
+            if spelling_free in in_this_file:
+                raise ValueError(
+                    f"{source}: classes {in_this_file[spelling_free]!r} and {file_key!r} differ only in spelling; "
+                    "keep one of them"
+                )
+            in_this_file[spelling_free] = file_key
+            if spelling_free not in key_of:
+                key_of[spelling_free] = file_key
+                merged[file_key] = dataclasses.replace(entry)
+                continue
+            key = key_of[spelling_free]
+            if file_key != key:
+                message = f"spelled {file_key!r} in {source}; merged by its spelling-independent class key"
+                if report is None:
+                    logger.warning("class %r %s", key, message)
+                else:
+                    report.issues.append(Issue(key, "class key", message, "warning"))
+            _merge_entry(key, merged[key], file_key, entry, source)
+    return merged
+
+
+def read_label_db(*paths: str | os.PathLike, report: "ValidationReport | None" = None) -> dict[str, ASKGEntry]:
+    """
+    Read one or more YAML files and merge them by class, e.g. an ASKG file and its clause file, as written: for
+    validation (`read_usable_label_db` reads them for use). Classes are matched by `class_key` and keep the key and
+    order of their first appearance; a field given by two files must agree. A class spelled differently in a later
+    file becomes a warning in `report` when given, else a logged warning.
     """
     if not paths:
         raise ValueError("read_label_db needs at least one file")
-    merged: dict[str, ASKGEntry] = {}
-    for path in paths:
-        for key, entry in read_askg_file(path).items():
-            if key in merged:
-                _merge_entry(key, merged[key], entry, str(path))
-            else:
-                merged[key] = dataclasses.replace(entry)
-    return merged
+    return merge_label_files(((str(path), read_askg_file(path)) for path in paths), report)
+
+
+def usable_entries(
+    entries: Mapping[str, ASKGEntry], source: str, fields: Iterable[str] | None = None
+) -> dict[str, ASKGEntry]:
+    """
+    Copies of `entries` ready for use: the label is the class key, and every item that validation calls an error in
+    the YAML `fields` (default: all) is left out (a malformed triple, an empty clause, a sub-action triple naming an
+    unlisted sub-action); the rest of the class is kept. Each change is logged as a warning naming `source`, the
+    class, the field and the item.
+    """
+    wanted = None if fields is None else set(fields)
+    usable = {}
+    for key, entry in entries.items():
+        dropped: dict[str, set[int]] = {}
+        for issue in validate_entry(key, entry):
+            if issue.severity == "error" and issue.item is not None and (wanted is None or issue.field in wanted):
+                dropped.setdefault(issue.field, set()).add(issue.item)
+                logger.warning("%s: class %r field %r: skipped, %s", source, key, issue.field, issue.message)
+        if entry.label != key:
+            logger.warning("%s: class %r: label %r differs from the class key, which is used", source, key, entry.label)
+        changes = {
+            ATTRIBUTE_BY_YAML_FIELD[name]: [
+                item for index, item in enumerate(getattr(entry, ATTRIBUTE_BY_YAML_FIELD[name])) if index not in items
+            ]
+            for name, items in dropped.items()
+        }
+        usable[key] = dataclasses.replace(entry, label=key, **changes)
+    return usable
+
+
+def read_usable_label_db(*paths: str | os.PathLike, fields: Iterable[str] | None = None) -> dict[str, ASKGEntry]:
+    """
+    Read and merge YAML files as `read_label_db` does, for use: each file's entries pass through `usable_entries`
+    (items with errors in `fields` skipped, labels replaced by their class keys, each logged naming the file) first.
+    """
+    if not paths:
+        raise ValueError("read_usable_label_db needs at least one file")
+    fields = None if fields is None else tuple(fields)
+    return merge_label_files((str(path), usable_entries(read_askg_file(path), str(path), fields)) for path in paths)
 
 
 def _quote_if_needed(text: str) -> str:
@@ -297,6 +378,7 @@ class Issue:
     field: str
     message: str
     severity: str  # "error" or "warning"
+    item: int | None = None  # the index of the item in `field` the finding is about, if it is about one
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.key!r} {self.field}: {self.message}"
@@ -335,11 +417,15 @@ class _EntryChecker:
         self.fields = {name: value for name, value in entry.to_yaml_dict().items() if name != "label"}
         self.issues: list[Issue] = []
 
-    def error(self, field_name: str, message: str) -> None:
-        self.issues.append(Issue(self.key, field_name, message, "error"))
+    def error(self, field_name: str, message: str, item: int | None = None) -> None:
+        self.issues.append(Issue(self.key, field_name, message, "error", item))
 
-    def warn(self, field_name: str, message: str) -> None:
-        self.issues.append(Issue(self.key, field_name, message, "warning"))
+    def warn(self, field_name: str, message: str, item: int | None = None) -> None:
+        self.issues.append(Issue(self.key, field_name, message, "warning", item))
+
+    def is_label(self, name: str) -> bool:
+        """Whether `name` names this class, whatever its spelling (see `class_key`)."""
+        return class_key(name) == class_key(self.key)
 
     def run(self) -> list[Issue]:
         self.check_label()
@@ -369,7 +455,7 @@ class _EntryChecker:
         if not self.entry.label.strip():
             self.error("label", "is empty")
         elif self.entry.label != self.key:
-            self.error("label", f"{self.entry.label!r} differs from the class key {self.key!r}")
+            self.warn("label", f"{self.entry.label!r} differs from the class key {self.key!r}, which is used")
 
     def check_list(self, name: str, items: list[str]) -> None:
         if not items:
@@ -377,7 +463,7 @@ class _EntryChecker:
             return
         for index, item in enumerate(items):
             if not item.strip():
-                self.error(name, f"item {index} is an empty string")
+                self.error(name, f"item {index} is an empty string", index)
             elif item != item.strip() or "\t" in item:
                 self.warn(name, f"item {index} {item!r} has surrounding whitespace or a tab")
         duplicates = sorted(item for item, count in Counter(items).items() if count > 1)
@@ -395,12 +481,12 @@ class _EntryChecker:
             try:
                 Triple.parse(text)
             except ValueError as error:
-                self.error(name, f"item {index}: {error}")
+                self.error(name, f"item {index}: {error}", index)
 
     def check_action_object_triples(self) -> None:
         objects = set(self.fields.get("obj_en_li") or [])
         for index, triple in self.parsed("act_obj_triples"):
-            if triple.head != self.key:
+            if not self.is_label(triple.head):
                 self.warn("act_obj_triples", f"item {index} {str(triple)!r}: the head is not the label {self.key!r}")
             elif "obj_en_li" in self.fields and triple.tail not in objects:
                 self.warn("act_obj_triples", f"item {index} {str(triple)!r}: {triple.tail!r} is not in obj_en_li")
@@ -409,18 +495,21 @@ class _EntryChecker:
         if "act_rel_triples" not in self.fields:
             return
         sub_actions = self.fields.get("sub_act_en_li") or []
-        names = {self.key, *sub_actions}
         triples = self.parsed("act_rel_triples")
         for index, triple in triples:
             for end in (triple.head, triple.tail):
-                if end not in names:
+                if end not in sub_actions and not self.is_label(end):
                     self.error(
                         "act_rel_triples",
                         f"item {index} {str(triple)!r} names {end!r}, which is neither the label nor in sub_act_en_li",
+                        index,
                     )
         expected = [Triple(self.key, "starts with", sub_actions[0])] if sub_actions else []
         expected += [Triple(before, "precedes", after) for before, after in zip(sub_actions, sub_actions[1:])]
-        written = [triple for _, triple in triples]
+        written = [
+            Triple(self.key, triple.relation, triple.tail) if self.is_label(triple.head) else triple
+            for _, triple in triples
+        ]
         if len(triples) == len(self.fields["act_rel_triples"]) and written != expected:
             self.warn(
                 "act_rel_triples",
@@ -448,27 +537,14 @@ def validate_entry(key: str, entry: ASKGEntry) -> list[Issue]:
 def validate_entries(entries: Mapping[str, ASKGEntry]) -> ValidationReport:
     """
     Validate every entry, and that every class has the fields the others have (a class missing from one of
-    several merged files, or spelled differently there, shows up as a class without those fields).
+    several merged files shows up as a class without those fields).
     """
     present = set().union(*(entry.to_yaml_dict() for entry in entries.values())) - {"label"}
     ordered_present = [name for name in ATTRIBUTE_BY_YAML_FIELD if name in present]
-    lowercase_keys = Counter(key.lower() for key in entries)
     report = ValidationReport()
     for key, entry in entries.items():
         missing = [name for name in ordered_present if getattr(entry, ATTRIBUTE_BY_YAML_FIELD[name]) is None]
         if missing:
-            hint = " (another class differs from this key only in case)" if lowercase_keys[key.lower()] > 1 else ""
-            report.issues.append(Issue(key, ", ".join(missing), f"missing, other classes have it{hint}", "warning"))
+            report.issues.append(Issue(key, ", ".join(missing), "missing, other classes have it", "warning"))
         report.issues.extend(validate_entry(key, entry))
     return report
-
-
-def entries_with_errors(report: ValidationReport, fields: Iterable[str] | None = None) -> dict[str, list[Issue]]:
-    """class key -> its errors, optionally only those in `fields` (YAML names)."""
-    wanted = None if fields is None else set(fields)
-    by_key: dict[str, list[Issue]] = {}
-    for issue in report.errors:
-        if wanted is None or issue.field in wanted:
-            by_key.setdefault(issue.key, []).append(issue)
-    return by_key
-

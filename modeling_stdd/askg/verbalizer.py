@@ -16,7 +16,7 @@ Things get "the" unless they already start with a determiner, are a gerund after
 import dataclasses
 from collections.abc import Mapping
 
-from .schema import GRAPH_FIELDS, ASKGEntry, Triple, validate_entries
+from .schema import GRAPH_FIELDS, ASKGEntry, Triple, class_key, validate_entries
 
 
 DETERMINERS = {
@@ -98,7 +98,7 @@ def object_clause(triple: Triple) -> str:
 
 def action_object_clause(triple: Triple, label: str) -> str:
     """A "which ..." clause for `<label, relation, object>`; a triple not headed by the label reads as "where ..."."""
-    if triple.head != label:
+    if class_key(triple.head) != class_key(label):
         return object_clause(triple)
     return f"which {predicate(triple.relation, False)} {complement(triple.relation, triple.tail)}"
 
@@ -106,11 +106,12 @@ def action_object_clause(triple: Triple, label: str) -> str:
 def sub_action_clause(triple: Triple, label: str) -> str:
     """A clause for one temporal triple; sub-actions are -ing phrases, used as written (and singular)."""
     relation = triple.relation.lower()
-    if triple.head == label and relation in STARTS:
+    headed_by_label = class_key(triple.head) == class_key(label)
+    if headed_by_label and relation in STARTS:
         return f"starting with {triple.tail}"
-    if triple.head == label and relation in ENDS:
+    if headed_by_label and relation in ENDS:
         return f"ending with {triple.tail}"
-    if triple.head == label:
+    if headed_by_label:
         return f"which {predicate(triple.relation, False)} {triple.tail}"
     return f"where {triple.head} {predicate(triple.relation, False)} {triple.tail}"
 
@@ -129,7 +130,9 @@ def verbalize_entry(entry: ASKGEntry) -> ASKGEntry:
     action_object_triples = [Triple.parse(text) for text in entry.action_object_triples or []]
     sub_action_triples = [Triple.parse(text) for text in entry.sub_action_triples or []]
     order = [sub_action_clause(triple, label) for triple in sub_action_triples]
-    has_end = any(triple.head == label and triple.relation.lower() in ENDS for triple in sub_action_triples)
+    has_end = any(
+        class_key(triple.head) == class_key(label) and triple.relation.lower() in ENDS for triple in sub_action_triples
+    )
     if len(entry.sub_actions or []) > 1 and not has_end:
         order.append(f"ending with {entry.sub_actions[-1]}")
     return dataclasses.replace(

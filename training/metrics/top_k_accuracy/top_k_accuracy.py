@@ -7,7 +7,9 @@ import numpy as np
 
 _DESCRIPTION = """
 Top-k accuracy: the share of examples whose reference class is among the k highest-scoring classes. Ties are
-broken by class index (the lower index ranks first), so the result does not depend on the sort implementation.
+broken by class index (the lower index ranks first), so the result does not depend on the sort implementation. An
+example with a non-finite score (NaN or inf, from a broken model) is never counted as correct: its ranking means
+nothing.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -56,4 +58,5 @@ class TopKAccuracy(evaluate.Metric):
         higher = (scores > reference_scores).sum(1)
         tied_before = ((scores == reference_scores) & (class_index < references[:, None])).sum(1)
         ranks = higher + tied_before
+        ranks[~np.isfinite(scores).all(1)] = num_classes  # below every k: never correct
         return {f"top{value}": float((ranks < min(value, num_classes)).mean()) for value in ks}
