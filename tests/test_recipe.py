@@ -358,3 +358,25 @@ def test_the_card_calls_results_zero_shot_only_when_recorded_disjoint(tmp_path):
     for name, (data, heading) in cases.items():
         (tmp_path / name).write_text(json.dumps(data))
         assert evaluation_scope(tmp_path / name) == heading
+
+
+def test_every_recipe_setting_is_an_option_of_its_script():
+    from training.recipe import EVALUATION_RECIPES, apply_recipe
+    from training.train import build_parser
+
+    for recipe in TRAINING_RECIPES.values():
+        apply_recipe(build_parser(), recipe)
+    for recipe in EVALUATION_RECIPES.values():
+        apply_recipe(evaluate_zero_shot.build_parser(), recipe)
+    with pytest.raises(ValueError, match=r"the recipe sets \['no_such_option'\]"):
+        apply_recipe(build_parser(), {"no_such_option": 1})
+
+
+def test_the_paper_recipe_sets_the_authors_frames_crops_and_views(tiny_clip_dir, tmp_path):
+    train_args = parse_args(["--base-model", str(tiny_clip_dir), "--train-data", str(tmp_path)])
+    assert (train_args.frame_sampling, train_args.sampling_rate) == ("dense", 16)
+    assert (train_args.train_crop, train_args.flip_probability) == ("jitter", 0.5)
+    eval_args = evaluate_zero_shot.parse_args(["--model", "m", "--data", "d", "--output", "o.json", "--recipe", "paper"])
+    assert (eval_args.frame_sampling, eval_args.sampling_rate, eval_args.view_aggregation) == ("dense", 16, "logit-sum")
+    embedded = parse_args([])
+    assert (embedded.frame_sampling, embedded.train_crop, embedded.flip_probability) == ("segments", "random-resized", 0.0)

@@ -26,18 +26,16 @@ PAPER_STCA = dict(
     mask_rate=0.5, mask_stride=[1, 2, 2], channel_fold=32, temporal_scales=[1, 2], stca_layers="all",
     temporal_shuffle=True,
 )
-# The frame sampling, crops, flips and view aggregation of the authors' recipe: 8 frames 16 apart at 30 fps, short
-# side jittered in [224, 256] then a random crop, flips with probability 0.5; 3 temporal views at test, logits summed.
-PAPER_FRAMES_AND_VIEWS = dict(
-    frame_sampling="dense", sampling_rate=16, num_clips=3, train_crop="jitter", flip_probability=0.5,
-    view_aggregation="logit-sum",
-)
+# The authors' frames: 8, 16 apart at 30 fps, evenly spaced in a window (random in training, 3 windows at test).
+PAPER_FRAMES = dict(frame_sampling="dense", sampling_rate=16)
+# Their training crop: short side jittered in [224, 256], a random square crop, flips with probability 0.5.
+PAPER_TRAINING_CROP = dict(train_crop="jitter", flip_probability=0.5)
+# Their test views: 3 temporal clips x 1 centre crop, the class logits of the views summed.
+PAPER_TEST_VIEWS = dict(num_clips=3, num_crops=1, view_aggregation="logit-sum")
 # The embedded job's STCA settings. Window masking is off: on its 4x4 patch grid the kept patches of consecutive frames
 # sit a whole patch (8 px) apart, more than the object moves per frame, and the tiny model then does not learn the
 # direction of motion within the budget. channel_fold 16 moves c = 4 of 64 channels to each temporal side.
 EMBEDDED_STCA = dict(mask_rate=0.0, channel_fold=16)
-# Options of the recipes that a script's parser may lack: a recipe sets them where the parser has them.
-OPTIONAL_SETTINGS = frozenset(PAPER_FRAMES_AND_VIEWS) | {"crop_scale"}
 
 TRAINING_RECIPES = {
     "paper": dict(
@@ -59,7 +57,8 @@ TRAINING_RECIPES = {
         template=DEFAULT_HYPOTHESIS_TEMPLATE,
         frame_mean_baseline=False,
         **PAPER_STCA,
-        **PAPER_FRAMES_AND_VIEWS,
+        **PAPER_FRAMES,
+        **PAPER_TRAINING_CROP,
     ),
     "embedded": dict(
         num_frames=8,
@@ -80,7 +79,6 @@ TRAINING_RECIPES = {
         frame_mean_baseline=True,
         **EMBEDDED_STCA,
         frame_sampling="segments",
-        num_clips=1,
         train_crop="random-resized",
         # No flips (they turn "moving left" into "moving right") and mild crops that keep the shape in view.
         flip_probability=0.0,
@@ -88,7 +86,7 @@ TRAINING_RECIPES = {
     ),
 }
 EVALUATION_RECIPES = {
-    "paper": dict(num_crops=1, mixed_precision="auto", **PAPER_FRAMES_AND_VIEWS),
+    "paper": dict(mixed_precision="auto", **PAPER_FRAMES, **PAPER_TEST_VIEWS),
 }
 
 
@@ -101,21 +99,20 @@ def add_recipe_argument(parser: argparse.ArgumentParser, recipes: dict, default_
 
 def apply_recipe(parser: argparse.ArgumentParser, recipe: dict) -> dict:
     """
-    Make the recipe's settings the parser's defaults, for the options the parser has; returns the settings applied.
-    A setting the parser lacks is an error unless it is one of `OPTIONAL_SETTINGS`.
+    Make the recipe's settings the parser's defaults (so flags given still win); returns them. A setting the
+    parser has no option for is an error.
     """
     destinations = {action.dest for action in parser._actions}
-    missing = sorted(set(recipe) - destinations - OPTIONAL_SETTINGS)
+    missing = sorted(set(recipe) - destinations)
     if missing:
         raise ValueError(f"the recipe sets {missing}, which {parser.prog} has no option for")
-    applied = {name: value for name, value in recipe.items() if name in destinations}
-    parser.set_defaults(**applied)
-    return applied
+    parser.set_defaults(**recipe)
+    return recipe
 
 
 def recipe_settings(args: argparse.Namespace, recipe: dict) -> dict:
     """What the run used for each of the recipe's settings (the recipe's value or the flag that overrode it)."""
-    return {name: _plain(getattr(args, name)) for name in recipe if hasattr(args, name)}
+    return {name: _plain(getattr(args, name)) for name in recipe}
 
 
 def _plain(value):
