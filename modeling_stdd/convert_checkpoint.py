@@ -29,7 +29,6 @@ import pickle
 import re
 import shutil
 import sys
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .configuration_stdd import STDD_VISION_FIELDS, STDDConfig
-from .file_utils import apply_default_permissions, move_into_place
+from .file_utils import apply_default_permissions, make_staging_dir, move_into_place, remove_stale_staging_dirs
 from .modeling_stdd import STDDModel
 from .processing_stdd import STDDProcessor
 from .tokenization_stdd import CLIP_VOCAB_SIZE
@@ -567,7 +566,8 @@ def convert_checkpoint(
     processor.tokenizer.model_max_length = geometry.context_length
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    remove_stale_staging_dirs(output_dir)
+    staging_dir = make_staging_dir(output_dir)
     try:
         model.save_pretrained(staging_dir)
         processor.save_pretrained(staging_dir)

@@ -32,6 +32,10 @@ PAPER_FRAMES_AND_VIEWS = dict(
     frame_sampling="dense", sampling_rate=16, num_clips=3, train_crop="jitter", flip_probability=0.5,
     view_aggregation="logit-sum",
 )
+# The embedded job's STCA settings. Window masking is off: on its 4x4 patch grid the kept patches of consecutive frames
+# sit a whole patch (8 px) apart, more than the object moves per frame, and the tiny model then does not learn the
+# direction of motion within the budget. channel_fold 16 moves c = 4 of 64 channels to each temporal side.
+EMBEDDED_STCA = dict(mask_rate=0.0, channel_fold=16)
 # Options of the recipes that a script's parser may lack: a recipe sets them where the parser has them.
 OPTIONAL_SETTINGS = frozenset(PAPER_FRAMES_AND_VIEWS) | {"crop_scale"}
 
@@ -57,9 +61,6 @@ TRAINING_RECIPES = {
         **PAPER_STCA,
         **PAPER_FRAMES_AND_VIEWS,
     ),
-    # Window masking is off in the embedded job: on its 4x4 patch grid the kept patches of consecutive frames sit a
-    # whole patch (8 px) apart, more than the object moves per frame, and the tiny model then does not learn the
-    # direction of motion within the budget. channel_fold 16 moves c = 4 of 64 channels to each temporal side.
     "embedded": dict(
         num_frames=8,
         image_size=32,
@@ -77,8 +78,7 @@ TRAINING_RECIPES = {
         num_workers=1,
         template=SYNTHETIC_PROMPT,
         frame_mean_baseline=True,
-        mask_rate=0.0,
-        channel_fold=16,
+        **EMBEDDED_STCA,
         frame_sampling="segments",
         num_clips=1,
         train_crop="random-resized",
@@ -171,6 +171,7 @@ def check_model_overrides(base_model: str, overrides: dict) -> STDDConfig:
 
 
 __all__ = [
+    "EMBEDDED_STCA",
     "EVALUATION_RECIPES",
     "STCA_SETTINGS",
     "TRAINING_RECIPES",
