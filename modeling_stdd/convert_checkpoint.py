@@ -153,6 +153,18 @@ def is_torchscript_archive(path: Path) -> bool:
         return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
 
 
+def looks_like_torch_save(path: Path) -> bool:
+    """
+    Whether `path` starts as `torch.save` writes: a zip archive (the format since PyTorch 1.6) or a pickle of
+    protocol 2 or later (the legacy format). Text and other files would otherwise reach the weights-only unpickler,
+    whose message then blames "pickled objects".
+    """
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as file:
+        return file.read(1) == b"\x80"
+
+
 def read_checkpoint(path: str | Path, allow_pickle: bool = False) -> tuple[dict, str]:
     """
     The top-level dict of a checkpoint file and how it was stored (`"torchscript"`, `"torch"` or `"safetensors"`).
@@ -174,6 +186,8 @@ def read_checkpoint(path: str | Path, allow_pickle: bool = False) -> tuple[dict,
                 return dict(torch.jit.load(path, map_location="cpu").state_dict()), "torchscript"
         except RuntimeError as error:
             raise CheckpointError(f"{path}: a TorchScript archive that torch.jit.load cannot read: {error}") from error
+    if not looks_like_torch_save(path):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle).")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except pickle.UnpicklingError as error:

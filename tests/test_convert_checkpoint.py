@@ -166,7 +166,7 @@ def save(tmp_path, content, name="input.pt"):
 
 
 def test_not_a_checkpoint(tmp_path):
-    for content in (b"", b"hello, this is text\n", b"PK\x03\x04 broken zip"):
+    for content in (b"", b"hello, this is text\n", b"garbage\n", b"PK\x03\x04 broken zip"):
         with pytest.raises(CheckpointError, match=r"input\.pt: not a PyTorch checkpoint"):
             convert_checkpoint(save(tmp_path, content), tmp_path / "stdd")
     with pytest.raises(CheckpointError, match=r"input\.pt: holds a list, not a state dict"):
