@@ -695,6 +695,25 @@ class STDDModel(CLIPModel):
             check_model_folder(os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder", "")))
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
+    def adopt_image_size(self, image_size: int):
+        """
+        Make frames of `image_size` pixels this model's own size, in place: its position embeddings become the
+        interpolation of the original ones that training at that size used, and the config says `image_size`, so the
+        saved model runs on its saved processor's frames without `interpolate_pos_encoding`.
+        """
+        embeddings = self.vision_model.embeddings
+        num_patches = (image_size // embeddings.patch_size) ** 2
+        with torch.no_grad():
+            positions = embeddings.interpolate_pos_encoding(
+                embeddings.position_embedding.weight.new_empty(1, 1 + num_patches, embeddings.embed_dim), image_size,
+                image_size,
+            )[0]
+        embeddings.position_embedding = torch.nn.Embedding.from_pretrained(positions.clone(), freeze=False)
+        embeddings.image_size, embeddings.num_patches = image_size, num_patches
+        embeddings.num_positions = num_patches + 1
+        embeddings.position_ids = torch.arange(num_patches + 1, device=positions.device).expand((1, -1))
+        self.config.vision_config.image_size = image_size
+
     @can_return_tuple
     def get_video_features(
         self,

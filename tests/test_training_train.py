@@ -327,7 +327,7 @@ def test_adopting_the_training_frame_size_keeps_the_interpolated_outputs(tiny_cl
     video = torch.randn(1, 4, 3, 48, 48)
     with torch.no_grad():
         interpolated = model.get_video_features(video, interpolate_pos_encoding=True).pooler_output
-        train.adopt_image_size(model, 48)
+        model.adopt_image_size(48)
         native = model.get_video_features(video).pooler_output
     torch.testing.assert_close(native, interpolated, atol=1e-6, rtol=1e-6)
     assert model.config.vision_config.image_size == 48

@@ -769,7 +769,7 @@ def save_model_folder(run: TrainedRun, job: Job, folder: Path, record: dict):
     and the run's `record` (`training_settings.json`).
     """
     if run.interpolate_pos_encoding:
-        adopt_image_size(run.model, job.processor.video_processor.crop_size.height)
+        run.model.adopt_image_size(job.processor.video_processor.crop_size.height)
         run.interpolate_pos_encoding = False
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -786,25 +786,6 @@ def save_model_folder(run: TrainedRun, job: Job, folder: Path, record: dict):
         save_prompt_embeddings(texts_file, list(label_set.prompts), prompts.text_embeds)
     write_run_record(partial, record)
     move_into_place(partial, folder)
-
-
-def adopt_image_size(model: STDDModel, image_size: int):
-    """
-    Make frames of `image_size` pixels the model's own size, in place: its position embeddings become the
-    interpolation of the original ones that training at that size used, and the config says `image_size`, so the
-    saved model runs on its saved processor's frames without `interpolate_pos_encoding`.
-    """
-    embeddings = model.vision_model.embeddings
-    num_patches = (image_size // embeddings.patch_size) ** 2
-    with torch.no_grad():
-        positions = embeddings.interpolate_pos_encoding(
-            embeddings.position_embedding.weight.new_empty(1, 1 + num_patches, embeddings.embed_dim), image_size,
-            image_size,
-        )[0]
-    embeddings.position_embedding = torch.nn.Embedding.from_pretrained(positions.clone(), freeze=False)
-    embeddings.image_size, embeddings.num_patches, embeddings.num_positions = image_size, num_patches, num_patches + 1
-    embeddings.position_ids = torch.arange(num_patches + 1, device=positions.device).expand((1, -1))
-    model.config.vision_config.image_size = image_size
 
 
 def label_set_texts(label_set) -> dict[str, list[str]]:

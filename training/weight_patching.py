@@ -62,13 +62,11 @@ def load_starting_model(base_model: str, model: STDDModel) -> STDDModel:
     The starting checkpoint as an `STDDModel` at `model`'s frame size: a model trained at another frame side than its
     start was saved with the interpolated position embeddings it trained from, and the start gets the same ones.
     """
-    from training.train import adopt_image_size  # train.py owns how a model takes on another frame size
-
     starting_model = STDDModel.from_pretrained(base_model)
     image_size = model.config.vision_config.image_size
     same_patches = starting_model.config.vision_config.patch_size == model.config.vision_config.patch_size
     if same_patches and starting_model.config.vision_config.image_size != image_size:
-        adopt_image_size(starting_model, image_size)
+        starting_model.adopt_image_size(image_size)
     return starting_model
 
 
