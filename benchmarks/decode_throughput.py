@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # PyAV first: decord bundles its own FFmpeg libraries, and once they are loaded PyAV's VP8/VP9 encoders fail.
@@ -68,21 +69,26 @@ READERS = {
 BASELINE = "PyAV (transformers read_video_pyav)"
 
 
+def interleaved_rates(runs: dict[str, Callable[[], object]], items: int, repeats: int) -> dict[str, float]:
+    """
+    Median items/s of each of `runs` (callables that each process `items` items) over `repeats` passes. The runs
+    take turns pass by pass, so that a slow spell of the machine hits all of them alike.
+    """
+    pass_rates = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            pass_rates[name].append(items / (time.perf_counter() - start))
+    return {name: float(np.median(rates)) for name, rates in pass_rates.items()}
+
+
 def clips_per_second(paths: list[Path], repeats: int) -> dict[str, float]:
-    """
-    Median clips/s of each reader over `repeats` passes over `paths`. Readers take turns pass by pass, so that a
-    slow spell of the machine hits all of them alike.
-    """
+    """Median clips/s of each reader over `repeats` passes over `paths`, the readers taking turns pass by pass."""
     for reader in READERS.values():
         reader(paths[0])  # warm-up: library initialisation is not part of the steady state
-    pass_rates = {name: [] for name in READERS}
-    for _ in range(repeats):
-        for name, reader in READERS.items():
-            start = time.perf_counter()
-            for path in paths:
-                reader(path)
-            pass_rates[name].append(len(paths) / (time.perf_counter() - start))
-    return {name: float(np.median(rates)) for name, rates in pass_rates.items()}
+    runs = {name: (lambda reader=reader: [reader(path) for path in paths]) for name, reader in READERS.items()}
+    return interleaved_rates(runs, len(paths), repeats)
 
 
 PEAK_MEMORY_CODE = """

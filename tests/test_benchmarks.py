@@ -61,12 +61,27 @@ def test_stca_overhead_splits_the_extra_time_into_matrix_products_and_the_rest()
     assert "aten::addmm" in output
 
 
-def test_pipeline_throughput_compares_first_and_cached_calls():
+def test_pipeline_throughput_times_decode_model_and_pipeline_per_setting():
     output = run_benchmark(
-        "pipeline_throughput.py", "--size", "tiny", "--videos", "2", "--labels", "3", "--repeats", "1"
+        "pipeline_throughput.py", "--size", "tiny", "--videos", "2", "--seconds", "1", "--labels", "3",
+        "--threads", "1", "--batch-sizes", "1", "2", "--num-workers", "0", "1",
     )
     assert re.search(r"first call \(uncached\):\s+[\d.]+ videos/s", output)
     assert re.search(r"cached label texts:\s+[\d.]+ videos/s", output)
+    rows = re.findall(r"^\| (\w+) \| (\d+) \| (\d*) \| (\d*) \| ([\d.]+) \| ([\d.]+) \|$", output, re.MULTILINE)
+    stages = {(stage, batch_size, workers) for stage, threads, batch_size, workers, _, _ in rows if threads == "1"}
+    assert stages == {
+        ("decode", "", ""), ("preprocess", "", ""), ("model", "1", ""), ("model", "2", ""),
+        *{("pipeline", batch_size, workers) for batch_size in "12" for workers in "01"},
+    }
+    assert all(float(rate) > 0 for *_, rate, _ in rows)
+    # the bound is the slower of the two sides, each at its best settings
+    sides = ("model", "preprocess")
+    best_share = {side: max(float(share) for stage, *_, share in rows if stage == side) for side in sides}
+    assert min(best_share.values()) == 1.0
+    assert re.search(r"^bound: (model|preprocessing): model alone at best [\d.]+ videos/s", output, re.MULTILINE)
+    best = r"^best pipeline: [\d.]+ videos/s with threads=\d+ batch_size=[12] num_workers=[01], [\d.]+ of the bound"
+    assert re.search(best, output, re.MULTILINE)
 
 
 def test_train_throughput_quick_run():
