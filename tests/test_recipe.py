@@ -16,12 +16,13 @@ from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import LabelTexts
 from tests.conftest import tiny_clip_config
 from training import evaluate_zero_shot
+from training.arguments import parse_args
 from training.objective import STDDTrainingModule
 from training.optim import learning_rate_factor, parameter_groups, scaled_learning_rate, warmup_cosine_schedule
 from training.protocols import class_overlap
 from training.recipe import TRAINING_RECIPES, check_model_overrides, stca_overrides
 from training.run_record import RUN_RECORD_NAME
-from training.train import main, parse_args
+from training.train import main
 from training.weight_patching import patch_weights, patched_model
 
 
@@ -362,7 +363,7 @@ def test_the_card_calls_results_zero_shot_only_when_recorded_disjoint(tmp_path):
 
 def test_every_recipe_setting_is_an_option_of_its_script():
     from training.recipe import EVALUATION_RECIPES, apply_recipe
-    from training.train import build_parser
+    from training.arguments import build_parser
 
     for recipe in TRAINING_RECIPES.values():
         apply_recipe(build_parser(), recipe)
