@@ -11,7 +11,7 @@ import yaml
 
 from modeling_stdd.askg import DATASETS
 from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
-from modeling_stdd.pipeline_stdd import check_hypothesis_template
+from modeling_stdd.hypothesis_template import check_hypothesis_template
 from training.optim import default_mixed_precision
 from training.recipe import (
     TRAINING_RECIPES,
