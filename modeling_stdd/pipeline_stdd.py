@@ -22,7 +22,6 @@ import importlib
 import json
 import os
 import shutil
-import string
 import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -39,6 +38,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import cached_file, logging
 
 from .file_utils import move_into_place, read_json_file
+from .hypothesis_template import check_hypothesis_template
 from .processing_stdd import STDDProcessor
 from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, DEFAULT_MAX_DOWNLOAD_BYTES, download_video, is_url
 from .video_processing_stdd import (
@@ -116,31 +116,6 @@ def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
             "lower-cases text, so they would always tie. Keep one of each."
         )
     return labels
-
-
-def check_hypothesis_template(hypothesis_template: str, name: str = "hypothesis_template") -> str:
-    """
-    Check that `hypothesis_template.format(label)` puts the label in: exactly one replacement field, a bare `{}` (no
-    field name, format spec or conversion); `{{` and `}}` are literal braces. `name` is the template's name in errors.
-    """
-    if isinstance(hypothesis_template, str) and _replacement_fields(hypothesis_template) == [("", "", None)]:
-        return hypothesis_template
-    raise ValueError(
-        f"{name} must contain '{{}}' exactly once, bare (no name, format spec or conversion; '{{{{' and '}}}}' are "
-        f"literal braces), got {hypothesis_template!r}."
-    )
-
-
-def _replacement_fields(template: str) -> list[tuple[str, str, str | None]] | None:
-    """`(field name, format spec, conversion)` of each replacement field of a format string; None if it does not parse."""
-    try:
-        return [
-            (field_name, format_spec, conversion)
-            for _, field_name, format_spec, conversion in string.Formatter().parse(template)
-            if field_name is not None
-        ]
-    except ValueError:
-        return None
 
 
 def label_texts_mapping(label_texts, templates=None) -> dict[str, list[str]]:
@@ -732,7 +707,6 @@ __all__ = [
     "ZeroShotVideoClassificationPipeline",
     "build_label_set",
     "candidate_label_list",
-    "check_hypothesis_template",
     "encode_prompts",
     "prompt_embeddings_file",
     "prompts_digest",

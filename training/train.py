@@ -50,11 +50,8 @@ from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import DATASETS, LabelTexts
 from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import move_into_place
-from modeling_stdd.pipeline_stdd import (
-    build_label_set,
-    check_hypothesis_template,
-    save_prompt_embeddings,
-)
+from modeling_stdd.hypothesis_template import check_hypothesis_template
+from modeling_stdd.pipeline_stdd import build_label_set, save_prompt_embeddings
 from training.checkpointing import checkpoint_settings, checkpoint_to_resume, load_checkpoint, save_checkpoint
 from training.class_coverage import (
     TrainingClassCoverage,
