@@ -310,11 +310,12 @@ def test_a_run_records_its_settings_and_how_many_evaluation_classes_it_saw(
 def test_the_readme_commands_for_reproducing_the_paper_parse(tmp_path):
     """The commands of the README's "Reproducing the paper" (they need the data sets to run) use existing flags."""
     import shlex
+    from pathlib import Path
 
     from hub_card.__main__ import build_parser as hub_card_parser
-    from tests.test_readme import README
 
-    section = README.split("## Reproducing the paper", 1)[1]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Reproducing the paper", 1)[1]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [shlex.split(line) for line in block.replace("\\\n", " ").splitlines()
                 if line.strip() and not line.lstrip().startswith("#")]

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_training_train import tiny_arguments, tiny_data  # noqa: F401 (tiny_data is a fixture)
+from training_testing import tiny_arguments
 
 from training import train
 from training.divergence import TrainingDivergedError

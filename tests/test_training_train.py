@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from modeling_stdd import STDDModel, STDDProcessor
 from askg_testing import make_entry
+from training_testing import tiny_arguments
 from modeling_stdd.askg import LabelTexts, write_askg_file
 from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
 from training import train
@@ -21,30 +22,6 @@ from training.train import main, parse_args, parse_average_epochs
 
 
 REPO = Path(__file__).resolve().parent.parent
-CLASSES = ("clapping", "waving", "jumping")
-
-
-@pytest.fixture
-def tiny_data(tmp_path, make_video):
-    """Training folder with 3 classes x 3 clips, evaluation folder with 2 other classes x 2 clips, label texts."""
-    for split, classes, count in (("train", CLASSES, 3), ("eval", ("running", "sitting"), 2)):
-        for name in classes:
-            (tmp_path / split / name).mkdir(parents=True)
-            for index in range(count):
-                make_video(f"{split}-{name}-{index}.mp4", num_frames=8).rename(tmp_path / split / name / f"{index}.mp4")
-    LabelTexts({"running": ["a person running.", "someone jogging."], "clapping": ["hands clapping."]}).save(
-        tmp_path / "texts.json"
-    )
-    return tmp_path
-
-
-def tiny_arguments(tiny_data, tiny_clip_dir, output_dir, *extra):
-    return [
-        "--base-model", str(tiny_clip_dir), "--train-data", str(tiny_data / "train"),
-        "--eval-data", str(tiny_data / "eval"), "--label-texts", str(tiny_data / "texts.json"),
-        "--output-dir", str(output_dir), "--num-frames", "4", "--batch-size", "3", "--num-workers", "0",
-        "--learning-rate", "1e-3", "--warmup-epochs", "0.5", *extra,
-    ]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
