@@ -412,7 +412,9 @@ def test_predictions_follow_the_mixed_precision_setting(stdd_folder):
     dtypes = set()
     layer = model.vision_model.encoder.layers[0].mlp.fc1
     layer.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
-    batch = {"pixel_values": torch.randn(1, 4, 3, 32, 32), "labels": torch.tensor([0]), "readable": torch.tensor([True])}
+    batch = {
+        "pixel_values": torch.randn(1, 1, 4, 3, 32, 32), "labels": torch.tensor([0]), "readable": torch.tensor([True])
+    }
     AcceleratorState._reset_state()  # the other tests' accelerators run in full precision
     try:
         scores, _, _ = predict(model, [batch], prompts, Accelerator(cpu=True, mixed_precision="bf16"))

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from modeling_stdd import STDDModel
 from modeling_stdd.askg import LabelTexts
 from modeling_stdd.pipeline_stdd import check_finite_scores
-from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views
+from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION, video_scores
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
 from training.objective import ClassPrompts
 from training.protocols import (
@@ -51,7 +51,8 @@ def predict(
         if batch["pixel_values"] is not None:
             with accelerator.autocast():  # --mixed-precision
                 scores[readable] = video_scores(
-                    model, batch["pixel_values"], prompts, interpolate_pos_encoding, view_aggregation
+                    model, batch["pixel_values"], prompts.text_embeds, prompts.prompt_class_ids, view_aggregation,
+                    interpolate_pos_encoding,
                 )
         scores, labels, readable = accelerator.gather_for_metrics((scores, batch["labels"], readable.long()))
         all_scores.append(scores.cpu())
@@ -61,23 +62,6 @@ def predict(
     scores, labels = torch.cat(all_scores)[readable], torch.cat(all_labels)[readable]
     check_finite_scores(scores, f"evaluation ({description})")
     return scores.numpy(), labels.numpy(), int((~readable).sum())
-
-
-def video_scores(
-    model: STDDModel, pixel_values: torch.Tensor, prompts: ClassPrompts, interpolate_pos_encoding: bool,
-    view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
-) -> torch.Tensor:
-    """Class probabilities `(B, K)` of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, views by `view_aggregation`."""
-    if pixel_values.ndim == 5:  # one view: (B, T, 3, S, S)
-        pixel_values = pixel_values.unsqueeze(1)
-    batch_size, num_views = pixel_values.shape[:2]
-    outputs = model(
-        pixel_values=pixel_values.flatten(0, 1).to(model.dtype),
-        text_embeds=prompts.text_embeds.to(model.dtype),
-        prompt_class_ids=prompts.prompt_class_ids,
-        interpolate_pos_encoding=interpolate_pos_encoding,
-    )
-    return aggregate_views(outputs.logits_per_video.unflatten(0, (batch_size, num_views)), view_aggregation)
 
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k=(1, 5)) -> dict[str, float]:
