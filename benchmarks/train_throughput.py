@@ -31,9 +31,9 @@ from training.data import (
     collate_clips,
     load_video_dataset,
 )
+from training.job import TINY_CLIP_PROJECTION_DIM, TINY_CLIP_TEXT, TINY_CLIP_VISION
 from training.objective import FrozenImageTower, STDDTrainingModule, encode_class_prompts
 from training.recipe import STCA_SETTINGS, TRAINING_RECIPES
-from training.train import TINY_CLIP_PROJECTION_DIM, TINY_CLIP_TEXT, TINY_CLIP_VISION
 
 
 SIZES = {

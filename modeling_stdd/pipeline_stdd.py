@@ -22,7 +22,6 @@ import importlib
 import json
 import os
 import shutil
-import string
 import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -39,21 +38,18 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import cached_file, logging
 
 from .file_utils import move_into_place, read_json_file
+from .hypothesis_template import check_hypothesis_template
 from .processing_stdd import STDDProcessor
 from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, DEFAULT_MAX_DOWNLOAD_BYTES, download_video, is_url
 from .video_processing_stdd import (
     DEFAULT_SAMPLING_RATE,
     FRAME_TIME_DECIMALS,
+    DecodedVideo,
+    EncodedVideo,
     frames_from_decoded,
-    is_encoded_video,
-    open_video_reader,
-    probe_frame_size,
-    read_encoded_video,
-    read_frames,
-    reduced_decode_size,
     sample_frame_indices,
 )
-from .view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views, check_view_aggregation
+from .view_aggregation import DEFAULT_VIEW_AGGREGATION, check_view_aggregation, video_scores
 
 
 logger = logging.get_logger(__name__)
@@ -120,31 +116,6 @@ def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
             "lower-cases text, so they would always tie. Keep one of each."
         )
     return labels
-
-
-def check_hypothesis_template(hypothesis_template: str, name: str = "hypothesis_template") -> str:
-    """
-    Check that `hypothesis_template.format(label)` puts the label in: exactly one replacement field, a bare `{}` (no
-    field name, format spec or conversion); `{{` and `}}` are literal braces. `name` is the template's name in errors.
-    """
-    if isinstance(hypothesis_template, str) and _replacement_fields(hypothesis_template) == [("", "", None)]:
-        return hypothesis_template
-    raise ValueError(
-        f"{name} must contain '{{}}' exactly once, bare (no name, format spec or conversion; '{{{{' and '}}}}' are "
-        f"literal braces), got {hypothesis_template!r}."
-    )
-
-
-def _replacement_fields(template: str) -> list[tuple[str, str, str | None]] | None:
-    """`(field name, format spec, conversion)` of each replacement field of a format string; None if it does not parse."""
-    try:
-        return [
-            (field_name, format_spec, conversion)
-            for _, field_name, format_spec, conversion in string.Formatter().parse(template)
-            if field_name is not None
-        ]
-    except ValueError:
-        return None
 
 
 def label_texts_mapping(label_texts, templates=None) -> dict[str, list[str]]:
@@ -389,39 +360,20 @@ def window_frame_indices(
     )
 
 
-class FrameSource:
+def timeline_frame_times(video: EncodedVideo | DecodedVideo, fps: float | None) -> tuple[np.ndarray, float]:
     """
-    Random access to the frames of one video (decoded with decord, or already decoded), when each is shown
-    (`frame_times`, seconds) and the video's duration: the end of its last frame, which lasts as long as the one
-    before it.
+    When each frame of an open video is shown (seconds from the first one, increasing) and the video's duration: the
+    end of its last frame, which lasts as long as the one before it. The file's own frame times, or with `fps` (which
+    decoded frames need) frame k at k / fps.
     """
-
-    def __init__(self, video, fps: float | None, decode_short_side: int | None):
-        if is_encoded_video(video):
-            encoded, name = read_encoded_video(video)
-            decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
-            reader = open_video_reader(encoded, name, decode_size)
-            num_frames, self.frame_times = len(reader), None
-            if fps is None:
-                fps = reader.get_avg_fps()
-                self.frame_times = reader.frame_times() if num_frames else None
-            self._read = lambda indices: read_frames(reader, indices, name)
-        else:
-            if fps is None:
-                raise ValueError("Segmenting decoded frames (an array, a tensor or a list of images) needs their fps=.")
-            frames = frames_from_decoded(video)
-            num_frames, self.frame_times = len(frames), None
-            self._read = frames.__getitem__
-        if num_frames == 0 or not fps > 0:
-            raise ValueError(f"The video has {num_frames} frames at {fps} fps; it cannot be cut in windows.")
-        if self.frame_times is None:
-            self.frame_times = np.arange(num_frames) / fps
-        last_frame_seconds = np.diff(self.frame_times[-2:])[0] if num_frames > 1 else 1 / fps
-        self.duration = round(float(self.frame_times[-1] + last_frame_seconds), FRAME_TIME_DECIMALS)
-
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        """Frames at `indices` (any shape): indices.shape + (H, W, 3) uint8."""
-        return self._read(indices)
+    if fps is None and video.average_fps is None:
+        raise ValueError("Segmenting decoded frames (an array, a tensor or a list of images) needs their fps=.")
+    rate = video.average_fps if fps is None else fps
+    if len(video) == 0 or not rate > 0:
+        raise ValueError(f"The video has {len(video)} frames at {rate} fps; it cannot be cut in windows.")
+    frame_times = video.frame_times() if fps is None else np.arange(len(video)) / fps
+    last_frame_seconds = np.diff(frame_times[-2:])[0] if len(video) > 1 else 1 / rate
+    return frame_times, round(float(frame_times[-1] + last_frame_seconds), FRAME_TIME_DECIMALS)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -594,37 +546,30 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or per window with its start and end."""
         check_one_video(video)
         video = fetch_video(video, timeout, max_download_bytes)
-        if segment_seconds is None:
-            pixel_values = self.video_processor(video, num_clips=num_clips, return_tensors="pt")["pixel_values"]
-            yield {"pixel_values": self._with_view_axis(pixel_values), "start": None, "end": None, "is_last": True}
-            return
-        source = FrameSource(video, fps, self._decode_short_side())
-        windows = timeline_windows(source.duration, segment_seconds, stride_seconds)
         processor = self.video_processor
+        if segment_seconds is None:
+            inputs = processor(video, num_clips=num_clips, keep_view_axis=True, return_tensors="pt")
+            yield {"pixel_values": inputs["pixel_values"], "start": None, "end": None, "is_last": True}
+            return
+        video = processor.open_video(video)
+        frame_times, duration = timeline_frame_times(video, fps)
+        windows = timeline_windows(duration, segment_seconds, stride_seconds)
         for index, (start, end) in enumerate(windows):
             frame_indices = window_frame_indices(
-                start, end, source.frame_times, processor.num_frames, num_clips,
+                start, end, frame_times, processor.num_frames, num_clips,
                 processor.frame_sampling, processor.sampling_rate,
             )
-            views = [
-                self.video_processor(clip, do_sample_frames=False, return_tensors="pt")["pixel_values"]
-                for clip in source.read(frame_indices)
-            ]
-            pixel_values = torch.cat([self._with_view_axis(view) for view in views], dim=1)
+            # Each clip is a video of its crops: (clips, T, H, W, 3) -> (clips, crops, T, ...) -> (1, views, T, ...)
+            clips = video.read(frame_indices)
+            views = processor(clips, do_sample_frames=False, keep_view_axis=True, return_tensors="pt")["pixel_values"]
+            pixel_values = views.flatten(0, 1)[None]
             yield {"pixel_values": pixel_values, "start": start, "end": end, "is_last": index == len(windows) - 1}
 
     def _forward(self, model_inputs, label_set: LabelSet, view_aggregation: str = DEFAULT_VIEW_AGGREGATION):
         """Class probabilities (batch, labels): the views' class scores combined by `view_aggregation`."""
         text_embeds, prompt_class_ids = self.prompt_embeddings(label_set)
-        pixel_values = model_inputs["pixel_values"]  # (batch, views, T, 3, S, S)
-        batch_size, num_views = pixel_values.shape[:2]
-        outputs = self.model(
-            pixel_values=pixel_values.flatten(0, 1).to(self.model.dtype),
-            text_embeds=text_embeds,
-            prompt_class_ids=prompt_class_ids,
-        )
-        logits = outputs.logits_per_video.unflatten(0, (batch_size, num_views))
-        scores = check_finite_scores(aggregate_views(logits, view_aggregation), "zero-shot-video-classification")
+        scores = video_scores(self.model, model_inputs["pixel_values"], text_embeds, prompt_class_ids, view_aggregation)
+        scores = check_finite_scores(scores, TASK)
         return {
             "scores": scores,
             "start": model_inputs["start"],
@@ -711,16 +656,6 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             return None
         return cached_file(self.model.name_or_path, filename, _raise_exceptions_for_missing_entries=False)
 
-    def _decode_short_side(self) -> int | None:
-        """Short side the video processor decodes large files at, with its own settings."""
-        processor = self.video_processor
-        return processor.resolve_decode_short_side(processor.decode_short_side, processor.do_resize, processor.size)
-
-    @staticmethod
-    def _with_view_axis(pixel_values: torch.Tensor) -> torch.Tensor:
-        """(1, T, 3, S, S) or (1, V, T, 3, S, S) -> (1, V, T, 3, S, S)."""
-        return pixel_values.unsqueeze(1) if pixel_values.ndim == 5 else pixel_values
-
     @staticmethod
     def _ranked_labels(scores: torch.Tensor, labels: Sequence[str], top_k: int | None) -> list[dict]:
         order = scores.argsort(descending=True, stable=True).tolist()[:top_k]
@@ -772,10 +707,10 @@ __all__ = [
     "ZeroShotVideoClassificationPipeline",
     "build_label_set",
     "candidate_label_list",
-    "check_hypothesis_template",
     "encode_prompts",
     "prompt_embeddings_file",
     "prompts_digest",
     "save_prompt_embeddings",
+    "timeline_frame_times",
     "timeline_windows",
 ]
