@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 # PyAV first: decord bundles its own FFmpeg libraries, and once they are loaded PyAV's VP8/VP9 encoders fail.
@@ -69,7 +69,7 @@ READERS = {
 BASELINE = "PyAV (transformers read_video_pyav)"
 
 
-def interleaved_rates(runs: dict[str, Callable[[], object]], items: int, repeats: int) -> dict[str, float]:
+def interleaved_rates(runs: dict[Hashable, Callable[[], object]], items: int, repeats: int) -> dict[Hashable, float]:
     """
     Median items/s of each of `runs` (callables that each process `items` items) over `repeats` passes. The runs
     take turns pass by pass, so that a slow spell of the machine hits all of them alike.
