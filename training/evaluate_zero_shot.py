@@ -29,11 +29,11 @@ from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import LabelTexts
 from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import check_writable_folder, write_text_atomically
-from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set, check_finite_scores
+from modeling_stdd.pipeline_stdd import check_finite_scores
+from modeling_stdd.prompt_sets_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, PromptSet, build_prompt_set, resolve_label_texts
 from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views
 from training.class_coverage import classes_without_readable_videos
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
-from training.objective import ClassPrompts, encode_class_prompts
 from training.optim import default_mixed_precision
 from training.protocols import (
     PROTOCOLS,
@@ -73,7 +73,7 @@ def make_accelerator(**kwargs) -> Accelerator:
 def load_label_texts(values: str | list[str] | None, templates: list[str] | None = None) -> LabelTexts | None:
     """
     `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name, label-texts JSON and
-    ASKG YAML files (an ASKG file followed by its clause file), merged in order (see `LabelTexts.from_sources`).
+    ASKG YAML files (an ASKG file followed by its clause file), merged in order (see `resolve_label_texts`).
     `templates` (`--templates`) build the prompt sets of shipped sets and ASKG files.
     """
     values = [values] if isinstance(values, str) else list(values or [])
@@ -81,23 +81,12 @@ def load_label_texts(values: str | list[str] | None, templates: list[str] | None
         if templates is not None:
             raise ValueError("--templates builds the prompt sets of --label-texts; give --label-texts too")
         return None
-    return LabelTexts.from_sources(values, templates)
-
-
-def class_prompts(
-    model: STDDModel, tokenizer, class_names: list[str], label_texts: LabelTexts | None,
-    template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
-) -> ClassPrompts:
-    """Prompt embeddings of `class_names`: their label texts, or `template` for classes the texts lack."""
-    label_set = build_label_set(class_names, template, label_texts)
-    return encode_class_prompts(
-        model, tokenizer, list(label_set.prompts), label_set.prompt_class_ids, len(class_names)
-    )
+    return resolve_label_texts(values, templates)[0]
 
 
 @torch.no_grad()
 def predict(
-    model: STDDModel, loader, prompts: ClassPrompts, accelerator: Accelerator, description: str = "eval",
+    model: STDDModel, loader, prompts: PromptSet, accelerator: Accelerator, description: str = "eval",
     interpolate_pos_encoding: bool = False, view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
 ):
     """
@@ -129,7 +118,7 @@ def predict(
 
 
 def video_scores(
-    model: STDDModel, pixel_values: torch.Tensor, prompts: ClassPrompts, interpolate_pos_encoding: bool,
+    model: STDDModel, pixel_values: torch.Tensor, prompts: PromptSet, interpolate_pos_encoding: bool,
     view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
 ) -> torch.Tensor:
     """Class probabilities `(B, K)` of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, views by `view_aggregation`."""
@@ -318,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
             if not overlaps[split.name].zero_shot:
                 accelerator.print(f"{split.name}: {overlaps[split.name].describe()}, not zero-shot")
         dataset = drop_missing_videos(split.dataset, split.name, args.video_root, args.fail_on_unreadable_video)
-        prompts = class_prompts(model, processor.tokenizer, split.class_names, label_texts, args.template)
+        prompts = build_prompt_set(model, processor.tokenizer, split.class_names, args.template, label_texts)
         loader = evaluation_loader(
             dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
             num_clips=args.num_clips, num_crops=args.num_crops,

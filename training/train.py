@@ -47,12 +47,18 @@ from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel
 
 from modeling_stdd import STDDModel, STDDProcessor
-from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.askg import LabelTexts
 from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import move_into_place
-from modeling_stdd.pipeline_stdd import (
-    build_label_set,
+from modeling_stdd.prompt_sets_stdd import (
+    EXPORTED_LABEL_TEXTS_DIR,
+    LabelTextsNotFoundError,
+    PromptSet,
+    build_prompt_set,
     check_hypothesis_template,
+    encode_prompt_set,
+    label_prompts,
+    locate_label_texts,
     save_prompt_embeddings,
 )
 from training.checkpointing import checkpoint_settings, checkpoint_to_resume, load_checkpoint, save_checkpoint
@@ -69,7 +75,6 @@ from training.data import (
     load_video_dataset,
 )
 from training.evaluate_zero_shot import (
-    class_prompts,
     evaluation_loader,
     load_label_texts,
     make_accelerator,
@@ -78,7 +83,7 @@ from training.evaluate_zero_shot import (
     write_json_atomically,
 )
 from training.divergence import NonFiniteStepGuard, TrainingDivergedError
-from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule, encode_class_prompts
+from training.objective import FrozenImageTower, STDDTrainingModule
 from training.optim import default_mixed_precision, parameter_groups, scaled_learning_rate, warmup_cosine_schedule
 from training.protocols import class_overlap, with_label_text_names
 from training.recipe import (
@@ -318,8 +323,11 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
     for name in ("train_data", "eval_data"):
         check_list_file_flags(args, name, parser)
     for value in args.label_texts or []:
-        if value != "none" and value not in DATASETS and not os.path.isfile(value):
-            parser.error(f"--label-texts {value}: neither a file nor a shipped set ({', '.join(DATASETS)})")
+        try:
+            if value != "none":
+                locate_label_texts(value)
+        except LabelTextsNotFoundError as error:
+            parser.error(f"--label-texts {value}: {error}")
     try:
         templates_from_options(args.templates, args.num_templates)
     except ValueError as error:
@@ -615,8 +623,8 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path, positio
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     teacher = FrozenImageTower(model).to(accelerator.device) if args.distillation_weight else None
-    prompts = class_prompts(model, job.processor.tokenizer, class_names_of(job.train_dataset), job.label_texts,
-                            job.template).to(accelerator.device)
+    prompts = build_prompt_set(model, job.processor.tokenizer, class_names_of(job.train_dataset), job.template,
+                               job.label_texts).to(accelerator.device)
     module = STDDTrainingModule(model, args.distillation_weight, args.train_logit_scale)
     module.train()
     global_batch_size = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
@@ -693,7 +701,7 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path, positio
     return TrainedRun(model.eval(), interpolate, summary)
 
 
-def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optimizer, scheduler, loader,
+def train_epoch(args, accelerator, module, teacher, prompts: PromptSet, optimizer, scheduler, loader,
                 progress: TrainingProgress, total_steps: int, interpolate: bool, bar, guard: NonFiniteStepGuard,
                 coverage: TrainingClassCoverage) -> dict[str, float]:
     """
@@ -750,7 +758,7 @@ def evaluate_run(args, job: Job, run: TrainedRun) -> tuple[dict[str, float], dic
     left out as unreadable, and the classes none of whose videos could be read (the figures leave them out).
     """
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
-    prompts = class_prompts(run.model, job.processor.tokenizer, eval_class_names(job), job.label_texts, job.template)
+    prompts = build_prompt_set(run.model, job.processor.tokenizer, eval_class_names(job), job.template, job.label_texts)
     loader = evaluation_loader(job.eval_dataset, job.processor, args.eval_batch_size, args.num_workers,
                                not args.fail_on_unreadable_video)
     scores, labels, num_unreadable = predict(run.model.to(accelerator.device), accelerator.prepare(loader), prompts,
@@ -778,23 +786,13 @@ def save_model_folder(run: TrainedRun, job: Job, folder: Path, record: dict):
     for split, class_names in (("train", class_names_of(job.train_dataset)), ("eval", eval_class_names(job))):
         if not class_names:
             continue
-        label_set = build_label_set(class_names, job.template, job.label_texts)
-        texts = LabelTexts(label_set_texts(label_set), source=f"{split} classes of {job.base_model}")
-        texts_file = texts.save(partial / "label_texts" / f"{split}.json")
-        prompts = encode_class_prompts(run.model, job.processor.tokenizer, list(label_set.prompts),
-                                       label_set.prompt_class_ids, len(class_names))
-        save_prompt_embeddings(texts_file, list(label_set.prompts), prompts.text_embeds)
+        prompts = label_prompts(class_names, job.template, job.label_texts)
+        texts = LabelTexts(prompts, source=f"{split} classes of {job.base_model}")
+        texts_file = texts.save(partial / EXPORTED_LABEL_TEXTS_DIR / f"{split}.json")
+        prompt_set = encode_prompt_set(run.model, job.processor.tokenizer, prompts, grouped=job.label_texts is not None)
+        save_prompt_embeddings(texts_file, prompt_set.prompts, prompt_set.text_embeds)
     write_run_record(partial, record)
     move_into_place(partial, folder)
-
-
-def label_set_texts(label_set) -> dict[str, list[str]]:
-    """Label -> prompts of a pipeline `LabelSet` (one prompt per label when it has no prompt groups)."""
-    class_ids = label_set.prompt_class_ids or range(len(label_set.labels))
-    texts = {label: [] for label in label_set.labels}
-    for prompt, class_id in zip(label_set.prompts, class_ids):
-        texts[label_set.labels[class_id]].append(prompt)
-    return texts
 
 
 def eval_class_names(job: Job) -> list[str]:
