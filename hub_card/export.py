@@ -196,7 +196,7 @@ def label_text_sources(label_texts: str | os.PathLike | Sequence[str | os.PathLi
 
 
 def resolve_all_label_texts(sources: Sequence[str | os.PathLike]) -> list[tuple[str, LabelTexts]]:
-    """`(name, texts)` of each label-text file or shipped dataset name; their names, which become file names, must differ."""
+    """`(name, texts)` of each label-text file or shipped set name; their names, which become file names, must differ."""
     resolved = [(label_text_set_name(source), resolve_label_texts(source)[0]) for source in sources]
     names = [name for name, _ in resolved]
     duplicates = sorted({name for name in names if names.count(name) > 1})

@@ -3,10 +3,10 @@ The "zero-shot-video-classification" pipeline: rank free-text action labels for 
 
 Each candidate label becomes one prompt (`hypothesis_template.format(label)`), or, with label texts (STDD's
 spatiotemporal text augmentation), the label's own prompt set (see `prompt_sets_stdd.py`); the encoded prompt set of
-a call is computed once per pipeline and reused. Videos are scored with the model's class scores (STDD_METHOD.md, section 2) and the
-scores are a softmax over the candidates; with `num_clips > 1` the views are combined by `view_aggregation` (see
-`view_aggregation.py`). With `segment_seconds`, each window of a long video is classified on its own and the result
-is a timeline.
+a call is computed once per pipeline and reused. Videos are scored with the model's class scores (STDD_METHOD.md,
+section 2) and the scores are a softmax over the candidates; with `num_clips > 1` the views are combined by
+`view_aggregation` (see `view_aggregation.py`). With `segment_seconds`, each window of a long video is classified on
+its own and the result is a timeline.
 
 This file is also shipped as Hub remote code, where only its sibling files exist: it imports them relatively and
 flat.
@@ -417,7 +417,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         if key in self._prompt_sets:
             self._prompt_sets.move_to_end(key)
             return self._prompt_sets[key]
-        stored = [self._stored_prompt_embeddings.get(prompt) for prompts in label_prompts.values() for prompt in prompts]
+        stored = [self._stored_prompt_embeddings.get(prompt) for group in label_prompts.values() for prompt in group]
         if all(embeds is not None for embeds in stored):
             prompt_set = PromptSet.from_label_prompts(label_prompts, torch.stack(stored), grouped)
         else:

@@ -302,7 +302,9 @@ class PromptSet:
         if not grouped and len(prompts) != len(label_prompts):
             raise ValueError("Ungrouped prompts are one per label; label texts with several prompts need grouped=True.")
         if text_embeds.ndim != 2 or text_embeds.shape[0] != len(prompts):
-            raise ValueError(f"text_embeds has shape {tuple(text_embeds.shape)}; expected ({len(prompts)}, projection_dim).")
+            raise ValueError(
+                f"text_embeds has shape {tuple(text_embeds.shape)}; expected ({len(prompts)}, projection_dim)."
+            )
         class_ids = None
         if grouped:
             class_ids = torch.tensor(
@@ -332,8 +334,9 @@ def encode_prompt_set(
     checked against its `projection_dim`. `grouped`: the prompts come from label texts (see `PromptSet`).
     """
     prompts = [prompt for prompts in label_prompts.values() for prompt in prompts]
-    prompt_set = PromptSet.from_label_prompts(label_prompts, encode_prompts(model, tokenizer, prompts, batch_size), grouped)
-    check_prompts(prompt_set.text_embeds, prompt_set.prompt_class_ids, model.config.projection_dim, prompt_set.num_classes)
+    text_embeds = encode_prompts(model, tokenizer, prompts, batch_size)
+    prompt_set = PromptSet.from_label_prompts(label_prompts, text_embeds, grouped)
+    check_prompts(text_embeds, prompt_set.prompt_class_ids, model.config.projection_dim, prompt_set.num_classes)
     return prompt_set
 
 
@@ -341,7 +344,7 @@ def build_prompt_set(
     model, tokenizer, candidate_labels: str | Sequence[str] | None,
     hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE, label_texts=None,
 ) -> PromptSet:
-    """The encoded prompts of `candidate_labels`: their `label_texts`, or `hypothesis_template` (see `label_prompts`)."""
+    """The encoded prompts of `candidate_labels`: their `label_texts`, else `hypothesis_template` (`label_prompts`)."""
     prompts = label_prompts(candidate_labels, hypothesis_template, label_texts)
     return encode_prompt_set(model, tokenizer, prompts, grouped=label_texts is not None)
 
@@ -374,7 +377,8 @@ def save_prompt_embeddings(texts_file: str | os.PathLike, prompts: Sequence[str]
     path = prompt_embeddings_file(texts_file)
     partial = path.with_name(f".{path.name}.partial")
     normalized = torch.nn.functional.normalize(text_embeds.detach().float(), dim=-1)
-    save_file({"text_embeds": normalized.cpu().contiguous()}, partial, metadata={"prompts_sha256": prompts_digest(prompts)})
+    metadata = {"prompts_sha256": prompts_digest(prompts)}
+    save_file({"text_embeds": normalized.cpu().contiguous()}, partial, metadata=metadata)
     os.replace(partial, path)
     return path
 
