@@ -19,7 +19,6 @@ import hashlib
 import importlib
 import json
 import os
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from safetensors.torch import save_file
 from transformers.utils import cached_file, logging
 
 from .file_utils import read_json_file
+from .hypothesis_template import check_hypothesis_template
 from .modeling_stdd import check_prompts
 
 
@@ -50,7 +50,7 @@ class LabelTextsNotFoundError(FileNotFoundError, ValueError):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Labels and templates
+# Labels
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -81,31 +81,6 @@ def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
             "lower-cases text, so they would always tie. Keep one of each."
         )
     return labels
-
-
-def check_hypothesis_template(hypothesis_template: str, name: str = "hypothesis_template") -> str:
-    """
-    Check that `hypothesis_template.format(label)` puts the label in: exactly one replacement field, a bare `{}` (no
-    field name, format spec or conversion); `{{` and `}}` are literal braces. `name` is the template's name in errors.
-    """
-    if isinstance(hypothesis_template, str) and _replacement_fields(hypothesis_template) == [("", "", None)]:
-        return hypothesis_template
-    raise ValueError(
-        f"{name} must contain '{{}}' exactly once, bare (no name, format spec or conversion; '{{{{' and '}}}}' are "
-        f"literal braces), got {hypothesis_template!r}."
-    )
-
-
-def _replacement_fields(template: str) -> list[tuple[str, str, str | None]] | None:
-    """`(field name, format spec, conversion)` of each replacement field of a format string; None if it does not parse."""
-    try:
-        return [
-            (field_name, format_spec, conversion)
-            for _, field_name, format_spec, conversion in string.Formatter().parse(template)
-            if field_name is not None
-        ]
-    except ValueError:
-        return None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -435,7 +410,6 @@ __all__ = [
     "PromptSet",
     "build_prompt_set",
     "candidate_label_list",
-    "check_hypothesis_template",
     "encode_prompt_set",
     "label_prompts",
     "locate_label_texts",

@@ -48,6 +48,7 @@ EXPECTED_CODE_FILES = {
     "checkpoint_files.py",  # the model's check of a local folder before loading
     "configuration_stdd.py",
     "file_utils.py",  # the pipeline's atomic save
+    "hypothesis_template.py",  # the pipeline's template rule
     "modeling_stdd.py",
     "pipeline_stdd.py",
     "processing_stdd.py",

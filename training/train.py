@@ -50,12 +50,12 @@ from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import LabelTexts
 from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import move_into_place
+from modeling_stdd.hypothesis_template import check_hypothesis_template
 from modeling_stdd.prompt_sets_stdd import (
     EXPORTED_LABEL_TEXTS_DIR,
     LabelTextsNotFoundError,
     PromptSet,
     build_prompt_set,
-    check_hypothesis_template,
     encode_prompt_set,
     label_prompts,
     locate_label_texts,

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..file_utils import read_json_file, read_text_file, write_text_atomically
-from ..prompt_sets_stdd import check_hypothesis_template
+from ..hypothesis_template import check_hypothesis_template
 from .schema import (
     CLAUSE_FIELDS,
     ASKGEntry,
@@ -51,7 +51,7 @@ PACKAGE_DATA_DIR = resources.files("modeling_stdd").joinpath("label_texts")
 
 
 def _check_templates(templates: Sequence[str]) -> list[str]:
-    """Every template must put the label in exactly once (the pipeline's `check_hypothesis_template` rule)."""
+    """Every template must put the label in exactly once (`check_hypothesis_template`, the pipeline's rule)."""
     if isinstance(templates, str):
         raise ValueError(f"templates must be a list of templates, got the string {templates!r}")
     templates = list(templates)
