@@ -23,6 +23,7 @@ from pathlib import Path
 import av  # noqa: F401
 import torch
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor, STDDTokenizer
+from modeling_stdd.prompt_sets_stdd import build_prompt_set
 from training.data import (
     SyntheticMotionSpec,
     VideoClipDataset,
@@ -31,10 +32,9 @@ from training.data import (
     collate_clips,
     load_video_dataset,
 )
-from modeling_stdd.prompt_sets_stdd import build_prompt_set
+from training.job import TINY_CLIP_PROJECTION_DIM, TINY_CLIP_TEXT, TINY_CLIP_VISION
 from training.objective import FrozenImageTower, STDDTrainingModule
 from training.recipe import STCA_SETTINGS, TRAINING_RECIPES
-from training.train import TINY_CLIP_PROJECTION_DIM, TINY_CLIP_TEXT, TINY_CLIP_VISION
 
 
 SIZES = {

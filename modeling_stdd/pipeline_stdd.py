@@ -45,16 +45,12 @@ from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, DEFAULT_MAX_DOWNLO
 from .video_processing_stdd import (
     DEFAULT_SAMPLING_RATE,
     FRAME_TIME_DECIMALS,
+    DecodedVideo,
+    EncodedVideo,
     frames_from_decoded,
-    is_encoded_video,
-    open_video_reader,
-    probe_frame_size,
-    read_encoded_video,
-    read_frames,
-    reduced_decode_size,
     sample_frame_indices,
 )
-from .view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views, check_view_aggregation
+from .view_aggregation import DEFAULT_VIEW_AGGREGATION, check_view_aggregation, video_scores
 
 
 logger = logging.get_logger(__name__)
@@ -156,39 +152,20 @@ def window_frame_indices(
     )
 
 
-class FrameSource:
+def timeline_frame_times(video: EncodedVideo | DecodedVideo, fps: float | None) -> tuple[np.ndarray, float]:
     """
-    Random access to the frames of one video (decoded with decord, or already decoded), when each is shown
-    (`frame_times`, seconds) and the video's duration: the end of its last frame, which lasts as long as the one
-    before it.
+    When each frame of an open video is shown (seconds from the first one, increasing) and the video's duration: the
+    end of its last frame, which lasts as long as the one before it. The file's own frame times, or with `fps` (which
+    decoded frames need) frame k at k / fps.
     """
-
-    def __init__(self, video, fps: float | None, decode_short_side: int | None):
-        if is_encoded_video(video):
-            encoded, name = read_encoded_video(video)
-            decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
-            reader = open_video_reader(encoded, name, decode_size)
-            num_frames, self.frame_times = len(reader), None
-            if fps is None:
-                fps = reader.get_avg_fps()
-                self.frame_times = reader.frame_times() if num_frames else None
-            self._read = lambda indices: read_frames(reader, indices, name)
-        else:
-            if fps is None:
-                raise ValueError("Segmenting decoded frames (an array, a tensor or a list of images) needs their fps=.")
-            frames = frames_from_decoded(video)
-            num_frames, self.frame_times = len(frames), None
-            self._read = frames.__getitem__
-        if num_frames == 0 or not fps > 0:
-            raise ValueError(f"The video has {num_frames} frames at {fps} fps; it cannot be cut in windows.")
-        if self.frame_times is None:
-            self.frame_times = np.arange(num_frames) / fps
-        last_frame_seconds = np.diff(self.frame_times[-2:])[0] if num_frames > 1 else 1 / fps
-        self.duration = round(float(self.frame_times[-1] + last_frame_seconds), FRAME_TIME_DECIMALS)
-
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        """Frames at `indices` (any shape): indices.shape + (H, W, 3) uint8."""
-        return self._read(indices)
+    if fps is None and video.average_fps is None:
+        raise ValueError("Segmenting decoded frames (an array, a tensor or a list of images) needs their fps=.")
+    rate = video.average_fps if fps is None else fps
+    if len(video) == 0 or not rate > 0:
+        raise ValueError(f"The video has {len(video)} frames at {rate} fps; it cannot be cut in windows.")
+    frame_times = video.frame_times() if fps is None else np.arange(len(video)) / fps
+    last_frame_seconds = np.diff(frame_times[-2:])[0] if len(video) > 1 else 1 / rate
+    return frame_times, round(float(frame_times[-1] + last_frame_seconds), FRAME_TIME_DECIMALS)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -361,36 +338,32 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         """Yield `pixel_values` (1, views, T, 3, S, S) for the whole video, or per window with its start and end."""
         check_one_video(video)
         video = fetch_video(video, timeout, max_download_bytes)
-        if segment_seconds is None:
-            pixel_values = self.video_processor(video, num_clips=num_clips, return_tensors="pt")["pixel_values"]
-            yield {"pixel_values": self._with_view_axis(pixel_values), "start": None, "end": None, "is_last": True}
-            return
-        source = FrameSource(video, fps, self._decode_short_side())
-        windows = timeline_windows(source.duration, segment_seconds, stride_seconds)
         processor = self.video_processor
+        if segment_seconds is None:
+            inputs = processor(video, num_clips=num_clips, keep_view_axis=True, return_tensors="pt")
+            yield {"pixel_values": inputs["pixel_values"], "start": None, "end": None, "is_last": True}
+            return
+        video = processor.open_video(video)
+        frame_times, duration = timeline_frame_times(video, fps)
+        windows = timeline_windows(duration, segment_seconds, stride_seconds)
         for index, (start, end) in enumerate(windows):
             frame_indices = window_frame_indices(
-                start, end, source.frame_times, processor.num_frames, num_clips,
+                start, end, frame_times, processor.num_frames, num_clips,
                 processor.frame_sampling, processor.sampling_rate,
             )
-            views = [
-                self.video_processor(clip, do_sample_frames=False, return_tensors="pt")["pixel_values"]
-                for clip in source.read(frame_indices)
-            ]
-            pixel_values = torch.cat([self._with_view_axis(view) for view in views], dim=1)
+            # Each clip is a video of its crops: (clips, T, H, W, 3) -> (clips, crops, T, ...) -> (1, views, T, ...)
+            clips = video.read(frame_indices)
+            views = processor(clips, do_sample_frames=False, keep_view_axis=True, return_tensors="pt")["pixel_values"]
+            pixel_values = views.flatten(0, 1)[None]
             yield {"pixel_values": pixel_values, "start": start, "end": end, "is_last": index == len(windows) - 1}
 
     def _forward(self, model_inputs, prompt_set: PromptSet, view_aggregation: str = DEFAULT_VIEW_AGGREGATION):
         """Class probabilities (batch, labels): the views' class scores combined by `view_aggregation`."""
-        pixel_values = model_inputs["pixel_values"]  # (batch, views, T, 3, S, S)
-        batch_size, num_views = pixel_values.shape[:2]
-        outputs = self.model(
-            pixel_values=pixel_values.flatten(0, 1).to(self.model.dtype),
-            text_embeds=prompt_set.text_embeds,
-            prompt_class_ids=prompt_set.prompt_class_ids,
+        scores = video_scores(
+            self.model, model_inputs["pixel_values"], prompt_set.text_embeds, prompt_set.prompt_class_ids,
+            view_aggregation,
         )
-        logits = outputs.logits_per_video.unflatten(0, (batch_size, num_views))
-        scores = check_finite_scores(aggregate_views(logits, view_aggregation), "zero-shot-video-classification")
+        scores = check_finite_scores(scores, TASK)
         return {
             "scores": scores,
             "start": model_inputs["start"],
@@ -441,16 +414,6 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         self._stored_prompt_embeddings.update(zip(prompts, text_embeds.to(self.device)))
         return True
 
-    def _decode_short_side(self) -> int | None:
-        """Short side the video processor decodes large files at, with its own settings."""
-        processor = self.video_processor
-        return processor.resolve_decode_short_side(processor.decode_short_side, processor.do_resize, processor.size)
-
-    @staticmethod
-    def _with_view_axis(pixel_values: torch.Tensor) -> torch.Tensor:
-        """(1, T, 3, S, S) or (1, V, T, 3, S, S) -> (1, V, T, 3, S, S)."""
-        return pixel_values.unsqueeze(1) if pixel_values.ndim == 5 else pixel_values
-
     @staticmethod
     def _ranked_labels(scores: torch.Tensor, labels: Sequence[str], top_k: int | None) -> list[dict]:
         order = scores.argsort(descending=True, stable=True).tolist()[:top_k]
@@ -497,5 +460,6 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
 __all__ = [
     "ZeroShotVideoClassificationPipeline",
+    "timeline_frame_times",
     "timeline_windows",
 ]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from huggingface_hub.dataclasses import validate_typed_dict
 from PIL import Image
 from transformers.image_processing_utils import BatchFeature
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling, SizeDict
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import VideoProcessorMixin
@@ -75,6 +75,9 @@ class STDDVideosKwargs(VideosKwargs, total=False):
         Encoded sources whose short side is larger are decoded straight to this short side (aspect ratio kept), so a
         4K file costs the memory of a small one; the frames are then resized with `resample` as usual. Defaults to
         twice `size["shortest_edge"]` (see [`default_decode_short_side`]).
+    keep_view_axis (`bool`, *optional*, defaults to `False`):
+        Keep the view axis for one view too: `pixel_values` (B, V, T, 3, S, S) whatever V. By default one view gives
+        (B, T, 3, S, S), the videos the model takes.
     """
 
     training: bool | None
@@ -87,6 +90,7 @@ class STDDVideosKwargs(VideosKwargs, total=False):
     crop_ratio: tuple[float, float] | list[float] | None
     flip_probability: float | None
     decode_short_side: int | None
+    keep_view_axis: bool | None
 
 
 # Keyword arguments of transformers' video processors that have no meaning here.
@@ -297,16 +301,22 @@ DECORD_LAYOUT_ERROR = "DECORDArrayCopyFromTo"
 FRAME_TIME_DECIMALS = 6
 
 
-class VideoReader(decord.VideoReader):
+class EncodedVideo(decord.VideoReader):
     """
-    A decord reader that keeps its source and decode size, so that `read_frames` can decode with PyAV the frames
-    decord lays out wrong.
+    The frames of an encoded video, decoded on demand by decord at `decode_size` (height, width; full size when it is
+    None), display rotation applied. It keeps its source so that `read` can decode with PyAV the frames decord lays
+    out wrong. `name` names the video in errors.
     """
 
-    def __init__(self, encoded: str | bytes, decode_size: tuple[int, int] | None):
+    def __init__(self, encoded: str | bytes, name: str, decode_size: tuple[int, int] | None):
         height, width = decode_size or (-1, -1)
         super().__init__(_as_input(encoded), ctx=decord.cpu(0), width=width, height=height)
-        self.encoded, self.decode_size = encoded, decode_size
+        self.encoded, self.name, self.decode_size = encoded, name, decode_size
+
+    @property
+    def average_fps(self) -> float:
+        """The file's average frame rate."""
+        return self.get_avg_fps()
 
     def frame_times(self) -> np.ndarray:
         """
@@ -319,33 +329,61 @@ class VideoReader(decord.VideoReader):
             times = np.arange(len(self)) / self.get_avg_fps()
         return times
 
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """
+        Decode the frames at `indices` (any shape, repeats allowed) once each: indices.shape + (H, W, 3) uint8. Frames
+        decord cannot lay out (padded rows of narrow videos: an error, or 4 channels) are decoded with PyAV instead.
+        """
+        unique_indices, positions = np.unique(indices, return_inverse=True)
+        try:
+            frames = self.get_batch(unique_indices.tolist()).asnumpy()
+        except DECODE_ERRORS as error:
+            if DECORD_LAYOUT_ERROR not in str(error):
+                raise ValueError(
+                    f"Could not decode frames of {self.name}; the file is truncated or corrupt: {error}"
+                ) from error
+            frames = None
+        if frames is None or frames.shape[-1] != 3:
+            try:
+                frames = decode_frames_with_pyav(_as_input(self.encoded), unique_indices.tolist(), self.decode_size)
+            except (av.FFmpegError, ValueError) as error:
+                raise ValueError(
+                    f"Could not decode frames of {self.name}; the file is truncated or corrupt: {error}"
+                ) from error
+        return frames[positions.reshape(indices.shape)]
 
-def open_video_reader(encoded: str | bytes, name: str, decode_size: tuple[int, int] | None) -> VideoReader:
-    """A decord reader that decodes straight to `decode_size` (height, width), or at full size when it is None."""
+
+class DecodedVideo:
+    """The frames of an already decoded video, (N, H, W, 3) uint8 RGB (see `frames_from_decoded`), held in memory."""
+
+    # Decoded frames carry no frame rate.
+    average_fps = None
+
+    def __init__(self, video: np.ndarray | torch.Tensor | Sequence[Image.Image]):
+        self.frames = frames_from_decoded(video)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """The frames at `indices` (any shape): indices.shape + (H, W, 3) uint8."""
+        return self.frames[indices]
+
+
+def open_video(video: VideoSource, decode_short_side: int | None = None) -> EncodedVideo | DecodedVideo:
+    """
+    Random access to the frames of one video: `len(video)` frames, `video.read(indices)`, `video.average_fps` (None
+    for decoded frames). An encoded video (a path, `bytes` or a binary file-like object) whose displayed short side is
+    larger than `decode_short_side` is decoded straight to that short side; decoded frames are taken as they are.
+    """
+    if not is_encoded_video(video):
+        return DecodedVideo(video)
+    encoded, name = read_encoded_video(video)
+    decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
     try:
-        return VideoReader(encoded, decode_size)
+        return EncodedVideo(encoded, name, decode_size)
     except DECODE_ERRORS as error:
         raise ValueError(f"Could not decode {name} as a video (not a video file, or truncated): {error}") from error
-
-
-def read_frames(reader: VideoReader, indices: np.ndarray, name: str) -> np.ndarray:
-    """
-    Decode the frames at `indices` (any shape, repeats allowed) once each: indices.shape + (H, W, 3) uint8. Frames
-    decord cannot lay out (padded rows of narrow videos: an error, or 4 channels) are decoded with PyAV instead.
-    """
-    unique_indices, positions = np.unique(indices, return_inverse=True)
-    try:
-        frames = reader.get_batch(unique_indices.tolist()).asnumpy()
-    except DECODE_ERRORS as error:
-        if DECORD_LAYOUT_ERROR not in str(error):
-            raise ValueError(f"Could not decode frames of {name}; the file is truncated or corrupt: {error}") from error
-        frames = None
-    if frames is None or frames.shape[-1] != 3:
-        try:
-            frames = decode_frames_with_pyav(_as_input(reader.encoded), unique_indices.tolist(), reader.decode_size)
-        except (av.FFmpegError, ValueError) as error:
-            raise ValueError(f"Could not decode frames of {name}; the file is truncated or corrupt: {error}") from error
-    return frames[positions.reshape(indices.shape)]
 
 
 # Already decoded input
@@ -497,18 +535,13 @@ def load_video_frames(
         sampling_rate: dense sampling's distance between sampled frames, in frames at 30 fps.
         fps: frame rate for dense sampling; defaults to the file's average rate, and to 30 for decoded frames.
     """
-    sampling = dict(frame_sampling=frame_sampling, sampling_rate=sampling_rate)
-    if not is_encoded_video(video):
-        frames = frames_from_decoded(video)
-        fps = fps or DENSE_REFERENCE_FPS
-        indices = sample_frame_indices(len(frames), num_frames, training, num_clips, generator, **sampling, fps=fps)
-        return frames[indices]
-    encoded, name = read_encoded_video(video)
-    decode_size = reduced_decode_size(*probe_frame_size(encoded, name), decode_short_side)
-    reader = open_video_reader(encoded, name, decode_size)
-    fps = fps or reader.get_avg_fps()
-    indices = sample_frame_indices(len(reader), num_frames, training, num_clips, generator, **sampling, fps=fps)
-    return read_frames(reader, indices, name)
+    video = open_video(video, decode_short_side)
+    if not fps:
+        fps = DENSE_REFERENCE_FPS if video.average_fps is None else video.average_fps
+    indices = sample_frame_indices(
+        len(video), num_frames, training, num_clips, generator, frame_sampling, sampling_rate, fps
+    )
+    return video.read(indices)
 
 
 # Spatial transforms on float frames (..., 3, H, W)
@@ -638,7 +671,8 @@ class STDDVideoProcessor(VideoProcessorMixin):
     from torch's global generator, so `torch.manual_seed` makes it repeatable.
 
     Output `pixel_values`: (B, T, 3, S, S), or (B, V, T, 3, S, S) with V = num_clips * num_crops > 1 views ordered
-    clip by clip; a list of per-video tensors when `return_tensors` is None.
+    clip by clip (and for one view with `keep_view_axis=True`); a list of per-video tensors when `return_tensors` is
+    None.
 
     Example:
 
@@ -678,6 +712,7 @@ class STDDVideoProcessor(VideoProcessorMixin):
     crop_ratio = (3 / 4, 4 / 3)
     flip_probability = 0.5
     decode_short_side = None
+    keep_view_axis = False
     valid_kwargs = STDDVideosKwargs
     model_input_names = ["pixel_values"]
 
@@ -716,21 +751,13 @@ class STDDVideoProcessor(VideoProcessorMixin):
         [`load_video_frames`] with this processor's settings: (clips, T, H, W, 3) uint8 frames, decoded at reduced
         size for large sources. The arguments override the processor's settings for this call.
         """
-        training = self.training if training is None else training
-        if decode_short_side is not None:
-            _check_positive_integer("decode_short_side", decode_short_side)
-        return load_video_frames(
-            video,
-            num_frames=num_frames or self.num_frames,
-            training=training,
-            num_clips=1 if training else self.num_clips,
-            decode_short_side=self.resolve_decode_short_side(
-                decode_short_side or self.decode_short_side, self.do_resize, self.size
-            ),
-            generator=generator,
-            frame_sampling=self.frame_sampling,
-            sampling_rate=self.sampling_rate,
-        )
+        overrides = {"training": training, "num_frames": num_frames, "decode_short_side": decode_short_side}
+        overrides = {name: value for name, value in overrides.items() if value is not None}
+        return self._sampled_frames(video, self._resolve_options({"do_sample_frames": True, **overrides}), generator)
+
+    def open_video(self, video: VideoSource) -> EncodedVideo | DecodedVideo:
+        """[`open_video`] with this processor's decode size: random access to the frames of one video."""
+        return open_video(video, self._decode_short_side(self._resolve_options({})))
 
     def _resolve_options(self, kwargs: dict) -> dict:
         """Call options over processor settings, standardized (`size` as a `SizeDict`) and checked."""
@@ -784,36 +811,42 @@ class STDDVideoProcessor(VideoProcessorMixin):
             raise ValueError(f"flip_probability must be in [0, 1], got {options['flip_probability']}.")
 
     @staticmethod
-    def resolve_decode_short_side(decode_short_side: int | None, do_resize: bool, size: SizeDict) -> int | None:
+    def _decode_short_side(options: dict) -> int | None:
         """
-        Short side to decode large sources at: the explicit setting, else twice the resize target (see
-        `DECODE_SIZE_FACTOR`), else None (full size, when frames are not resized).
+        Short side to decode large sources at under `options`: `decode_short_side`, else twice the resize target
+        (see `DECODE_SIZE_FACTOR`), else None (full size, when frames are not resized).
         """
-        if decode_short_side is not None:
-            return decode_short_side
-        return default_decode_short_side(size.shortest_edge) if do_resize else None
+        if options["decode_short_side"] is not None:
+            return options["decode_short_side"]
+        return default_decode_short_side(options["size"].shortest_edge) if options["do_resize"] else None
 
-    def _process_video(self, video: VideoSource, options: dict) -> torch.Tensor:
-        """One video to (T, 3, S, S), or (V, T, 3, S, S) for V > 1 evaluation views."""
+    def _sampled_frames(
+        self, video: VideoSource, options: dict, generator: torch.Generator | None = None
+    ) -> np.ndarray:
+        """[`load_video_frames`] under `options`: (clips, T, H, W, 3) uint8 (every frame, one clip, unsampled)."""
         training = options["training"]
-        frames = load_video_frames(
+        return load_video_frames(
             video,
             num_frames=options["num_frames"] if options["do_sample_frames"] else None,
             training=training,
             num_clips=1 if training else options["num_clips"],
-            decode_short_side=self.resolve_decode_short_side(
-                options["decode_short_side"], options["do_resize"], options["size"]
-            ),
+            decode_short_side=self._decode_short_side(options),
+            generator=generator,
             frame_sampling=options["frame_sampling"],
             sampling_rate=options["sampling_rate"],
         )
+
+    def _process_video(self, video: VideoSource, options: dict) -> torch.Tensor:
+        """One video to (V, T, 3, S, S) views, or (T, 3, S, S) for one view unless `keep_view_axis`."""
+        training = options["training"]
+        frames = self._sampled_frames(video, options)
         # (clips, T, H, W, 3) uint8 -> (clips, T, 3, H, W) float
         frames = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float()
         views = self._training_view(frames[0], options)[None] if training else self._evaluation_views(frames, options)
         views = self._rescale_and_normalize(views, options)
         if options["device"] is not None:
             views = views.to(options["device"])
-        return views[0] if views.shape[0] == 1 else views
+        return views if options["keep_view_axis"] or views.shape[0] > 1 else views[0]
 
     def _evaluation_views(self, clips: torch.Tensor, options: dict) -> torch.Tensor:
         """(clips, T, 3, H, W) -> (clips * num_crops, T, 3, h, w): shortest-side resize, then evenly spread crops."""
@@ -861,12 +894,14 @@ __all__ = [
     "DEFAULT_SAMPLING_RATE",
     "FRAME_SAMPLINGS",
     "TRAIN_CROPS",
-    "VideoReader",
+    "DecodedVideo",
+    "EncodedVideo",
     "default_decode_short_side",
     "dense_frame_indices",
     "evaluation_frame_indices",
     "load_video_frames",
     "make_video_list",
+    "open_video",
     "reduced_decode_size",
     "sample_frame_indices",
     "training_frame_indices",

@@ -5,7 +5,8 @@ How the class scores of a video's several test views (temporal clips x spatial c
   softmax of the views' mean logits, which ranks the classes exactly as the sum does and keeps one view's temperature.
 - `"softmax-mean"`: a softmax over the classes per view, averaged over the views.
 
-`DEFAULT_VIEW_AGGREGATION` is what the pipeline and the evaluation script use when not told otherwise.
+`video_scores` scores videos of several views with a model; the pipeline and the evaluation both use it, with
+`DEFAULT_VIEW_AGGREGATION` when not told otherwise.
 """
 
 import torch
@@ -37,4 +38,38 @@ def aggregate_views(logits: torch.Tensor, view_aggregation: str = DEFAULT_VIEW_A
     return logits.softmax(dim=-1).mean(dim=1)
 
 
-__all__ = ["DEFAULT_VIEW_AGGREGATION", "VIEW_AGGREGATIONS", "aggregate_views", "check_view_aggregation"]
+def video_scores(
+    model,
+    pixel_values: torch.Tensor,
+    text_embeds: torch.Tensor,
+    prompt_class_ids: torch.Tensor | None = None,
+    view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
+    interpolate_pos_encoding: bool = False,
+) -> torch.Tensor:
+    """
+    Class probabilities `(B, K)` of videos given as views `(B, V, T, 3, S, S)`: an STDD model's class logits of every
+    view (against the prompts `text_embeds` `(P, E)`, of classes `prompt_class_ids` `(P,)` or one prompt per class),
+    combined by `view_aggregation`.
+    """
+    if pixel_values.ndim != 6:
+        raise ValueError(
+            "Expected pixel_values of shape (videos, views, frames, 3, height, width), got "
+            f"{tuple(pixel_values.shape)}."
+        )
+    batch_size, num_views = pixel_values.shape[:2]
+    outputs = model(
+        pixel_values=pixel_values.flatten(0, 1).to(model.dtype),
+        text_embeds=text_embeds.to(model.dtype),
+        prompt_class_ids=prompt_class_ids,
+        interpolate_pos_encoding=interpolate_pos_encoding,
+    )
+    return aggregate_views(outputs.logits_per_video.unflatten(0, (batch_size, num_views)), view_aggregation)
+
+
+__all__ = [
+    "DEFAULT_VIEW_AGGREGATION",
+    "VIEW_AGGREGATIONS",
+    "aggregate_views",
+    "check_view_aggregation",
+    "video_scores",
+]

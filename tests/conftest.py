@@ -72,3 +72,19 @@ def stdd_folder(tiny_clip_dir, tmp_path):
     STDDModel.from_pretrained(tiny_clip_dir, num_frames=4).save_pretrained(folder)
     STDDProcessor.from_clip_defaults(image_size=32, num_frames=4).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def tiny_data(tmp_path, make_video):
+    """Training folder with 3 classes x 3 clips, evaluation folder with 2 other classes x 2 clips, label texts."""
+    from modeling_stdd.askg import LabelTexts
+
+    for split, classes, count in (("train", ("clapping", "waving", "jumping"), 3), ("eval", ("running", "sitting"), 2)):
+        for name in classes:
+            (tmp_path / split / name).mkdir(parents=True)
+            for index in range(count):
+                make_video(f"{split}-{name}-{index}.mp4", num_frames=8).rename(tmp_path / split / name / f"{index}.mp4")
+    LabelTexts({"running": ["a person running.", "someone jogging."], "clapping": ["hands clapping."]}).save(
+        tmp_path / "texts.json"
+    )
+    return tmp_path

@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
-from training.run_record import write_run_record
 from training.evaluate_zero_shot import build_parser, command_line, main
 from training.reporting import ResultRow, reported_top_k, results_table
+from training.run_record import write_run_record
 from training.video_files import MissingVideosError
 
 

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from test_modeling_stdd import literal_stca_layer
+from stca_oracle import literal_stca_layer
 from transformers.models.clip.modeling_clip import CLIPAttention
 
 from modeling_stdd import STDDModel, STDDVisionConfig
-from modeling_stdd.modeling_stdd import layer_norm_change_coefficients, normalized_projection_basis
+from modeling_stdd.modeling_stdd import STDDEncoderLayer, layer_norm_change_coefficients, normalized_projection_basis
 
 
 def fast_and_reference(tiny_clip_dir, **settings):
@@ -145,14 +145,50 @@ def test_layer_norm_correction_reproduces_the_projection_of_changed_tokens():
     torch.testing.assert_close(actual, projection(layer_norm(moved)), atol=1e-5, rtol=1e-5)
 
 
-def test_attention_maps_are_returned_on_the_fast_setting(tiny_clip_dir):
-    fast, reference = fast_and_reference(tiny_clip_dir, attn_implementation="eager")
-    pixel_values = torch.randn(1, 2, 3, 32, 32)
-    with torch.no_grad():
-        fast_attentions = fast.eval().vision_model(pixel_values, output_attentions=True).attentions
-        reference_attentions = reference.eval().vision_model(pixel_values, output_attentions=True).attentions
-    assert len(fast_attentions) == len(reference_attentions) > 0
-    for fast_map, reference_map in zip(fast_attentions, reference_attentions):
+@pytest.fixture
+def stca_path_calls(monkeypatch):
+    """The names of the STCA paths (`fast_stca`, `reference_stca`) the encoder layers run, in call order."""
+    calls = []
+    for name in ("fast_stca", "reference_stca"):
+        path = getattr(STDDEncoderLayer, name)
+
+        def recorded(self, *args, _path=path, _name=name, **kwargs):
+            calls.append(_name)
+            return _path(self, *args, **kwargs)
+
+        monkeypatch.setattr(STDDEncoderLayer, name, recorded)
+    return calls
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_fast_outputs_equal_the_reference_path_that_records_attention_maps(tiny_clip_dir, stca_path_calls, training):
+    """
+    Attention maps come from `self_attn` calls, which only the reference path makes: with `output_attentions` the fast
+    setting runs it, and its maps are the reference setting's. Without maps the fast path runs, and its logits and
+    hidden states equal the reference path's (with maps) within 1e-5.
+    """
+    fast, reference = (model.train(training) for model in fast_and_reference(tiny_clip_dir, attn_implementation="eager"))
+    pixel_values = torch.randn(2, 3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    text_embeds = torch.randn(4, 16, generator=torch.Generator().manual_seed(3))
+    outputs = {}
+    for name, model, output_attentions in (("fast", fast, False), ("fast setting, maps", fast, True),
+                                           ("reference", reference, True)):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            outputs[name] = model(text_embeds=text_embeds, pixel_values=pixel_values, output_hidden_states=True,
+                                  output_attentions=output_attentions)
+    assert stca_path_calls == ["fast_stca"] * 2 + ["reference_stca"] * 4  # 2 STCA layers per run
+    fast_outputs, reference_outputs = outputs["fast"], outputs["reference"]
+    assert fast_outputs.vision_model_output.attentions is None
+    torch.testing.assert_close(fast_outputs.logits_per_video, reference_outputs.logits_per_video, atol=1e-5, rtol=1e-5)
+    fast_vision, reference_vision = fast_outputs.vision_model_output, reference_outputs.vision_model_output
+    torch.testing.assert_close(fast_vision.last_hidden_state, reference_vision.last_hidden_state, atol=1e-5, rtol=1e-5)
+    assert len(fast_vision.hidden_states) == len(reference_vision.hidden_states) == 3
+    for fast_hidden, reference_hidden in zip(fast_vision.hidden_states, reference_vision.hidden_states):
+        torch.testing.assert_close(fast_hidden, reference_hidden, atol=1e-5, rtol=1e-5)
+    fast_setting_maps = outputs["fast setting, maps"].vision_model_output.attentions
+    assert len(fast_setting_maps) == len(reference_vision.attentions) == 2 * (1 + 2)  # 1 + S maps per STCA layer
+    for fast_map, reference_map in zip(fast_setting_maps, reference_vision.attentions):
         torch.testing.assert_close(fast_map, reference_map)
 
 

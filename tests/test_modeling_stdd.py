@@ -5,7 +5,8 @@ import copy
 import pytest
 import torch
 from conftest import tiny_clip_config
-from transformers import AutoConfig, AutoModel, CLIPModel
+from stca_oracle import literal_channel_mixing, literal_cross_sequences, literal_kept_positions, literal_stca_layer
+from transformers import AutoConfig, AutoModel, CLIPModel, CLIPVisionModel
 
 from modeling_stdd import STDDConfig, STDDModel, STDDVisionConfig, STDDVisionModel, class_scores
 from modeling_stdd.modeling_stdd import (
@@ -292,59 +293,22 @@ def test_channel_mixing_steps_past_the_clip_or_the_channels_change_nothing():
 # ------------------------------------------------------------------ the whole layer, against a literal reading
 
 
-def literal_stca_layer(layer, hidden_states, num_frames):
-    """STDD_METHOD.md section 1, steps 1-6, written with loops over frames, windows and slots (evaluation)."""
-    config = layer.config
-    rows, columns = config.patch_grid
-    window_rows, window_columns = config.mask_stride[1:]
-    slots = window_rows * window_columns
-    num_windows = (rows // window_rows) * (columns // window_columns)
-    masked = int(config.mask_rate * num_frames * rows * columns) // (num_frames * num_windows)
-    full = hidden_states + layer.self_attn(layer.layer_norm1(hidden_states))[0]
-    batch_size = hidden_states.shape[0] // num_frames
-    width = hidden_states.shape[-1]
-    c = width // config.channel_fold
-    output = full.clone()
-    for b in range(batch_size):
-        frames = hidden_states[b * num_frames : (b + 1) * num_frames]
-        kept_positions = []
-        for t in range(num_frames):
-            offset = t % slots
-            base = [1] * masked + [0] * (slots - masked)
-            pattern = base[-offset:] + base[:-offset] if offset else base
-            positions = []
-            for window_row in range(rows // window_rows):
-                for window_column in range(columns // window_columns):
-                    for slot in range(slots):
-                        if not pattern[slot]:
-                            r = window_row * window_rows + slot // window_columns
-                            col = window_column * window_columns + slot % window_columns
-                            positions.append(1 + r * columns + col)
-            kept_positions.append(positions)
-        kept = torch.stack([frames[t, kept_positions[t]] for t in range(num_frames)])  # (T, n, D)
-        cross_sum = 0
-        for scale in config.temporal_scales:
-            mixed = kept.clone()
-            mixed[:, :, : 2 * c] = 0
-            d = c
-            for step in range(scale):
-                for t in range(num_frames):
-                    source = t - (step + 1)
-                    if source >= 0:
-                        mixed[t, :, :d] = kept[source, :, :d]
-                    source = t + (step + 1)
-                    if source < num_frames:
-                        mixed[t, :, 2 * c - d : 2 * c] = kept[source, :, 2 * c - d : 2 * c]
-                d //= 2
-            sequence = torch.cat([frames[:, :1], mixed], dim=1)
-            cross_sum = cross_sum + sequence + layer.self_attn(layer.layer_norm1(sequence))[0]
-        cross = cross_sum / len(config.temporal_scales)
-        for t in range(num_frames):
-            row = b * num_frames + t
-            output[row, 0] = cross[t, 0]
-            for j, position in enumerate(kept_positions[t]):
-                output[row, position] = cross[t, 1 + j]
-    return output + layer.mlp(layer.layer_norm2(full))
+@pytest.mark.parametrize("scale, expected", [(1, MIXED_SCALE_1), (2, MIXED_SCALE_2)])
+def test_the_literal_oracle_mixes_channels_as_worked_out_by_hand(scale, expected):
+    tokens = frame_channel_tokens(num_frames=4, channels=10)[0]  # (T, n, D) of one video
+    mixed = literal_channel_mixing(tokens, scale, channels_per_side=2)[:, 0]
+    assert mixed[:, :4].tolist() == expected
+    assert torch.equal(mixed[:, 4:], tokens[:, 0, 4:])
+
+
+def test_the_literal_oracle_keeps_the_patches_worked_out_by_hand():
+    # 4x4 grid, 2x2 windows, mask rate 0.5: 2 of 4 slots masked, base pattern [1, 1, 0, 0] over the slots.
+    # Frame 0 keeps slots 2, 3 (each window's bottom row); frame 1, rotated right by 1 ([0, 1, 1, 0]), slots 0, 3.
+    config = STDDVisionConfig(image_size=32, patch_size=8)
+    assert literal_kept_positions(config, num_frames=2) == [
+        [5, 6, 7, 8, 13, 14, 15, 16],
+        [1, 6, 3, 8, 9, 14, 11, 16],
+    ]
 
 
 @pytest.mark.parametrize("num_frames", [1, 3, 6])
@@ -421,6 +385,49 @@ def test_eager_and_sdpa_attention_agree(clip_dir):
         with torch.no_grad():
             outputs[implementation] = model.get_video_features(pixel_values).pooler_output
     torch.testing.assert_close(outputs["eager"], outputs["sdpa"], atol=1e-5, rtol=1e-5)
+
+
+# The tiny geometry by hand: 2 videos x 3 frames = 6 rows, 2 heads, L = 1 + 4 * 4 = 17 tokens. 2x2 windows: 4 windows of
+# 4 slots. Mask rate 0.5 masks int(0.5 * 3 * 16) // (3 * 4) = 2 slots per window: n = 4 * 2 = 8 kept, 1 + n = 9 tokens;
+# mask rate 0.25 masks 12 // 12 = 1: n = 12, 1 + n = 13.
+SPATIAL_MAP = (6, 2, 17, 17)
+
+
+@pytest.mark.parametrize(
+    "settings, expected_shapes",
+    [
+        (dict(temporal_scales=[1, 2]), [SPATIAL_MAP, (6, 2, 9, 9), (6, 2, 9, 9)] * 2),
+        (dict(stca_layers=[1], temporal_scales=[1, 2, 3], mask_rate=0.25), [SPATIAL_MAP] * 2 + [(6, 2, 13, 13)] * 3),
+        (dict(stca_layers=[]), [SPATIAL_MAP] * 2),
+    ],
+)
+def test_output_attentions_records_the_spatial_map_then_one_cross_map_per_scale(clip_dir, settings, expected_shapes):
+    """
+    The documented maps, layer by layer: an STCA layer records its spatial map over all L tokens, then the cross
+    attention map over `[CLS, kept]` of each temporal scale in order; a layer without STCA records CLIP's one map.
+    """
+    model = STDDModel.from_pretrained(clip_dir, attn_implementation="eager", **STCA_KWARGS, **settings).eval()
+    clip = CLIPVisionModel.from_pretrained(clip_dir, attn_implementation="eager").eval()
+    pixel_values = video(batch_size=2, num_frames=3)
+    with torch.no_grad():
+        attentions = model.vision_model(pixel_values, output_attentions=True).attentions
+        clip_outputs = clip(pixel_values.flatten(0, 1), output_attentions=True, output_hidden_states=True)
+    assert [tuple(attention_map.shape) for attention_map in attentions] == expected_shapes
+    for attention_map in attentions:  # every row a probability distribution over the keys
+        assert (attention_map >= 0).all()
+        torch.testing.assert_close(attention_map.sum(dim=-1), torch.ones(attention_map.shape[:-1]))
+    # Up to the first STCA layer the layers see CLIP's own hidden states: plain maps are CLIP's, and the first STCA
+    # layer's cross maps are attention over the literal reading's [CLS, mixed kept] sequences of that input.
+    stca_layers = model.config.vision_config.stca_layer_indices
+    first_stca = stca_layers[0] if stca_layers else clip.config.num_hidden_layers
+    expected = list(clip_outputs.attentions[: first_stca + 1])
+    if stca_layers:
+        layer = model.vision_model.encoder.layers[first_stca]
+        with torch.no_grad():
+            for sequence in literal_cross_sequences(layer, clip_outputs.hidden_states[first_stca], num_frames=3):
+                expected.append(layer.self_attn(layer.layer_norm1(sequence))[1])
+    for index, expected_map in enumerate(expected):
+        torch.testing.assert_close(attentions[index], expected_map, atol=1e-6, rtol=1e-5, msg=f"map {index}")
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(clip_dir):

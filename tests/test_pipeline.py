@@ -28,10 +28,11 @@ from modeling_stdd import STDDModel, STDDProcessor, ZeroShotVideoClassificationP
 from modeling_stdd.askg import LabelTexts, write_askg_file
 from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
 from modeling_stdd.classify_cli import main as classify_main
-from modeling_stdd.pipeline_stdd import FrameSource, timeline_windows, window_frame_indices
+from modeling_stdd.pipeline_stdd import timeline_frame_times, timeline_windows, window_frame_indices
 from modeling_stdd.prompt_sets_stdd import prompts_digest
 from modeling_stdd.video_io import write_video
-from modeling_stdd.video_processing_stdd import load_video_frames
+from modeling_stdd.video_processing_stdd import load_video_frames, open_video
+from modeling_stdd.view_aggregation import video_scores
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -189,6 +190,12 @@ def test_scores_equal_processor_and_model_forward(classifier, video_path, num_cl
     scores = [prediction["score"] for prediction in predictions]
     assert scores == sorted(scores, reverse=True)
     assert sum(scores) == pytest.approx(1.0)
+
+
+def test_video_scores_take_videos_with_their_view_axis(classifier):
+    text_embeds = torch.zeros(len(LABELS), classifier.model.config.projection_dim)
+    with pytest.raises(ValueError, match=r"\(videos, views, frames, 3, height, width\), got \(1, 4, 3, 32, 32\)"):
+        video_scores(classifier.model, torch.zeros(1, 4, 3, 32, 32), text_embeds)
 
 
 def test_logit_sum_ranks_by_the_summed_view_logits(classifier, video_path):
@@ -461,11 +468,12 @@ def variable_frame_rate_video(path: Path) -> Path:
 
 
 def test_timeline_windows_of_a_variable_frame_rate_video_hold_the_frames_shown_in_them(classifier, tmp_path):
-    source = FrameSource(variable_frame_rate_video(tmp_path / "vfr.mp4"), fps=None, decode_short_side=None)
-    assert source.duration == pytest.approx(19.0)
+    video = open_video(variable_frame_rate_video(tmp_path / "vfr.mp4"))
+    frame_times, duration = timeline_frame_times(video, fps=None)
+    assert duration == pytest.approx(19.0)
     blue = np.array([0, 0, 255])
-    for (start, end), expected_blue in zip(timeline_windows(source.duration, 5.0, 5.0), [False, False, True, True]):
-        colors = source.read(window_frame_indices(start, end, source.frame_times, num_frames=4, num_clips=2))
+    for (start, end), expected_blue in zip(timeline_windows(duration, 5.0, 5.0), [False, False, True, True]):
+        colors = video.read(window_frame_indices(start, end, frame_times, num_frames=4, num_clips=2))
         assert (np.abs(colors[..., 16, 16, :].astype(int) - blue).max(axis=-1) < 8).all() == expected_blue
     timeline = classifier(tmp_path / "vfr.mp4", candidate_labels=LABELS, segment_seconds=5.0)
     assert [(window["start"], window["end"]) for window in timeline] == [(0, 5), (5, 10), (10, 15), (15, 19)]

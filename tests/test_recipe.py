@@ -16,12 +16,13 @@ from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import LabelTexts
 from tests.conftest import tiny_clip_config
 from training import evaluate_zero_shot
+from training.arguments import parse_args
 from training.objective import STDDTrainingModule
 from training.optim import learning_rate_factor, parameter_groups, scaled_learning_rate, warmup_cosine_schedule
 from training.protocols import class_overlap
 from training.recipe import TRAINING_RECIPES, check_model_overrides, stca_overrides
 from training.run_record import RUN_RECORD_NAME
-from training.train import main, parse_args
+from training.train import main
 from training.weight_patching import patch_weights, patched_model
 
 
@@ -310,11 +311,12 @@ def test_a_run_records_its_settings_and_how_many_evaluation_classes_it_saw(
 def test_the_readme_commands_for_reproducing_the_paper_parse(tmp_path):
     """The commands of the README's "Reproducing the paper" (they need the data sets to run) use existing flags."""
     import shlex
+    from pathlib import Path
 
     from hub_card.__main__ import build_parser as hub_card_parser
-    from tests.test_readme import README
 
-    section = README.split("## Reproducing the paper", 1)[1]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Reproducing the paper", 1)[1]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [shlex.split(line) for line in block.replace("\\\n", " ").splitlines()
                 if line.strip() and not line.lstrip().startswith("#")]
@@ -362,7 +364,7 @@ def test_the_card_calls_results_zero_shot_only_when_recorded_disjoint(tmp_path):
 
 def test_every_recipe_setting_is_an_option_of_its_script():
     from training.recipe import EVALUATION_RECIPES, apply_recipe
-    from training.train import build_parser
+    from training.arguments import build_parser
 
     for recipe in TRAINING_RECIPES.values():
         apply_recipe(build_parser(), recipe)

@@ -186,7 +186,7 @@ def test_evaluation_leaves_an_unreadable_video_out_instead_of_replacing_it(video
     assert clips[row] == {"pixel_values": None, "labels": label, "num_skipped": 1, "skipped_labels": [label]}
     batch = collate_clips([clips[index] for index in range(len(clips))])
     assert batch["readable"].tolist() == [index != row for index in range(len(clips))]
-    assert batch["pixel_values"].shape == (3, 4, 3, 32, 32) and batch["labels"].shape == (4,)
+    assert batch["pixel_values"].shape == (3, 1, 4, 3, 32, 32) and batch["labels"].shape == (4,)
     assert collate_clips([clips[row]])["pixel_values"] is None
 
 

@@ -12,7 +12,8 @@ from askg_testing import make_entry, reference_label_db
 from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg import LabelTexts, write_askg_file
 from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
-from training.evaluate_zero_shot import TOP_K_METRIC, load_label_texts, main, summarize, top_k_accuracy
+from training.evaluate_zero_shot import main
+from training.evaluation import TOP_K_METRIC, summarize, top_k_accuracy
 from training.protocols import (
     KINETICS600_CLASSES_PER_SPLIT,
     KINETICS600_DATA,
@@ -25,6 +26,7 @@ from training.protocols import (
     match_class_names,
     ucf101_splits,
 )
+from training.runtime import load_label_texts
 
 
 @pytest.fixture(scope="module")
@@ -207,16 +209,16 @@ def test_kinetics600_protocol_without_any_split_video_is_an_error(tmp_path):
 
 
 def test_evaluation_script_on_a_folder_with_multi_view_testing(stdd_folder, tmp_path, make_video, monkeypatch):
-    from training import evaluate_zero_shot
+    from training import evaluation
 
     shapes = []
-    score_videos = evaluate_zero_shot.video_scores
+    score_videos = evaluation.video_scores
 
     def recording_video_scores(model, pixel_values, *args):
         shapes.append(tuple(pixel_values.shape))
         return score_videos(model, pixel_values, *args)
 
-    monkeypatch.setattr(evaluate_zero_shot, "video_scores", recording_video_scores)
+    monkeypatch.setattr(evaluation, "video_scores", recording_video_scores)
     for name in ("waving", "clapping"):
         (tmp_path / "data" / name).mkdir(parents=True)
         for index in range(2):
@@ -329,8 +331,8 @@ def test_evaluation_script_rejects_bad_arguments(arguments, message, capsys):
 def test_predictions_average_softmax_over_views(stdd_folder):
     from accelerate import Accelerator
 
-    from training.evaluate_zero_shot import predict
     from modeling_stdd.prompt_sets_stdd import build_prompt_set
+    from training.evaluation import predict
 
     model = STDDModel.from_pretrained(stdd_folder).eval()
     processor = STDDProcessor.from_pretrained(stdd_folder)
@@ -352,8 +354,8 @@ def test_predictions_average_softmax_over_views(stdd_folder):
 def test_logit_sum_ranks_videos_by_the_sum_of_their_views_logits(stdd_folder):
     from accelerate import Accelerator
 
-    from training.evaluate_zero_shot import predict
     from modeling_stdd.prompt_sets_stdd import build_prompt_set
+    from training.evaluation import predict
 
     model = STDDModel.from_pretrained(stdd_folder).eval()
     processor = STDDProcessor.from_pretrained(stdd_folder)
@@ -402,15 +404,17 @@ def test_predictions_follow_the_mixed_precision_setting(stdd_folder):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from training.evaluate_zero_shot import predict
     from modeling_stdd.prompt_sets_stdd import build_prompt_set
+    from training.evaluation import predict
 
     model = STDDModel.from_pretrained(stdd_folder).eval()
     prompts = build_prompt_set(model, STDDProcessor.from_pretrained(stdd_folder).tokenizer, ["a.", "b."], "{}")
     dtypes = set()
     layer = model.vision_model.encoder.layers[0].mlp.fc1
     layer.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
-    batch = {"pixel_values": torch.randn(1, 4, 3, 32, 32), "labels": torch.tensor([0]), "readable": torch.tensor([True])}
+    batch = {
+        "pixel_values": torch.randn(1, 1, 4, 3, 32, 32), "labels": torch.tensor([0]), "readable": torch.tensor([True])
+    }
     AcceleratorState._reset_state()  # the other tests' accelerators run in full precision
     try:
         scores, _, _ = predict(model, [batch], prompts, Accelerator(cpu=True, mixed_precision="bf16"))
@@ -439,7 +443,7 @@ def test_a_model_with_broken_weights_is_an_error_not_figures(stdd_folder, tmp_pa
 
 
 def test_results_are_strict_json(tmp_path):
-    from training.evaluate_zero_shot import write_json_atomically
+    from training.runtime import write_json_atomically
 
     with pytest.raises(ValueError, match=r"bad\.json: refusing to write results holding a non-finite number"):
         write_json_atomically(tmp_path / "bad.json", {"top1": float("nan")})

@@ -11,9 +11,10 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_training_train import tiny_arguments, tiny_data  # noqa: F401 (tiny_data is a fixture)
+from training_testing import tiny_arguments
 
-from training import train
+from training import loop, train
+from training.arguments import parse_args
 from training.divergence import TrainingDivergedError
 from training.objective import STDDTrainingModule
 from training.run_folder import LOCK_NAME, RunFolderError, RunLock
@@ -123,7 +124,7 @@ def test_a_used_output_dir_is_refused_and_overwrite_replaces_it(tiny_data, tiny_
 
 
 def test_a_folder_in_use_by_another_run_is_refused_naming_its_pid(tiny_data, tiny_clip_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "prepare_job", lambda *args: pytest.fail("work started"))
+    monkeypatch.setattr(loop, "prepare_job", lambda *args: pytest.fail("work started"))
     output = tmp_path / "out"
     output.mkdir()
     holder = RunLock(output).acquire()
@@ -140,7 +141,7 @@ def test_resume_latest_without_a_checkpoint_says_so(tiny_data, tiny_clip_dir, tm
 
 
 def test_an_unwritable_output_dir_is_refused_before_any_work(tiny_data, tiny_clip_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "prepare_job", lambda *args: pytest.fail("work started"))
+    monkeypatch.setattr(loop, "prepare_job", lambda *args: pytest.fail("work started"))
     (tmp_path / "a_file").write_text("")
     message = r"--output-dir .*a_file/out is not writable \(.*a_file is a file, not a folder\)"
     with pytest.raises(RunFolderError, match=message) as raised:
@@ -150,7 +151,7 @@ def test_an_unwritable_output_dir_is_refused_before_any_work(tiny_data, tiny_cli
 
 def test_help_says_what_a_rerun_does(capsys):
     with pytest.raises(SystemExit):
-        train.parse_args(["--help"])
+        parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "A rerun into the same --output-dir is refused while it holds an earlier run" in text
     assert "--overwrite-output-dir delete the earlier run in --output-dir" in text
@@ -174,16 +175,16 @@ def test_resuming_runs_no_code_from_the_checkpoint_folder_and_reports_the_real_f
 ):
     output = tmp_path / "out"
     arguments = tiny_arguments(tiny_data, tiny_clip_dir, output, "--epochs", "1")
-    save_checkpoint = train.save_checkpoint
+    save_checkpoint = loop.save_checkpoint
 
     def interrupt_after_saving(*args):
         save_checkpoint(*args)
         raise KeyboardInterrupt("interrupted during evaluation")
 
-    monkeypatch.setattr(train, "save_checkpoint", interrupt_after_saving)
+    monkeypatch.setattr(loop, "save_checkpoint", interrupt_after_saving)
     with pytest.raises(KeyboardInterrupt):
         train.main(arguments)
-    monkeypatch.setattr(train, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(loop, "save_checkpoint", save_checkpoint)
     checkpoint = output / "checkpoints" / "epoch_0001"
     assert not list(checkpoint.glob("custom_checkpoint_*"))
     state = json.loads((checkpoint / "training_state.json").read_text())

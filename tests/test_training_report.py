@@ -3,17 +3,18 @@
 import functools
 import json
 
-from training import train
+import training.job
+from training import loop, train
 from training.data import SyntheticMotionSpec, build_synthetic_motion_dataset
 from training.reporting import read_training_curves
 
 
 def test_the_embedded_job_announces_each_run_and_ends_with_a_table_paths_and_curves(tmp_path, monkeypatch, capsys):
     small = SyntheticMotionSpec(train_videos_per_class=1, eval_videos_per_class=1, num_frames=8, pixels_per_frame=2.0)
-    monkeypatch.setattr(train, "build_synthetic_motion_dataset",
+    monkeypatch.setattr(training.job, "build_synthetic_motion_dataset",
                         functools.partial(build_synthetic_motion_dataset, spec=small))
     written = []
-    monkeypatch.setattr(train.tqdm, "write", classmethod(lambda cls, text, *args, **kwargs: written.append(text)))
+    monkeypatch.setattr(loop.tqdm, "write", classmethod(lambda cls, text, *args, **kwargs: written.append(text)))
     output = tmp_path / "out"
     results = train.main(["--output-dir", str(output), "--synthetic-data-dir", str(tmp_path / "cache"),
                           "--max-steps", "4", "--num-workers", "0"])
@@ -41,7 +42,7 @@ def test_the_embedded_job_announces_each_run_and_ends_with_a_table_paths_and_cur
 
 def test_without_a_jsonl_log_the_picture_is_not_drawn_and_that_is_said(tmp_path, monkeypatch, capsys):
     small = SyntheticMotionSpec(train_videos_per_class=1, eval_videos_per_class=1, num_frames=8, pixels_per_frame=2.0)
-    monkeypatch.setattr(train, "build_synthetic_motion_dataset",
+    monkeypatch.setattr(training.job, "build_synthetic_motion_dataset",
                         functools.partial(build_synthetic_motion_dataset, spec=small))
     train.main(["--output-dir", str(tmp_path / "out"), "--synthetic-data-dir", str(tmp_path / "cache"),
                 "--max-steps", "1", "--num-workers", "0", "--report-to", "none", "--no-frame-mean-baseline"])

@@ -13,38 +13,19 @@ from safetensors.torch import load_file
 
 from modeling_stdd import STDDModel, STDDProcessor
 from askg_testing import make_entry
+from training_testing import tiny_arguments
 from modeling_stdd.askg import LabelTexts, write_askg_file
 from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
-from training import train
+import training.job
+from training import loop
+from training.arguments import parse_args, parse_average_epochs
 from training.data import SyntheticMotionSpec, build_synthetic_motion_dataset
-from training.train import main, parse_args, parse_average_epochs
+from training.run_state import WeightAverager
+from training.runtime import make_accelerator
+from training.train import main
 
 
 REPO = Path(__file__).resolve().parent.parent
-CLASSES = ("clapping", "waving", "jumping")
-
-
-@pytest.fixture
-def tiny_data(tmp_path, make_video):
-    """Training folder with 3 classes x 3 clips, evaluation folder with 2 other classes x 2 clips, label texts."""
-    for split, classes, count in (("train", CLASSES, 3), ("eval", ("running", "sitting"), 2)):
-        for name in classes:
-            (tmp_path / split / name).mkdir(parents=True)
-            for index in range(count):
-                make_video(f"{split}-{name}-{index}.mp4", num_frames=8).rename(tmp_path / split / name / f"{index}.mp4")
-    LabelTexts({"running": ["a person running.", "someone jogging."], "clapping": ["hands clapping."]}).save(
-        tmp_path / "texts.json"
-    )
-    return tmp_path
-
-
-def tiny_arguments(tiny_data, tiny_clip_dir, output_dir, *extra):
-    return [
-        "--base-model", str(tiny_clip_dir), "--train-data", str(tiny_data / "train"),
-        "--eval-data", str(tiny_data / "eval"), "--label-texts", str(tiny_data / "texts.json"),
-        "--output-dir", str(output_dir), "--num-frames", "4", "--batch-size", "3", "--num-workers", "0",
-        "--learning-rate", "1e-3", "--warmup-epochs", "0.5", *extra,
-    ]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -114,7 +95,7 @@ def test_templates_flags_are_checked_and_build_the_prompts_of_askg_label_texts(t
         tiny_data, tiny_clip_dir, tmp_path / "out", "--label-texts", str(tmp_path / "graph.yml"),
         str(tmp_path / "clauses.yml"), "--templates", str(tmp_path / "classes.yml"), "--num-templates", "2",
     )  # fmt: skip
-    job = train.prepare_job(parse_args(arguments), train.make_accelerator())
+    job = training.job.prepare_job(parse_args(arguments), make_accelerator())
     assert job.label_texts.templates == ["clip 0 of {}.", "clip 1 of {}."]
     assert job.label_texts.texts == LabelTexts.from_label_db(entries, templates=job.label_texts.templates).texts
 
@@ -175,7 +156,7 @@ def test_defaults_of_the_embedded_job_and_of_custom_data(tiny_clip_dir, tmp_path
 def test_video_flags_override_the_recipe_and_reach_the_processor(tiny_clip_dir, tmp_path):
     from accelerate import Accelerator
 
-    from training.train import prepare_job
+    from training.job import prepare_job
 
     (tmp_path / "train" / "waving").mkdir(parents=True)
     (tmp_path / "train" / "waving" / "0.mp4").write_bytes(b"")
@@ -255,7 +236,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_data, tiny_
     extra = ("--epochs", "3", "--average-epochs", "2-3", "--seed", "11", "--num-workers", "1")
     main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "straight", *extra))
 
-    save_checkpoint = train.save_checkpoint
+    save_checkpoint = loop.save_checkpoint
 
     def crash_after_epoch_2(accelerator, run_dir, epoch, *args):
         saved = save_checkpoint(accelerator, run_dir, epoch, *args)
@@ -263,10 +244,10 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_data, tiny_
             raise KeyboardInterrupt("simulated interruption")
         return saved
 
-    monkeypatch.setattr(train, "save_checkpoint", crash_after_epoch_2)
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "resumed", *extra))
-    monkeypatch.setattr(train, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(loop, "save_checkpoint", save_checkpoint)
     checkpoints = sorted(path.name for path in (tmp_path / "resumed" / "checkpoints").iterdir())
     assert checkpoints == ["epoch_0001", "epoch_0002"]
     results = main(tiny_arguments(tiny_data, tiny_clip_dir, tmp_path / "resumed", *extra,
@@ -311,7 +292,7 @@ def test_class_folders_find_their_label_texts_whatever_their_spelling(tiny_data,
 def test_weight_averaging_takes_the_mean_of_the_chosen_epochs_only():
     torch.manual_seed(0)
     epoch_models = [torch.nn.Linear(3, 2) for _ in range(3)]
-    averager = train.WeightAverager([2, 3])
+    averager = WeightAverager([2, 3])
     for epoch, model in enumerate(epoch_models, start=1):
         averager.add(model, epoch)
     target = torch.nn.Linear(3, 2)
@@ -319,7 +300,7 @@ def test_weight_averaging_takes_the_mean_of_the_chosen_epochs_only():
     with torch.no_grad():
         torch.testing.assert_close(target.weight, (epoch_models[1].weight + epoch_models[2].weight) / 2)
         torch.testing.assert_close(target.bias, (epoch_models[1].bias + epoch_models[2].bias) / 2)
-    assert not train.WeightAverager([4]).apply_to(target)  # no chosen epoch reached: the weights stay
+    assert not WeightAverager([4]).apply_to(target)  # no chosen epoch reached: the weights stay
 
 
 def test_adopting_the_training_frame_size_keeps_the_interpolated_outputs(tiny_clip_dir):
@@ -345,7 +326,7 @@ def test_a_model_trained_at_another_frame_size_runs_on_its_saved_processor(tiny_
 
 def test_embedded_job_builds_its_data_and_compares_with_the_baseline(tmp_path, monkeypatch):
     small = SyntheticMotionSpec(train_videos_per_class=1, eval_videos_per_class=1, num_frames=8, pixels_per_frame=2.0)
-    monkeypatch.setattr(train, "build_synthetic_motion_dataset",
+    monkeypatch.setattr(training.job, "build_synthetic_motion_dataset",
                         functools.partial(build_synthetic_motion_dataset, spec=small))
     results = main(["--output-dir", str(tmp_path / "out"), "--synthetic-data-dir", str(tmp_path / "cache"),
                     "--max-steps", "2", "--num-workers", "0"])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 from modeling_stdd.video_io import decode_frames_with_pyav, write_video
-from modeling_stdd.video_processing_stdd import VideoReader, load_video_frames, probe_frame_size
+from modeling_stdd.video_processing_stdd import EncodedVideo, load_video_frames, probe_frame_size
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi", ".webm"])
@@ -64,7 +64,7 @@ def test_pyav_decoding_matches_decord_with_rotation_and_reduced_size(tmp_path):
     """The PyAV path (used where decord lays frames out wrong) rotates and sizes frames as decord does."""
     path = write_video(tmp_path / "rotated.mp4", quadrant_video(96, 160, num_frames=6), rotation=90)
     for size in [None, (106, 64)]:
-        reader = VideoReader(str(path), size)
+        reader = EncodedVideo(str(path), "rotated.mp4", size)
         expected = reader.get_batch([1, 4]).asnumpy()
         decoded = decode_frames_with_pyav(str(path), [1, 4], size)
         assert decoded.shape == expected.shape

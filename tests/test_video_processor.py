@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 from modeling_stdd.video_processing_stdd import (
+    DecodedVideo,
+    EncodedVideo,
     STDDVideoProcessor,
     evaluation_frame_indices,
     load_video_frames,
@@ -123,6 +125,20 @@ def test_sources_over_twice_the_resize_target_are_decoded_at_twice_the_target(ma
     assert processor(path, return_tensors="pt")["pixel_values"].shape == (1, 4, 3, 16, 16)
 
 
+def test_open_video_reads_any_frames_at_the_processors_decode_size(make_video):
+    processor = STDDVideoProcessor(size={"shortest_edge": 16}, crop_size=16, num_frames=4)
+    path = make_video("clip.mp4", num_frames=8, height=48, width=64, fps=10)
+    video = processor.open_video(path)  # 48 > 2 x 16: decoded at a short side of 32
+    assert isinstance(video, EncodedVideo) and len(video) == 8 and video.average_fps == 10
+    frames = video.read(np.array([[0, 7], [7, 7]]))
+    assert frames.shape == (2, 2, 32, 42, 3)
+    np.testing.assert_array_equal(frames[0, 1], frames[1, 0])
+    np.testing.assert_array_equal(frames[0, 0], processor.load_frames(path, num_frames=8)[0, 0])
+    decoded = processor.open_video(load_video_frames(path, num_frames=None)[0])  # decoded frames stay as they are
+    assert isinstance(decoded, DecodedVideo) and decoded.average_fps is None
+    assert len(decoded) == 8 and decoded.read(np.array([3])).shape == (1, 48, 64, 3)
+
+
 def test_all_source_kinds_give_the_same_pixel_values(processor, make_video):
     path = make_video("clip.mp4", num_frames=12)
     frames = load_video_frames(path, num_frames=None)[0]  # every frame, decoded once: (12, 48, 64, 3)
@@ -160,6 +176,19 @@ def test_multi_view_layout_is_clip_major_with_crops_across_the_long_side(process
         for crop, left in enumerate((0, 32, 64)):
             torch.testing.assert_close(views[0, clip * 3 + crop], full[clip, ..., left : left + SIZE])
     assert not torch.equal(views[0, 0], views[0, 3])
+
+
+def test_keep_view_axis_gives_one_view_its_axis(processor, make_video):
+    path = make_video("clip.mp4", num_frames=16)
+    one_view = processor(path, return_tensors="pt")["pixel_values"]
+    kept = processor(path, keep_view_axis=True, return_tensors="pt")["pixel_values"]
+    assert one_view.shape == (1, 8, 3, SIZE, SIZE) and kept.shape == (1, 1, 8, 3, SIZE, SIZE)
+    torch.testing.assert_close(kept[:, 0], one_view, atol=0, rtol=0)
+    views = processor(path, num_clips=2, return_tensors="pt")["pixel_values"]
+    kept_views = processor(path, num_clips=2, keep_view_axis=True, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(kept_views, views, atol=0, rtol=0)
+    unstacked = processor([path, path], keep_view_axis=True)["pixel_values"]  # return_tensors=None: one per video
+    assert [tuple(video.shape) for video in unstacked] == [(1, 8, 3, SIZE, SIZE)] * 2
 
 
 def test_training_is_seeded_random_crop_and_flip(processor, make_video):

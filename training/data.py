@@ -187,8 +187,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
     """
     Decodes the videos of a video data set on access with `video_processor` (training or evaluation sampling).
 
-    Item: `{"pixel_values": (T, 3, S, S) or (V, T, 3, S, S), "labels": int, "num_skipped": int, "skipped_labels":
-    list[int]}`. A video that cannot be read is logged; with `skip_unreadable=False` the error is raised instead.
+    Item: `{"pixel_values": (T, 3, S, S) in training, (V, T, 3, S, S) in evaluation (V views, also for one),
+    "labels": int, "num_skipped": int, "skipped_labels": list[int]}`. A video that cannot be read is logged; with `skip_unreadable=False` the error is raised instead.
     - Training replaces it by the next readable one (`num_skipped` counts the files passed over, `skipped_labels`
       holds their classes), so an epoch never stops on one bad file.
     - Evaluation leaves it out: its item has `pixel_values` None and `num_skipped` 1, so that no video is scored in its
@@ -227,9 +227,11 @@ class VideoClipDataset(torch.utils.data.Dataset):
         )
 
     def decode(self, video: dict) -> torch.Tensor:
-        """One row's video (`{"path", "bytes"}`) to `(T, 3, S, S)`, or `(V, T, 3, S, S)` for several views."""
+        """One row's video (`{"path", "bytes"}`) to `(T, 3, S, S)` in training, `(V, T, 3, S, S)` views in evaluation."""
         source = video["bytes"] if video.get("bytes") else video["path"]
-        outputs = self.video_processor(source, training=self.training, return_tensors="pt", **self.views)
+        outputs = self.video_processor(
+            source, training=self.training, keep_view_axis=not self.training, return_tensors="pt", **self.views
+        )
         return outputs["pixel_values"][0]
 
 

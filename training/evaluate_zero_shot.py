@@ -12,41 +12,26 @@ no download); the JSON holds every split's figures and their mean and std. Sever
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 # PyAV first: decord bundles its own FFmpeg libraries, and once they are loaded PyAV's VP8/VP9 encoders fail.
 import av  # noqa: F401
-import evaluate
-import numpy as np
-import torch
-from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from modeling_stdd import STDDModel, STDDProcessor
-from modeling_stdd.askg import LabelTexts
 from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
-from modeling_stdd.file_utils import check_writable_folder, write_text_atomically
-from modeling_stdd.pipeline_stdd import check_finite_scores
-from modeling_stdd.prompt_sets_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, PromptSet, build_prompt_set, resolve_label_texts
-from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION, aggregate_views
+from modeling_stdd.file_utils import check_writable_folder
+from modeling_stdd.prompt_sets_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_prompt_set
+from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION
 from training.class_coverage import classes_without_readable_videos
-from training.data import VideoClipDataset, collate_clips, load_video_dataset
+from training.evaluation import evaluation_loader, predict, protocol_splits, summarize, top_k_accuracy
 from training.optim import default_mixed_precision
-from training.protocols import (
-    PROTOCOLS,
-    EvaluationSplit,
-    class_overlap,
-    hmdb51_splits,
-    kinetics600_novel_splits,
-    ucf101_splits,
-    with_label_text_names,
-)
+from training.protocols import PROTOCOLS, class_overlap
 from training.recipe import EVALUATION_RECIPES, add_recipe_argument, apply_recipe, recipe_settings
-from training.reporting import ResultRow, paths_block, reported_top_k, results_table
+from training.reporting import evaluation_report, reported_top_k
 from training.run_record import read_run_record
+from training.runtime import load_label_texts, make_accelerator, write_json_atomically
 from training.video_files import drop_missing_videos
 from training.video_options import (
     SAMPLING_OPTIONS,
@@ -57,119 +42,6 @@ from training.video_options import (
     video_settings,
 )
 from training.weight_patching import check_patch_ratio, patched_model
-
-
-TOP_K_METRIC = Path(__file__).resolve().parent / "metrics" / "top_k_accuracy"
-
-
-def make_accelerator(**kwargs) -> Accelerator:
-    """
-    An `Accelerator` that runs on the CPU when the machine has no accelerator: processes started by
-    `accelerate launch --multi_gpu --num_processes N` then form a CPU (gloo) process group.
-    """
-    return Accelerator(cpu=not torch.accelerator.is_available(), **kwargs)
-
-
-def load_label_texts(values: str | list[str] | None, templates: list[str] | None = None) -> LabelTexts | None:
-    """
-    `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name, label-texts JSON and
-    ASKG YAML files (an ASKG file followed by its clause file), merged in order (see `resolve_label_texts`).
-    `templates` (`--templates`) build the prompt sets of shipped sets and ASKG files.
-    """
-    values = [values] if isinstance(values, str) else list(values or [])
-    if values in ([], ["none"]):
-        if templates is not None:
-            raise ValueError("--templates builds the prompt sets of --label-texts; give --label-texts too")
-        return None
-    return resolve_label_texts(values, templates)[0]
-
-
-@torch.no_grad()
-def predict(
-    model: STDDModel, loader, prompts: PromptSet, accelerator: Accelerator, description: str = "eval",
-    interpolate_pos_encoding: bool = False, view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
-):
-    """
-    Class probabilities of every readable video of `loader` (its views combined by `view_aggregation`) and their
-    labels, gathered from all processes, and how many videos could not be read:
-    `(scores (N, K) float numpy, labels (N,) int numpy, num_unreadable int)`. Non-finite scores (a broken model) are
-    an error, not figures.
-    """
-    model.eval()
-    prompts = prompts.to(accelerator.device)
-    all_scores, all_labels, all_readable = [], [], []
-    for batch in tqdm(loader, desc=description, disable=not accelerator.is_local_main_process, leave=False):
-        readable = batch["readable"].to(accelerator.device)
-        # Every process gathers a row per item, readable or not, so that the processes' gathers stay the same size.
-        scores = torch.full((len(readable), prompts.num_classes), float("nan"), device=accelerator.device)
-        if batch["pixel_values"] is not None:
-            with accelerator.autocast():  # --mixed-precision
-                scores[readable] = video_scores(
-                    model, batch["pixel_values"], prompts, interpolate_pos_encoding, view_aggregation
-                )
-        scores, labels, readable = accelerator.gather_for_metrics((scores, batch["labels"], readable.long()))
-        all_scores.append(scores.cpu())
-        all_labels.append(labels.cpu())
-        all_readable.append(readable.cpu().bool())
-    readable = torch.cat(all_readable)
-    scores, labels = torch.cat(all_scores)[readable], torch.cat(all_labels)[readable]
-    check_finite_scores(scores, f"evaluation ({description})")
-    return scores.numpy(), labels.numpy(), int((~readable).sum())
-
-
-def video_scores(
-    model: STDDModel, pixel_values: torch.Tensor, prompts: PromptSet, interpolate_pos_encoding: bool,
-    view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
-) -> torch.Tensor:
-    """Class probabilities `(B, K)` of videos `(B, T, 3, S, S)` or `(B, V, T, 3, S, S)`, views by `view_aggregation`."""
-    if pixel_values.ndim == 5:  # one view: (B, T, 3, S, S)
-        pixel_values = pixel_values.unsqueeze(1)
-    batch_size, num_views = pixel_values.shape[:2]
-    outputs = model(
-        pixel_values=pixel_values.flatten(0, 1).to(model.dtype),
-        text_embeds=prompts.text_embeds.to(model.dtype),
-        prompt_class_ids=prompts.prompt_class_ids,
-        interpolate_pos_encoding=interpolate_pos_encoding,
-    )
-    return aggregate_views(outputs.logits_per_video.unflatten(0, (batch_size, num_views)), view_aggregation)
-
-
-def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k=(1, 5)) -> dict[str, float]:
-    """Top-k accuracies in percent, computed by the shipped `evaluate` metric module."""
-    metric = evaluate.load(str(TOP_K_METRIC))
-    result = metric.compute(predictions=scores.tolist(), references=labels.tolist(), k=list(k))
-    return {name: 100 * value for name, value in result.items()}
-
-
-def summarize(per_split: dict[str, dict[str, float]]) -> dict:
-    """Per-split figures plus their mean and (population) std over splits."""
-    names = next(iter(per_split.values())).keys()
-    values = {name: np.array([split[name] for split in per_split.values()]) for name in names}
-    return {
-        "splits": per_split,
-        "mean": {name: float(array.mean()) for name, array in values.items()},
-        "std": {name: float(array.std()) for name, array in values.items()},
-    }
-
-
-def evaluation_loader(dataset, processor, batch_size: int, num_workers: int, skip_unreadable: bool, **views):
-    clips = VideoClipDataset(dataset, processor.video_processor, training=False, skip_unreadable=skip_unreadable,
-                             **views)
-    return torch.utils.data.DataLoader(
-        clips, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_clips
-    )
-
-
-def protocol_splits(args, label_texts: LabelTexts | None) -> list[EvaluationSplit]:
-    label_names = None if label_texts is None else label_texts.labels
-    if args.protocol == "ucf101":
-        return ucf101_splits(args.video_root, args.split_dir, label_names)
-    if args.protocol == "hmdb51":
-        return hmdb51_splits(args.video_root, args.split_dir, label_names)
-    if args.protocol == "kinetics600_novel":
-        return kinetics600_novel_splits(args.video_root, args.list_file, args.index_to_class, label_names)
-    dataset = load_video_dataset(args.data, args.video_root, args.index_to_class, split=args.split)
-    return [EvaluationSplit(args.split, with_label_text_names(dataset, label_names))]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,15 +138,6 @@ def check_args(args, parser: argparse.ArgumentParser):
         parser.error("--base-model is the starting checkpoint of weight patching: give --patch-ratio too")
 
 
-def write_json_atomically(path: str | os.PathLike, data) -> Path:
-    """Strict JSON (a NaN or inf is refused, naming the file, rather than written as the non-JSON `NaN`)."""
-    try:
-        text = json.dumps(data, indent=2, allow_nan=False)
-    except ValueError as error:
-        raise ValueError(f"{path}: refusing to write results holding a non-finite number ({error})") from None
-    return write_text_atomically(path, text + "\n")
-
-
 def check_input_folders(args):
     """The folders the videos and split files are read from exist (checked before the model is loaded)."""
     for flag, folder in (("--video-root", args.video_root), ("--split-dir", args.split_dir)):
@@ -353,25 +216,6 @@ def main(argv: list[str] | None = None) -> dict:
         write_json_atomically(args.output, results)
         accelerator.print("\n" + evaluation_report(results, args.output))
     return results
-
-
-def evaluation_report(results: dict, output: str) -> str:
-    """The end of an evaluation: a table row per split (and their mean when there are several), then the paths."""
-    overlaps = results["class_overlap"] or {}
-    rows = [
-        ResultRow(name, figures["top1"], figures.get("top5"), results["num_classes"][name],
-                  results["num_videos"][name], overlaps.get(name, {}).get("num_seen_in_training"))
-        for name, figures in results["splits"].items()
-    ]
-    if len(rows) > 1:  # the protocols' splits: the same number of classes, mean ± std over the splits
-        rows.append(ResultRow(
-            "mean ± std", results["mean"]["top1"], results["mean"].get("top5"),
-            rows[0].num_classes, sum(row.num_videos for row in rows), rows[0].classes_seen,
-            top1_std=results["std"]["top1"],
-        ))
-    heading = f"results of {results['model']} ({results['protocol']}):"
-    table = results_table(rows, first_column="split")
-    return f"{heading}\n{table}\n\n" + paths_block({"model": results["model"], "results": output})
 
 
 def command_line(argv: list[str] | None = None) -> int:

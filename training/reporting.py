@@ -1,6 +1,7 @@
 """
 The end of a training or evaluation run: which top-k figures mean something, the results table with the chance level
-and the class and video counts, the paths a run wrote, and the training curves picture.
+and the class and video counts, the paths a run wrote, the training log (`log.jsonl`, written by the jsonl tracker)
+and the training curves picture drawn from it.
 """
 
 import json
@@ -8,6 +9,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from accelerate.tracking import GeneralTracker
 
 
 TRAINING_CURVES_NAME = "training_curves.png"
@@ -80,6 +83,36 @@ def paths_block(paths: Mapping[str, str | os.PathLike | None]) -> str:
 # ----------------------------------------------------------------------------------------------------------------------
 # Training curves
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+class JsonLinesTracker(GeneralTracker):
+    """An accelerate tracker that appends one JSON object per `log` call to `<run dir>/log.jsonl`."""
+
+    name = "jsonl"
+    requires_logging_directory = False
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.path = Path(run_dir) / "log.jsonl"
+
+    @property
+    def tracker(self):
+        return self.path
+
+    def store_init_configuration(self, values: dict):
+        self.log({"config": values})
+
+    def log(self, values: dict, step: int | None = None, **kwargs):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as file:
+            file.write(json.dumps({"step": step, **values}, default=str, allow_nan=False) + "\n")
+
+
+def trackers(report_to: str, run_dir: Path):
+    if report_to == "none":
+        return None
+    names = [name.strip() for name in report_to.split(",")]
+    return [JsonLinesTracker(run_dir) if name == "jsonl" else name for name in names]
 
 
 @dataclass
@@ -193,3 +226,22 @@ def training_report(results: Mapping, run_dirs: Mapping[str, Path], output_dir: 
     paths["training curves"] = picture if picture is not None else "(not drawn: --report-to has no jsonl log)"
     sections.append(paths_block(paths))
     return "\n\n".join(sections)
+
+
+def evaluation_report(results: dict, output: str) -> str:
+    """The end of an evaluation: a table row per split (and their mean when there are several), then the paths."""
+    overlaps = results["class_overlap"] or {}
+    rows = [
+        ResultRow(name, figures["top1"], figures.get("top5"), results["num_classes"][name],
+                  results["num_videos"][name], overlaps.get(name, {}).get("num_seen_in_training"))
+        for name, figures in results["splits"].items()
+    ]
+    if len(rows) > 1:  # the protocols' splits: the same number of classes, mean ± std over the splits
+        rows.append(ResultRow(
+            "mean ± std", results["mean"]["top1"], results["mean"].get("top5"),
+            rows[0].num_classes, sum(row.num_videos for row in rows), rows[0].classes_seen,
+            top1_std=results["std"]["top1"],
+        ))
+    heading = f"results of {results['model']} ({results['protocol']}):"
+    table = results_table(rows, first_column="split")
+    return f"{heading}\n{table}\n\n" + paths_block({"model": results["model"], "results": output})
