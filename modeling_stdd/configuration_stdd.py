@@ -1,6 +1,6 @@
 """STDD model configuration: CLIP's configs plus the space-time cross attention (STCA) settings."""
 
-from dataclasses import field
+from dataclasses import field, fields
 
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
@@ -215,17 +215,13 @@ def _with_vision_overrides(vision_config, kwargs: dict):
     return {**(vision_config or {}), **overrides}
 
 
-STDD_VISION_FIELDS = (
-    "num_frames",
-    "mask_rate",
-    "mask_stride",
-    "channel_fold",
-    "temporal_scales",
-    "spatial_repeat",
-    "temporal_shuffle",
-    "evaluation_temporal_shuffle",
-    "stca_layers",
-    "stca_implementation",
-)
+def _added_fields(config_class: type, base_class: type) -> tuple[str, ...]:
+    """Names of the dataclass fields `config_class` declares beyond `base_class`'s, in declaration order."""
+    inherited = {field.name for field in fields(base_class)}
+    return tuple(field.name for field in fields(config_class) if field.name not in inherited)
+
+
+# The STCA settings: what STDDVisionConfig adds to CLIPVisionConfig.
+STDD_VISION_FIELDS = _added_fields(STDDVisionConfig, CLIPVisionConfig)
 
 __all__ = ["STDDConfig", "STDDTextConfig", "STDDVisionConfig"]

@@ -136,12 +136,13 @@ def kept_patch_index(
     """
     Patch indices that each frame keeps, window by window, slot by slot.
 
-    rotations: `(B, T, num_windows)`; slot_patch_index: `(num_windows, K)` -> `(B, T, n)`, n = num_windows * (K - m).
+    rotations: `(B, T, num_windows)`; slot_patch_index: `(num_windows, K)` on the device of `rotations` ->
+    `(B, T, n)`, n = num_windows * (K - m).
     """
     num_windows, slots_per_window = slot_patch_index.shape
     slots = kept_slots(rotations, slots_per_window, masked_per_window)  # (B, T, W, K - m)
     window = torch.arange(num_windows, device=slots.device).view(num_windows, 1)
-    return slot_patch_index.to(slots.device)[window, slots].flatten(2)
+    return slot_patch_index[window, slots].flatten(2)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -280,11 +281,11 @@ def sequence_rows(kept_index: torch.LongTensor, sequence_length: int) -> torch.L
 _WINDOW_GEOMETRY: dict[tuple, torch.LongTensor] = {}
 
 
-def _window_geometry(grid: tuple[int, int], window: tuple[int, int]) -> torch.LongTensor:
-    """`window_slot_patch_index`, built once per (grid, window)."""
-    key = (grid, window)
+def _window_geometry(grid: tuple[int, int], window: tuple[int, int], device: torch.device) -> torch.LongTensor:
+    """`window_slot_patch_index` on `device`, built (and copied there) once per (grid, window, device)."""
+    key = (grid, window, torch.device(device))
     if key not in _WINDOW_GEOMETRY:
-        _WINDOW_GEOMETRY[key] = window_slot_patch_index(grid, window)
+        _WINDOW_GEOMETRY[key] = window_slot_patch_index(grid, window).to(device)
     return _WINDOW_GEOMETRY[key]
 
 
@@ -312,33 +313,34 @@ class STDDEncoderLayer(CLIPEncoderLayer):
         hidden_states: `(B * T, L, D)`, the T frames of a video adjacent; `patch_grid` is the (rows, columns) of
         patches of each frame (default: the config's). Returns `(B * T, L, D)`.
 
-        `config.stca_implementation` picks `fast_stca` or `reference_stca`; attention maps (`output_attentions`) are
-        recorded from `self_attn` calls, which only the reference path makes, so it runs when they are requested.
+        The kept patches are drawn once (`sample_kept_patches`), then `config.stca_implementation` picks `fast_stca`
+        or `reference_stca`; attention maps (`output_attentions`) are recorded from `self_attn` calls, which only the
+        reference path makes, so it runs when they are requested.
         """
         if not self.use_stca or num_frames is None:
             return super().forward(hidden_states, attention_mask, **kwargs)
+        kept_index = self.sample_kept_patches(
+            hidden_states.shape[0] // num_frames, num_frames, patch_grid or self.config.patch_grid, hidden_states.device
+        )
         if self.config.stca_implementation == "fast" and not kwargs.get("output_attentions"):
-            full, padded = self.fast_stca(hidden_states, attention_mask, num_frames, patch_grid, **kwargs)
+            full, padded = self.fast_stca(hidden_states, attention_mask, kept_index, **kwargs)
         else:
-            full, padded = self.reference_stca(hidden_states, attention_mask, num_frames, patch_grid, **kwargs)
+            full, padded = self.reference_stca(hidden_states, attention_mask, kept_index, **kwargs)
         return padded + self.mlp(self.layer_norm2(full))
 
     def reference_stca(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None,
-        num_frames: int,
-        patch_grid: tuple[int, int] | None,
+        kept_index: torch.LongTensor,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Steps 1-5 as the method reads: the plain path, then LN1, attention and its projections on the mixed tokens of
-        every scale. hidden_states: `(B * T, L, D)` -> (`full`, `padded`), both `(B * T, L, D)`.
+        every scale. hidden_states: `(B * T, L, D)`, kept_index: `(B, T, n)` -> (`full`, `padded`), both
+        `(B * T, L, D)`.
         """
         full = hidden_states + self.self_attn(self.layer_norm1(hidden_states), attention_mask, **kwargs)[0]
-        kept_index = self.sample_kept_patches(
-            hidden_states.shape[0] // num_frames, num_frames, patch_grid or self.config.patch_grid, hidden_states.device
-        )
         cross = self.space_time_cross_attention(hidden_states, kept_index, **kwargs)
         return full, pad_cross_tokens(full, cross, kept_index.flatten(0, 1))
 
@@ -346,15 +348,15 @@ class STDDEncoderLayer(CLIPEncoderLayer):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None,
-        num_frames: int,
-        patch_grid: tuple[int, int] | None,
+        kept_index: torch.LongTensor,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Steps 1-5 with the plain path's q/k/v reused: every scale's q/k/v are the plain ones at `[CLS, kept]` plus a
         rank-(2c + 2) correction (see `layer_norm_change_coefficients`); one attention call covers the sequences of all
-        scales, and the output projection runs once on the mean over scales. Draws the same random numbers, in the same
-        order, as `reference_stca`. hidden_states: `(B * T, L, D)` -> (`full`, `padded`), both `(B * T, L, D)`.
+        scales, and the output projection runs once on the mean over scales. Draws the same random numbers (attention
+        dropout), in the same order, as `reference_stca`. hidden_states: `(B * T, L, D)`, kept_index: `(B, T, n)` ->
+        (`full`, `padded`), both `(B * T, L, D)`.
         """
         attention = self.self_attn
         projections = [attention.q_proj, attention.k_proj, attention.v_proj]
@@ -362,9 +364,6 @@ class STDDEncoderLayer(CLIPEncoderLayer):
         plain_qkv = [projection(normed) for projection in projections]  # 3 x (BT, L, D)
         plain = multi_head_attention(attention, *plain_qkv, attention_mask, **kwargs)  # (BT, L, D)
         full = hidden_states + attention.out_proj(plain)
-        kept_index = self.sample_kept_patches(
-            hidden_states.shape[0] // num_frames, num_frames, patch_grid or self.config.patch_grid, hidden_states.device
-        )
         frames, sequence_length, width = hidden_states.shape
         rows = sequence_rows(kept_index, sequence_length)  # (BT * (1 + n),)
         sequence, *sequence_qkv = [
@@ -399,8 +398,11 @@ class STDDEncoderLayer(CLIPEncoderLayer):
     def sample_kept_patches(
         self, batch_size: int, num_frames: int, patch_grid: tuple[int, int], device
     ) -> torch.LongTensor:
-        """Window masking: `(B, T, n)` patch indices kept per frame, random in training, fixed in evaluation."""
-        slot_patch_index = _window_geometry(tuple(patch_grid), tuple(self.config.mask_stride[1:]))
+        """
+        Window masking: `(B, T, n)` patch indices kept per frame, random in training, fixed in evaluation. Drawn once
+        per layer call, before either path runs its attention (the authors' layer also masks first).
+        """
+        slot_patch_index = _window_geometry(tuple(patch_grid), tuple(self.config.mask_stride[1:]), device)
         num_windows, slots_per_window = slot_patch_index.shape
         masked = masked_slots_per_window(
             self.config.mask_rate, num_frames, slot_patch_index.numel(), num_windows
