@@ -23,6 +23,7 @@ from pathlib import Path
 import av  # noqa: F401
 import torch
 from modeling_stdd import STDDConfig, STDDModel, STDDProcessor, STDDTokenizer
+from modeling_stdd.prompt_sets_stdd import build_prompt_set
 from training.data import (
     SyntheticMotionSpec,
     VideoClipDataset,
@@ -32,7 +33,7 @@ from training.data import (
     load_video_dataset,
 )
 from training.job import TINY_CLIP_PROJECTION_DIM, TINY_CLIP_TEXT, TINY_CLIP_VISION
-from training.objective import FrozenImageTower, STDDTrainingModule, encode_class_prompts
+from training.objective import FrozenImageTower, STDDTrainingModule
 from training.recipe import STCA_SETTINGS, TRAINING_RECIPES
 
 
@@ -66,8 +67,7 @@ def loader_clips_per_second(loader, num_batches: int) -> float:
 
 def step_clips_per_second(model: STDDModel, batch: dict, class_names: list[str], distillation_weight: float,
                           num_steps: int) -> float:
-    prompts = encode_class_prompts(model, STDDTokenizer(), [f"a {name}." for name in class_names], None,
-                                   len(class_names))
+    prompts = build_prompt_set(model, STDDTokenizer(), [f"a {name}." for name in class_names], "{}")
     teacher = FrozenImageTower(model) if distillation_weight else None
     module = STDDTrainingModule(model, distillation_weight).train()
     optimizer = torch.optim.AdamW([parameter for parameter in module.parameters() if parameter.requires_grad])

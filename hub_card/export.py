@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from transformers.dynamic_module_utils import get_relative_imports
 from transformers.utils import CONFIG_NAME
 
 import modeling_stdd
 from modeling_stdd import STDDModel, STDDProcessor
-from modeling_stdd.askg import DATASETS, LabelTexts
+from modeling_stdd.askg import LabelTexts
 from modeling_stdd.checkpoint_files import check_model_folder
 from modeling_stdd.configuration_stdd import STDD_VISION_FIELDS
 from modeling_stdd.file_utils import (
@@ -30,14 +29,15 @@ from modeling_stdd.file_utils import (
     move_into_place,
     remove_stale_staging_dirs,
 )
-from training.reporting import TRAINING_CURVES_NAME
-from modeling_stdd.pipeline_stdd import (
+from modeling_stdd.pipeline_stdd import ZeroShotVideoClassificationPipeline
+from modeling_stdd.prompt_sets_stdd import (
     EXPORTED_LABEL_TEXTS_DIR,
-    ZeroShotVideoClassificationPipeline,
-    build_label_set,
+    encode_prompt_set,
+    label_prompts,
+    resolve_label_texts,
     save_prompt_embeddings,
 )
-
+from training.reporting import TRAINING_CURVES_NAME
 from training.run_record import read_run_record
 from training.weight_patching import check_patch_ratio, patched_model
 
@@ -161,16 +161,9 @@ def save_processor(processor: STDDProcessor, repo_dir: Path) -> None:
     update_json_file(repo_dir / TOKENIZER_CONFIG_NAME, {"auto_map": TOKENIZER_AUTO_MAP})
 
 
-def resolve_label_texts(source: str | os.PathLike) -> tuple[str, LabelTexts]:
-    """`(name, texts)` from a label-texts JSON / ASKG YAML file, or from the name of a dataset shipped with stdd."""
-    path = Path(source)
-    if path.is_file():
-        return path.stem, LabelTexts.from_file(path)
-    if str(source) in DATASETS:
-        return str(source), LabelTexts.for_dataset(str(source))
-    raise FileNotFoundError(
-        f"label texts {str(source)!r}: no such file, and not one of the shipped datasets {list(DATASETS)}"
-    )
+def label_text_set_name(source: str | os.PathLike) -> str:
+    """The name a label-text source is exported under: a file's stem, or the name of a dataset shipped with stdd."""
+    return Path(source).stem if Path(source).is_file() else str(source)
 
 
 def model_label_text_files(model_dir: Path) -> list[Path]:
@@ -180,7 +173,7 @@ def model_label_text_files(model_dir: Path) -> list[Path]:
 
 def with_model_label_texts(sources: list[str | os.PathLike], model_dir: Path) -> list[str | os.PathLike]:
     """`sources` plus the sets saved in the model folder whose names no given source has (a given one wins)."""
-    names = {resolve_label_texts(source)[0] for source in sources}
+    names = {label_text_set_name(source) for source in sources}
     return [*sources, *(path for path in model_label_text_files(model_dir) if path.stem not in names)]
 
 
@@ -203,8 +196,8 @@ def label_text_sources(label_texts: str | os.PathLike | Sequence[str | os.PathLi
 
 
 def resolve_all_label_texts(sources: Sequence[str | os.PathLike]) -> list[tuple[str, LabelTexts]]:
-    """`resolve_label_texts` for each source; their names, which become file names, must differ."""
-    resolved = [resolve_label_texts(source) for source in sources]
+    """`(name, texts)` of each label-text file or shipped set name; their names, which become file names, must differ."""
+    resolved = [(label_text_set_name(source), resolve_label_texts(source)[0]) for source in sources]
     names = [name for name, _ in resolved]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -213,22 +206,20 @@ def resolve_all_label_texts(sources: Sequence[str | os.PathLike]) -> list[tuple[
 
 
 def export_label_texts(
-    pipeline: ZeroShotVideoClassificationPipeline, label_texts: list[tuple[str, LabelTexts]], repo_dir: Path
+    model: STDDModel, processor: STDDProcessor, label_texts: list[tuple[str, LabelTexts]], repo_dir: Path
 ) -> list[LabelTextSummary]:
     """Write each set as `label_texts/NAME.json` and its prompt embeddings as `label_texts/NAME.safetensors`."""
     summaries = []
     for name, texts in label_texts:
         texts_file = repo_dir / EXPORTED_LABEL_TEXTS_DIR / f"{name}.json"
         texts.save(texts_file)
-        label_set = build_label_set(None, label_texts=texts)
-        text_embeds, _ = pipeline.prompt_embeddings(label_set)
-        embeddings_file = save_prompt_embeddings(texts_file, label_set.prompts, text_embeds)
-        prompts, _ = texts.flatten()
+        prompt_set = encode_prompt_set(model, processor.tokenizer, label_prompts(None, label_texts=texts), grouped=True)
+        embeddings_file = save_prompt_embeddings(texts_file, prompt_set.prompts, prompt_set.text_embeds)
         summaries.append(
             LabelTextSummary(
                 name=name,
                 num_classes=len(texts),
-                num_prompts=len(prompts),
+                num_prompts=len(prompt_set.prompts),
                 source=texts.source,
                 templates=texts.templates,
                 files=[path.relative_to(repo_dir).as_posix() for path in (texts_file, embeddings_file)],
@@ -403,9 +394,7 @@ def export_repo(
         model.save_pretrained(staging_dir, max_shard_size=max_shard_size)
         save_processor(processor, staging_dir)
         copy_code_files(staging_dir)
-        pipeline = ZeroShotVideoClassificationPipeline(model=model, processor=processor)
-        with torch.no_grad():
-            summaries = export_label_texts(pipeline, resolved_label_texts, staging_dir)
+        summaries = export_label_texts(model, processor, resolved_label_texts, staging_dir)
         if training_curves is not None:
             shutil.copyfile(training_curves, staging_dir / TRAINING_CURVES_NAME)
         facts = dict(

@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from .pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, EXPORTED_LABEL_TEXTS_DIR, TASK
+from .pipeline_stdd import TASK
+from .prompt_sets_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, EXPORTED_LABEL_TEXTS_DIR
 from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS
 
 
@@ -230,13 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     label_kwargs = {"candidate_labels": args.labels, "hypothesis_template": args.template,
                     "label_texts": args.label_texts}
     try:
-        label_set = classifier.label_set(**label_kwargs)
+        prompt_set = classifier.prompt_set(**label_kwargs)
     except ValueError as error:
         parser.exit(EXIT_USAGE, f"stdd-classify: error: {error}\n")
     call_kwargs = {**label_kwargs, "top_k": args.top_k, "num_clips": args.num_clips,
                    "segment_seconds": args.segment_seconds, "stride_seconds": args.stride_seconds,
                    "timeout": args.timeout}
-    table = ResultTable(list(args.videos), label_set.labels, timeline=args.segment_seconds is not None)
+    table = ResultTable(list(args.videos), prompt_set.labels, timeline=args.segment_seconds is not None)
     printed_json = []
 
     def print_result(video: str, result: list[dict]):

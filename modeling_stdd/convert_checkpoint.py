@@ -574,9 +574,7 @@ def convert_checkpoint(
     model = STDDModel(config)
     model.load_state_dict(openai_to_stdd_state_dict(state_dict), strict=True)
     model.to(DTYPES[dtype]).eval()
-    processor = STDDProcessor.from_clip_defaults(
-        image_size=geometry.image_size, num_frames=config.vision_config.num_frames
-    )
+    processor = STDDProcessor.for_model_config(config)
     processor.tokenizer.model_max_length = geometry.context_length
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -2,44 +2,45 @@
 The "zero-shot-video-classification" pipeline: rank free-text action labels for videos with an STDD model.
 
 Each candidate label becomes one prompt (`hypothesis_template.format(label)`), or, with label texts (STDD's
-spatiotemporal text augmentation), the label's own prompt set; the prompt embeddings of a label set are computed
-once per pipeline and reused. Videos are scored with the model's class scores (STDD_METHOD.md, section 2) and the
-scores are a softmax over the candidates; with `num_clips > 1` the views are combined by `view_aggregation` (see
-`view_aggregation.py`). With `segment_seconds`, each window of a long video is classified on its own and the result
-is a timeline.
+spatiotemporal text augmentation), the label's own prompt set (see `prompt_sets_stdd.py`); the encoded prompt set of
+a call is computed once per pipeline and reused. Videos are scored with the model's class scores (STDD_METHOD.md,
+section 2) and the scores are a softmax over the candidates; with `num_clips > 1` the views are combined by
+`view_aggregation` (see `view_aggregation.py`). With `segment_seconds`, each window of a long video is classified on
+its own and the result is a timeline.
 
 This file is also shipped as Hub remote code, where only its sibling files exist: it imports them relatively and
-flat, reads label-texts JSON files itself, and reads ASKG YAML files through the installed `modeling_stdd.askg`
-package only when asked to.
+flat.
 
 A model repo exported with `python -m hub_card export` holds label-text sets as `label_texts/NAME.json` with the
 prompts' text embeddings in `label_texts/NAME.safetensors`; `label_texts="NAME"` (or the path of such a JSON file)
 loads both, and the stored embeddings replace encoding once they are checked to belong to the prompts and the model.
 """
 
-import hashlib
-import importlib
-import json
 import os
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.pipelines.base import ChunkPipeline
-from transformers.utils import cached_file, logging
+from transformers.utils import logging
 
-from .file_utils import move_into_place, read_json_file
-from .hypothesis_template import check_hypothesis_template
+from .file_utils import move_into_place
 from .processing_stdd import STDDProcessor
+from .prompt_sets_stdd import (
+    DEFAULT_HYPOTHESIS_TEMPLATE,
+    PromptSet,
+    encode_prompt_set,
+    label_prompts,
+    label_texts_mapping,
+    read_verified_prompt_embeddings,
+    resolve_label_texts,
+)
 from .video_download import DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, DEFAULT_MAX_DOWNLOAD_BYTES, download_video, is_url
 from .video_processing_stdd import (
     DEFAULT_SAMPLING_RATE,
@@ -55,16 +56,8 @@ from .view_aggregation import DEFAULT_VIEW_AGGREGATION, check_view_aggregation, 
 logger = logging.get_logger(__name__)
 
 TASK = "zero-shot-video-classification"
-DEFAULT_HYPOTHESIS_TEMPLATE = "a video of a person {}."
-# Prompts encoded per text-tower call (label texts can hold thousands of prompts).
-TEXT_BATCH_SIZE = 256
-# Label sets whose prompt embeddings a pipeline keeps (least recently used ones are dropped first).
+# Encoded prompt sets a pipeline keeps (least recently used ones are dropped first).
 TEXT_CACHE_SIZE = 16
-# Folder of a model repo that holds exported label-text sets (NAME.json) and their prompt embeddings (NAME.safetensors).
-EXPORTED_LABEL_TEXTS_DIR = "label_texts"
-# Stored prompt embeddings are used only if re-encoding this many of their prompts gives the same directions.
-PROMPTS_TO_VERIFY = 4
-MIN_VERIFIED_COSINE = 0.9999
 # A timeline window ending this close to the end of the video is its last one.
 WINDOW_END_TOLERANCE_SECONDS = 1e-6
 # A frame whose timestamp is this close before a window's start counts as inside it (decord gives float32 seconds).
@@ -72,179 +65,8 @@ FRAME_TIME_TOLERANCE_SECONDS = 1e-3
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Labels and prompts
+# Scores
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LabelSet:
-    """
-    The prompts a call scores videos against. `prompt_class_ids[i]` is the label index of `prompts[i]` when prompts
-    are grouped per label (label texts); None when label `k` has exactly the one prompt `prompts[k]`.
-    Hashable: it is the key of the pipeline's prompt-embedding cache.
-    """
-
-    labels: tuple[str, ...]
-    prompts: tuple[str, ...]
-    prompt_class_ids: tuple[int, ...] | None = None
-
-
-def candidate_label_list(candidate_labels: str | Sequence[str]) -> list[str]:
-    """
-    Labels from a list or a comma-separated string, stripped; empty, blank or duplicate labels (also ones that differ
-    only in case) are errors.
-    """
-    if isinstance(candidate_labels, str):
-        candidate_labels = candidate_labels.split(",")
-    if not isinstance(candidate_labels, Sequence) or not all(isinstance(label, str) for label in candidate_labels):
-        raise ValueError(
-            f"candidate_labels must be a list of strings or a comma-separated string, got {candidate_labels!r}."
-        )
-    labels = [label.strip() for label in candidate_labels]
-    if not labels:
-        raise ValueError("candidate_labels is empty; give at least one label.")
-    if "" in labels:
-        raise ValueError(f"candidate_labels contains an empty label: {list(candidate_labels)!r}.")
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise ValueError(f"candidate_labels contains duplicates: {duplicates}.")
-    folded = [label.casefold() for label in labels]
-    case_duplicates = sorted(label for label, key in zip(labels, folded) if folded.count(key) > 1)
-    if case_duplicates:
-        raise ValueError(
-            f"candidate_labels contains labels that differ only in case: {case_duplicates}; CLIP's tokenizer "
-            "lower-cases text, so they would always tie. Keep one of each."
-        )
-    return labels
-
-
-def label_texts_mapping(label_texts, templates=None) -> dict[str, list[str]]:
-    """
-    Label -> prompts from a `LabelTexts` (any object with a `.texts` mapping), a plain mapping, or the path of a
-    label-texts JSON file or ASKG YAML file, or a list of such paths (an ASKG file, then its clause file; read with
-    `modeling_stdd.askg.LabelTexts.from_sources`). `templates` (a list, or a templates file read with
-    `modeling_stdd.askg.read_templates`) build the prompt sets of ASKG files; finished prompts refuse them.
-    """
-    if isinstance(label_texts, (str, os.PathLike)) or _is_path_list(label_texts):
-        label_texts = _read_label_texts_files(label_texts, templates)
-    elif templates is not None:
-        raise ValueError("templates= builds prompt sets from ASKG YAML files; give label_texts as their path(s).")
-    texts = getattr(label_texts, "texts", label_texts)
-    if not isinstance(texts, Mapping):
-        raise ValueError(
-            "label_texts must be a LabelTexts, a dict label -> list of prompts, or the path of a label-texts file; "
-            f"got {type(label_texts).__name__}."
-        )
-    for label, prompts in texts.items():
-        if (
-            isinstance(prompts, str)
-            or not isinstance(prompts, Sequence)
-            or not prompts
-            or not all(isinstance(prompt, str) and prompt.strip() for prompt in prompts)
-        ):
-            raise ValueError(f"label_texts[{label!r}] must be a non-empty list of non-empty prompts, got {prompts!r}.")
-    return {label: list(prompts) for label, prompts in texts.items()}
-
-
-def _is_path_list(value) -> bool:
-    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, (str, os.PathLike)) for v in value)
-
-
-def _read_label_texts_files(paths, templates=None):
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    for path in paths:
-        if not os.path.isfile(path):
-            raise ValueError(f"Label-texts file not found: {path}")
-    if len(paths) == 1 and templates is None and str(paths[0]).lower().endswith(".json"):
-        return _read_label_texts_json(paths[0])
-    try:
-        askg = importlib.import_module("modeling_stdd.askg")
-    except ImportError as error:
-        raise ValueError(
-            f"Reading the label-texts files {paths} needs the `modeling_stdd` package (pip install stdd); without it, "
-            "pass label_texts as a dict label -> list of prompts."
-        ) from error
-    try:
-        if isinstance(templates, (str, os.PathLike)):
-            templates = askg.read_templates(templates)
-        return askg.LabelTexts.from_sources(paths, templates=templates)
-    except ValueError as error:
-        raise ValueError(f"Could not read label texts from {', '.join(map(str, paths))}: {error}") from error
-
-
-def _read_label_texts_json(path: str | os.PathLike) -> Mapping:
-    """Label -> prompts of a label-texts JSON file (`LabelTexts.save` output or a plain mapping); no stdd needed."""
-    try:
-        data = read_json_file(path)
-    except ValueError as error:
-        raise ValueError(f"Could not read label texts from {error}") from error
-    if not isinstance(data, Mapping):
-        raise ValueError(f"Could not read label texts from {path}: expected a JSON object, got {type(data).__name__}.")
-    return data["label_texts"] if isinstance(data.get("label_texts"), Mapping) else data
-
-
-def prompts_digest(prompts: Sequence[str]) -> str:
-    """SHA-256 of a prompt list, in order: ties stored prompt embeddings to the prompts they encode."""
-    return hashlib.sha256(json.dumps(list(prompts), ensure_ascii=False).encode("utf-8")).hexdigest()
-
-
-def prompt_embeddings_file(texts_file: str | os.PathLike) -> Path:
-    """Where the prompt embeddings of a label-texts JSON file are stored: next to it, as `.safetensors`."""
-    return Path(texts_file).with_suffix(".safetensors")
-
-
-def save_prompt_embeddings(texts_file: str | os.PathLike, prompts: Sequence[str], text_embeds: torch.Tensor) -> Path:
-    """
-    Store `text_embeds` `(num_prompts, projection_dim)`, the text-tower embeddings of `prompts` (the prompts of
-    `texts_file`, label by label), next to `texts_file`, written atomically. Returns the file's path.
-    """
-    if text_embeds.ndim != 2 or text_embeds.shape[0] != len(prompts):
-        raise ValueError(
-            f"text_embeds has shape {tuple(text_embeds.shape)}; expected ({len(prompts)}, projection_dim)."
-        )
-    path = prompt_embeddings_file(texts_file)
-    partial = path.with_name(f".{path.name}.partial")
-    tensors = {"text_embeds": text_embeds.detach().float().cpu().contiguous()}
-    save_file(tensors, partial, metadata={"prompts_sha256": prompts_digest(prompts)})
-    os.replace(partial, path)
-    return path
-
-
-def read_prompt_embeddings(
-    embeddings_file: str | os.PathLike, prompts: Sequence[str], projection_dim: int
-) -> torch.Tensor | None:
-    """
-    The embeddings `(len(prompts), projection_dim)` stored in `embeddings_file` for exactly `prompts`, or None, with
-    a warning saying why, when the file cannot be read or holds embeddings of other prompts or of another shape.
-    """
-    try:
-        with safe_open(embeddings_file, framework="pt") as file:
-            if (file.metadata() or {}).get("prompts_sha256") != prompts_digest(prompts):
-                logger.warning(f"{embeddings_file} holds embeddings of other prompts; ignoring it.")
-                return None
-            text_embeds = file.get_tensor("text_embeds")
-    except (SafetensorError, OSError) as error:
-        logger.warning(f"Could not read the prompt embeddings in {embeddings_file} ({error}); ignoring it.")
-        return None
-    expected_shape = (len(prompts), projection_dim)
-    if tuple(text_embeds.shape) != expected_shape:
-        logger.warning(
-            f"{embeddings_file} holds embeddings of shape {tuple(text_embeds.shape)}, not {expected_shape} (one per "
-            "prompt, of the model's projection_dim); ignoring it."
-        )
-        return None
-    return text_embeds
-
-
-def encode_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = TEXT_BATCH_SIZE) -> torch.Tensor:
-    """Un-normalized text-tower embeddings `(len(prompts), projection_dim)` of `prompts`, `batch_size` at a time."""
-    embeds = []
-    with torch.no_grad():
-        for start in range(0, len(prompts), batch_size):
-            batch = list(prompts[start : start + batch_size])
-            inputs = tokenizer(batch, padding=True, truncation=True, return_tensors="pt").to(model.device)
-            embeds.append(model.get_text_features(**inputs).pooler_output)
-    return torch.cat(embeds)
 
 
 def check_finite_scores(scores: torch.Tensor, where: str) -> torch.Tensor:
@@ -259,36 +81,6 @@ def check_finite_scores(scores: torch.Tensor, where: str) -> torch.Tensor:
             "videos; its weights are broken (from a diverged training run?), so its output is no ranking."
         )
     return scores
-
-
-def build_label_set(
-    candidate_labels: str | Sequence[str] | None,
-    hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
-    label_texts=None,
-) -> LabelSet:
-    """
-    The prompts of a call. Without label texts each label gets `hypothesis_template.format(label)`; with them, each
-    label gets its own prompts, grouped by label, and labels the texts lack fall back to the template prompt.
-    Without `candidate_labels`, the labels of `label_texts` are the candidates.
-    """
-    check_hypothesis_template(hypothesis_template)
-    texts = None if label_texts is None else label_texts_mapping(label_texts)
-    if candidate_labels is None:
-        if texts is None:
-            raise ValueError("Give candidate_labels (or label_texts, whose labels then are the candidates).")
-        candidate_labels = list(texts)
-    labels = candidate_label_list(candidate_labels)
-    if texts is None:
-        return LabelSet(tuple(labels), tuple(hypothesis_template.format(label) for label in labels))
-    missing = [label for label in labels if label not in texts]
-    if missing:
-        logger.warning(f"label_texts has no prompts for {missing}; they use the template {hypothesis_template!r}.")
-    prompts, prompt_class_ids = [], []
-    for index, label in enumerate(labels):
-        label_prompts = texts.get(label, [hypothesis_template.format(label)])
-        prompts.extend(label_prompts)
-        prompt_class_ids.extend([index] * len(label_prompts))
-    return LabelSet(tuple(labels), tuple(prompts), tuple(prompt_class_ids))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -407,14 +199,14 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
     def __init__(self, model, processor=None, **kwargs):
         if getattr(processor, "video_processor", None) is None:
-            vision_config = model.config.vision_config
-            processor = STDDProcessor.from_clip_defaults(vision_config.image_size, vision_config.num_frames)
+            processor = STDDProcessor.for_model_config(model.config)
         kwargs.pop("tokenizer", None)
         super().__init__(model=model, processor=processor, tokenizer=processor.tokenizer, **kwargs)
         self.video_processor = processor.video_processor
         # Batching (`batch_size > 1`) reads padding settings from `feature_extractor`; video frames need no padding.
         self.feature_extractor = processor.video_processor
-        self._prompt_embeddings: OrderedDict[LabelSet, tuple[torch.Tensor, torch.Tensor | None]] = OrderedDict()
+        # (label -> prompts, grouped) -> its encoded prompt set, least recently used first.
+        self._prompt_sets: OrderedDict[tuple, PromptSet] = OrderedDict()
         # Prompt -> embedding, from stored prompt embeddings that passed `load_prompt_embeddings`' checks.
         self._stored_prompt_embeddings: dict[str, torch.Tensor] = {}
 
@@ -437,10 +229,11 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             candidate_labels (`list[str]` or `str`): the labels, or one comma-separated string.
             hypothesis_template (`str`, defaults to `"a video of a person {}."`): the prompt of a label.
             label_texts: prompts per label (STDD's text augmentation): a `LabelTexts`, a dict label -> prompts, the
-                path of a label-texts JSON or ASKG YAML file, or the name of a set exported with the model
-                (`label_texts/NAME.json` in its repo). Stored prompt embeddings next to a JSON file are used.
-                Labels it lacks use `hypothesis_template`; without `candidate_labels`, its labels are the candidates.
-                A list of paths merges them (an ASKG file, then its clause file).
+                path of a label-texts JSON or ASKG YAML file, the name of a set exported with the model
+                (`label_texts/NAME.json` in its repo) or of a set shipped with stdd (`"ucf101"`, ...). Stored prompt
+                embeddings next to a JSON file are used. Labels it lacks use `hypothesis_template`; without
+                `candidate_labels`, its labels are the candidates. A list of paths and names merges them (an ASKG
+                file, then its clause file). See `prompt_sets_stdd.resolve_label_texts`.
             templates (`list[str]` or path, *optional*): the templates that build the prompt sets of ASKG YAML
                 `label_texts`: a list, or a file read by `modeling_stdd.askg.read_templates` (the first 8 of a YAML
                 file's `templates:` list, such as the authors' `classes_label_<dataset>.yml`, or a text file).
@@ -461,36 +254,35 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             `segment_seconds` a timeline `[{"start", "end", "labels": [{"label", "score"}, ...]}, ...]` in seconds.
             A list of those for a list of videos.
         """
-        label_set = self.label_set(candidate_labels, hypothesis_template, label_texts, templates)
+        prompt_set = self.prompt_set(candidate_labels, hypothesis_template, label_texts, templates)
         if isinstance(videos, tuple) or (isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5):
             videos = list(videos)
         elif isinstance(videos, list) and videos and all(isinstance(frame, Image.Image) for frame in videos):
             videos = frames_from_decoded(videos)
-        return super().__call__(videos, label_set=label_set, **kwargs)
+        return super().__call__(videos, prompt_set=prompt_set, **kwargs)
 
-    def label_set(
+    def prompt_set(
         self,
         candidate_labels: str | Sequence[str] | None = None,
         hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
         label_texts=None,
         templates=None,
-    ) -> LabelSet:
+    ) -> PromptSet:
         """
-        The labels and prompts a call with these arguments ranks (see `__call__`), checked: a label-texts file or
-        saved set name is read and its stored prompt embeddings loaded. Raises `ValueError` for bad labels or texts.
+        The labels and encoded prompts a call with these arguments ranks videos against (see `__call__`), checked:
+        a label-text source is resolved and the prompt embeddings stored with it loaded. Raises `ValueError` for bad
+        labels or texts.
         """
-        if isinstance(label_texts, (str, os.PathLike)):
-            texts_file, embeddings_file = self._label_texts_files(label_texts)
-            label_texts = label_texts_mapping(texts_file, templates)
+        if label_texts is not None or templates is not None:
+            label_texts, embeddings_file = resolve_label_texts(label_texts, templates, self.model.name_or_path)
             if embeddings_file is not None:
                 self.load_prompt_embeddings(label_texts, embeddings_file)
-        elif templates is not None or _is_path_list(label_texts):
-            label_texts = label_texts_mapping(label_texts, templates)
-        return build_label_set(candidate_labels, hypothesis_template, label_texts)
+        prompts = label_prompts(candidate_labels, hypothesis_template, label_texts)
+        return self._encoded_prompt_set(prompts, grouped=label_texts is not None)
 
     def _sanitize_parameters(
         self,
-        label_set: LabelSet | None = None,
+        prompt_set: PromptSet | None = None,
         top_k: int | None = None,
         num_clips: int | None = None,
         view_aggregation: str | None = None,
@@ -503,9 +295,9 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         preprocess_params, forward_params, postprocess_params = {}, {}, {}
         if view_aggregation is not None:
             forward_params["view_aggregation"] = check_view_aggregation(view_aggregation)
-        if label_set is not None:
-            forward_params["label_set"] = label_set
-            postprocess_params["labels"] = label_set.labels
+        if prompt_set is not None:
+            forward_params["prompt_set"] = prompt_set
+            postprocess_params["labels"] = prompt_set.labels
         if top_k is not None:
             if not isinstance(top_k, int) or top_k < 1:
                 raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
@@ -565,10 +357,12 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             pixel_values = views.flatten(0, 1)[None]
             yield {"pixel_values": pixel_values, "start": start, "end": end, "is_last": index == len(windows) - 1}
 
-    def _forward(self, model_inputs, label_set: LabelSet, view_aggregation: str = DEFAULT_VIEW_AGGREGATION):
+    def _forward(self, model_inputs, prompt_set: PromptSet, view_aggregation: str = DEFAULT_VIEW_AGGREGATION):
         """Class probabilities (batch, labels): the views' class scores combined by `view_aggregation`."""
-        text_embeds, prompt_class_ids = self.prompt_embeddings(label_set)
-        scores = video_scores(self.model, model_inputs["pixel_values"], text_embeds, prompt_class_ids, view_aggregation)
+        scores = video_scores(
+            self.model, model_inputs["pixel_values"], prompt_set.text_embeds, prompt_set.prompt_class_ids,
+            view_aggregation,
+        )
         scores = check_finite_scores(scores, TASK)
         return {
             "scores": scores,
@@ -587,74 +381,38 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
             for output, window_labels in zip(model_outputs, ranked)
         ]
 
-    def prompt_embeddings(self, label_set: LabelSet) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _encoded_prompt_set(self, label_prompts: dict[str, list[str]], grouped: bool) -> PromptSet:
         """
-        `(text_embeds (num_prompts, projection_dim), prompt_class_ids (num_prompts,) or None)` of a label set,
-        computed by the text tower on first use and cached per pipeline.
+        The prompt set of `label_prompts` (label -> prompts), encoded by the text tower on first use (or taken from
+        loaded stored embeddings when they hold all its prompts) and cached per pipeline.
         """
-        if label_set in self._prompt_embeddings:
-            self._prompt_embeddings.move_to_end(label_set)
-            return self._prompt_embeddings[label_set]
-        prompts = list(label_set.prompts)
-        stored = [self._stored_prompt_embeddings.get(prompt) for prompt in prompts]
+        key = (tuple((label, tuple(prompts)) for label, prompts in label_prompts.items()), grouped)
+        if key in self._prompt_sets:
+            self._prompt_sets.move_to_end(key)
+            return self._prompt_sets[key]
+        stored = [self._stored_prompt_embeddings.get(prompt) for group in label_prompts.values() for prompt in group]
         if all(embeds is not None for embeds in stored):
-            text_embeds = torch.stack(stored)
+            prompt_set = PromptSet.from_label_prompts(label_prompts, torch.stack(stored), grouped)
         else:
-            text_embeds = encode_prompts(self.model, self.tokenizer, prompts)
-        prompt_class_ids = None
-        if label_set.prompt_class_ids is not None:
-            prompt_class_ids = torch.tensor(label_set.prompt_class_ids, device=text_embeds.device)
-        self._prompt_embeddings[label_set] = (text_embeds, prompt_class_ids)
-        if len(self._prompt_embeddings) > TEXT_CACHE_SIZE:
-            self._prompt_embeddings.popitem(last=False)
-        return text_embeds, prompt_class_ids
+            prompt_set = encode_prompt_set(self.model, self.tokenizer, label_prompts, grouped)
+        self._prompt_sets[key] = prompt_set
+        if len(self._prompt_sets) > TEXT_CACHE_SIZE:
+            self._prompt_sets.popitem(last=False)
+        return prompt_set
 
-    def load_prompt_embeddings(
-        self, label_texts: Mapping[str, Sequence[str]], embeddings_file: str | os.PathLike
-    ) -> bool:
+    def load_prompt_embeddings(self, label_texts, embeddings_file: str | os.PathLike) -> bool:
         """
-        Use the prompt embeddings stored in `embeddings_file` (see `save_prompt_embeddings`) for the prompts of
-        `label_texts` from now on, if the file can be read, they belong to exactly these prompts with the model's
-        `projection_dim`, and re-encoding a few of them with this model gives the same directions. Otherwise log why
-        and return False: the prompts are then encoded as usual.
+        Use the prompt embeddings stored in `embeddings_file` (see `prompt_sets_stdd.save_prompt_embeddings`) for the
+        prompts of `label_texts` (a `LabelTexts` or a dict label -> prompts) from now on, if they pass
+        `read_verified_prompt_embeddings`' checks. Otherwise log why and return False: the prompts are then encoded
+        as usual.
         """
-        prompts = [prompt for label_prompts in label_texts.values() for prompt in label_prompts]
-        text_embeds = read_prompt_embeddings(embeddings_file, prompts, self.model.config.projection_dim)
+        prompts = [prompt for label_prompts in label_texts_mapping(label_texts).values() for prompt in label_prompts]
+        text_embeds = read_verified_prompt_embeddings(self.model, self.tokenizer, embeddings_file, prompts)
         if text_embeds is None:
             return False
-        text_embeds = text_embeds.to(self.device, self.model.dtype)
-        sample = encode_prompts(self.model, self.tokenizer, prompts[:PROMPTS_TO_VERIFY])
-        cosine = torch.nn.functional.cosine_similarity(sample.float(), text_embeds[: len(sample)].float(), dim=-1)
-        if cosine.min() < MIN_VERIFIED_COSINE:
-            logger.warning(f"{embeddings_file} was computed by another model (cosine {cosine.min():.4f}); ignoring it.")
-            return False
-        self._stored_prompt_embeddings.update(zip(prompts, text_embeds))
+        self._stored_prompt_embeddings.update(zip(prompts, text_embeds.to(self.device)))
         return True
-
-    def _label_texts_files(self, label_texts: str | os.PathLike) -> tuple[str, str | None]:
-        """
-        `(label-texts file, its stored prompt embeddings or None)` for a file path, or for the name of a set exported
-        with the model (`label_texts/NAME.json` in the model's folder or Hub repo).
-        """
-        if os.path.isfile(label_texts):
-            embeddings_file = prompt_embeddings_file(label_texts)
-            return str(label_texts), str(embeddings_file) if embeddings_file.is_file() else None
-        name = str(label_texts)
-        if os.path.basename(name) != name or "." in name:
-            raise ValueError(f"Label-texts file not found: {name}")
-        texts_file = self._model_repo_file(f"{EXPORTED_LABEL_TEXTS_DIR}/{name}.json")
-        if texts_file is None:
-            raise ValueError(
-                f"label_texts {name!r} is neither a file nor a label-text set exported with the model "
-                f"({EXPORTED_LABEL_TEXTS_DIR}/{name}.json in {self.model.name_or_path or 'its repo'})."
-            )
-        return texts_file, self._model_repo_file(f"{EXPORTED_LABEL_TEXTS_DIR}/{name}.safetensors")
-
-    def _model_repo_file(self, filename: str) -> str | None:
-        """Local path of `filename` in the model's folder or Hub repo (downloaded if needed), or None if it has none."""
-        if not self.model.name_or_path:
-            return None
-        return cached_file(self.model.name_or_path, filename, _raise_exceptions_for_missing_entries=False)
 
     @staticmethod
     def _ranked_labels(scores: torch.Tensor, labels: Sequence[str], top_k: int | None) -> list[dict]:
@@ -701,16 +459,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
 
 __all__ = [
-    "DEFAULT_HYPOTHESIS_TEMPLATE",
-    "EXPORTED_LABEL_TEXTS_DIR",
-    "LabelSet",
     "ZeroShotVideoClassificationPipeline",
-    "build_label_set",
-    "candidate_label_list",
-    "encode_prompts",
-    "prompt_embeddings_file",
-    "prompts_digest",
-    "save_prompt_embeddings",
     "timeline_frame_times",
     "timeline_windows",
 ]

@@ -1,6 +1,6 @@
 """Processor for STDD: the video processor and CLIP's tokenizer behind one call."""
 
-from transformers import AutoProcessor, CLIPConfig, CLIPProcessor, CLIPVisionConfig
+from transformers import AutoProcessor, CLIPConfig, CLIPProcessor, CLIPVisionConfig, PretrainedConfig
 from transformers.image_utils import SizeDict
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
 from transformers.utils import PROCESSOR_NAME, cached_file
@@ -86,6 +86,22 @@ class STDDProcessor(CLIPProcessor):
         return cls(video_processor=video_processor, tokenizer=STDDTokenizer())
 
     @classmethod
+    def for_model_config(
+        cls, config: PretrainedConfig | dict, image_size: int | None = None, num_frames: int | None = None
+    ) -> "STDDProcessor":
+        """
+        The processor of a model that has none saved: CLIP's defaults ([`~STDDProcessor.from_clip_defaults`]) at the
+        image size and `num_frames` of its config (an STDD or CLIP config, or its dict; a CLIP config has STDD's
+        default `num_frames`), unless `image_size` or `num_frames` are given.
+        """
+        config_dict = config if isinstance(config, dict) else config.to_dict()
+        vision_config = config_dict.get("vision_config") or {}
+        return cls.from_clip_defaults(
+            image_size or vision_config.get("image_size", CLIPVisionConfig().image_size),
+            num_frames or vision_config.get("num_frames", STDDVisionConfig().num_frames),
+        )
+
+    @classmethod
     def for_checkpoint(
         cls, pretrained_model_name_or_path, image_size: int | None = None, num_frames: int | None = None, **kwargs
     ) -> "STDDProcessor":
@@ -100,11 +116,7 @@ class STDDProcessor(CLIPProcessor):
         if config_dict.get("model_type") != STDDConfig.model_type or not _has_file(
             pretrained_model_name_or_path, PROCESSOR_NAME, **kwargs
         ):
-            vision_config = config_dict.get("vision_config") or {}
-            return cls.from_clip_defaults(
-                image_size or vision_config.get("image_size", CLIPVisionConfig().image_size),
-                num_frames or vision_config.get("num_frames", STDDVisionConfig().num_frames),
-            )
+            return cls.for_model_config(config_dict, image_size, num_frames)
         processor = cls.from_pretrained(pretrained_model_name_or_path, **kwargs)
         video_processor = processor.video_processor
         if num_frames is not None:

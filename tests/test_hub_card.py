@@ -25,7 +25,8 @@ from hub_card.card import LICENSE, card_metadata
 from hub_card.export import CONFIG_AUTO_MAP, code_files
 from modeling_stdd import STDDModel, STDDProcessor, STDDTokenizer
 from modeling_stdd.askg import LabelTexts
-from modeling_stdd.pipeline_stdd import ZeroShotVideoClassificationPipeline, prompts_digest, save_prompt_embeddings
+from modeling_stdd.pipeline_stdd import ZeroShotVideoClassificationPipeline
+from modeling_stdd.prompt_sets_stdd import prompts_digest, save_prompt_embeddings
 from modeling_stdd.video_io import write_video
 
 
@@ -51,6 +52,7 @@ EXPECTED_CODE_FILES = {
     "modeling_stdd.py",
     "pipeline_stdd.py",
     "processing_stdd.py",
+    "prompt_sets_stdd.py",  # the pipeline's label texts, prompts and stored prompt embeddings
     "tokenization_stdd.py",
     "video_download.py",  # the pipeline's bounded URL downloads
     "video_io.py",  # the video processor's display rotation and PyAV decoding
@@ -156,7 +158,7 @@ def test_stored_prompt_embeddings_match_the_text_tower(exported):
         stored = file.get_tensor("text_embeds")
     with torch.no_grad():
         encoded = model.get_text_features(**tokenizer(prompts, padding=True, return_tensors="pt")).pooler_output
-    torch.testing.assert_close(stored, encoded, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(stored, torch.nn.functional.normalize(encoded, dim=-1), atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -310,11 +312,11 @@ def test_pipeline_uses_embeddings_stored_for_the_same_prompts_and_model(exported
     embeddings_file = result.repo_dir / "label_texts" / "actions.safetensors"
     assert package_classifier.load_prompt_embeddings(LABEL_TEXTS, embeddings_file)
     stored = load_file(embeddings_file)["text_embeds"]
-    monkeypatch.setattr(package_classifier, "_prompt_embeddings", type(package_classifier._prompt_embeddings)())
+    monkeypatch.setattr(package_classifier, "_prompt_sets", type(package_classifier._prompt_sets)())
     monkeypatch.setattr(package_classifier.model, "get_text_features", None)  # the text tower must not run
     package_classifier(np.zeros((8, 32, 32, 3), dtype=np.uint8), label_texts=LABEL_TEXTS)
-    (text_embeds, _), = package_classifier._prompt_embeddings.values()
-    torch.testing.assert_close(text_embeds, stored.to(text_embeds.dtype))
+    (prompt_set,) = package_classifier._prompt_sets.values()
+    torch.testing.assert_close(prompt_set.text_embeds, stored.to(prompt_set.text_embeds.dtype))
 
 
 def test_pipeline_ignores_embeddings_of_other_prompts(exported, package_classifier, caplog):

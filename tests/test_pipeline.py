@@ -28,7 +28,8 @@ from modeling_stdd import STDDModel, STDDProcessor, ZeroShotVideoClassificationP
 from modeling_stdd.askg import LabelTexts, write_askg_file
 from modeling_stdd.askg.schema import CLAUSE_FIELDS, GRAPH_FIELDS
 from modeling_stdd.classify_cli import main as classify_main
-from modeling_stdd.pipeline_stdd import prompts_digest, timeline_frame_times, timeline_windows, window_frame_indices
+from modeling_stdd.pipeline_stdd import timeline_frame_times, timeline_windows, window_frame_indices
+from modeling_stdd.prompt_sets_stdd import prompts_digest
 from modeling_stdd.video_io import write_video
 from modeling_stdd.video_processing_stdd import load_video_frames, open_video
 from modeling_stdd.view_aggregation import video_scores
@@ -488,10 +489,10 @@ def test_prompt_embedding_cache_evicts_the_least_recently_used_label_set(classif
     from modeling_stdd import pipeline_stdd
 
     monkeypatch.setattr(pipeline_stdd, "TEXT_CACHE_SIZE", 2)
-    monkeypatch.setattr(classifier, "_prompt_embeddings", type(classifier._prompt_embeddings)())
+    monkeypatch.setattr(classifier, "_prompt_sets", type(classifier._prompt_sets)())
     for labels in (["a", "b"], ["c", "d"], ["a", "b"], ["e", "f"]):  # ["c", "d"] is the least recently used
         classifier(video_path, candidate_labels=labels)
-    assert [label_set.labels for label_set in classifier._prompt_embeddings] == [("a", "b"), ("e", "f")]
+    assert [prompt_set.labels for prompt_set in classifier._prompt_sets.values()] == [("a", "b"), ("e", "f")]
 
 
 # --------------------------------------------------------------------------------------------------------------

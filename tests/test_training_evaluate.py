@@ -331,12 +331,12 @@ def test_evaluation_script_rejects_bad_arguments(arguments, message, capsys):
 def test_predictions_average_softmax_over_views(stdd_folder):
     from accelerate import Accelerator
 
+    from modeling_stdd.prompt_sets_stdd import build_prompt_set
     from training.evaluation import predict
-    from training.objective import encode_class_prompts
 
     model = STDDModel.from_pretrained(stdd_folder).eval()
     processor = STDDProcessor.from_pretrained(stdd_folder)
-    prompts = encode_class_prompts(model, processor.tokenizer, ["a.", "b.", "c."], None, 3)
+    prompts = build_prompt_set(model, processor.tokenizer, ["a.", "b.", "c."], "{}")
     torch.manual_seed(0)
     views = torch.randn(2, 3, 4, 3, 32, 32)
     # The middle video of the first batch and the whole second batch could not be read.
@@ -354,12 +354,12 @@ def test_predictions_average_softmax_over_views(stdd_folder):
 def test_logit_sum_ranks_videos_by_the_sum_of_their_views_logits(stdd_folder):
     from accelerate import Accelerator
 
+    from modeling_stdd.prompt_sets_stdd import build_prompt_set
     from training.evaluation import predict
-    from training.objective import encode_class_prompts
 
     model = STDDModel.from_pretrained(stdd_folder).eval()
     processor = STDDProcessor.from_pretrained(stdd_folder)
-    prompts = encode_class_prompts(model, processor.tokenizer, ["a.", "b.", "c.", "d."], None, 4)
+    prompts = build_prompt_set(model, processor.tokenizer, ["a.", "b.", "c.", "d."], "{}")
     torch.manual_seed(1)
     views = torch.randn(3, 3, 4, 3, 32, 32)
     batch = {"pixel_values": views, "labels": torch.tensor([0, 1, 2]), "readable": torch.tensor([True] * 3)}
@@ -404,11 +404,11 @@ def test_predictions_follow_the_mixed_precision_setting(stdd_folder):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
+    from modeling_stdd.prompt_sets_stdd import build_prompt_set
     from training.evaluation import predict
-    from training.objective import encode_class_prompts
 
     model = STDDModel.from_pretrained(stdd_folder).eval()
-    prompts = encode_class_prompts(model, STDDProcessor.from_pretrained(stdd_folder).tokenizer, ["a.", "b."], None, 2)
+    prompts = build_prompt_set(model, STDDProcessor.from_pretrained(stdd_folder).tokenizer, ["a.", "b."], "{}")
     dtypes = set()
     layer = model.vision_model.encoder.layers[0].mlp.fc1
     layer.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))

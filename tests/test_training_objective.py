@@ -4,13 +4,8 @@ import pytest
 import torch
 
 from modeling_stdd import STDDModel, STDDTokenizer
-from training.objective import (
-    DistillationProjector,
-    FrozenImageTower,
-    STDDTrainingModule,
-    distillation_loss,
-    encode_class_prompts,
-)
+from modeling_stdd.prompt_sets_stdd import build_prompt_set, encode_prompt_set
+from training.objective import DistillationProjector, FrozenImageTower, STDDTrainingModule, distillation_loss
 
 
 @pytest.fixture
@@ -34,17 +29,17 @@ def test_projector_starts_as_identity_and_has_no_biases():
 
 
 def test_class_prompts_are_encoded_once_and_normalized(model):
-    prompts = encode_class_prompts(model, STDDTokenizer(), ["a run.", "a jump.", "a walk."], None, num_classes=3)
+    prompts = build_prompt_set(model, STDDTokenizer(), ["a run.", "a jump.", "a walk."], "{}")
     assert prompts.text_embeds.shape == (3, 16)
     assert torch.allclose(prompts.text_embeds.norm(dim=-1), torch.ones(3))
-    grouped = encode_class_prompts(model, STDDTokenizer(), ["a run.", "running.", "a jump."], [0, 0, 1], 2,
-                                   batch_size=2)
+    grouped = encode_prompt_set(model, STDDTokenizer(), {"run": ["a run.", "running."], "jump": ["a jump."]},
+                                grouped=True, batch_size=2)
     assert grouped.prompt_class_ids.tolist() == [0, 0, 1]
     assert torch.allclose(grouped.text_embeds[0], prompts.text_embeds[0], atol=1e-6)
 
 
 def test_cross_entropy_matches_the_model_forward(model):
-    prompts = encode_class_prompts(model, STDDTokenizer(), ["a run.", "a jump.", "a walk."], None, num_classes=3)
+    prompts = build_prompt_set(model, STDDTokenizer(), ["a run.", "a jump.", "a walk."], "{}")
     module = STDDTrainingModule(model, distillation_weight=0.0).eval()
     pixel_values, labels = video_batch()
     outputs = module(pixel_values, labels, prompts)
@@ -55,7 +50,7 @@ def test_cross_entropy_matches_the_model_forward(model):
 
 
 def test_only_the_image_tower_and_projector_learn(model):
-    prompts = encode_class_prompts(model, STDDTokenizer(), ["a run.", "a jump.", "a walk."], None, num_classes=3)
+    prompts = build_prompt_set(model, STDDTokenizer(), ["a run.", "a jump.", "a walk."], "{}")
     teacher = FrozenImageTower(model)
     module = STDDTrainingModule(model, distillation_weight=2.0).train()
     pixel_values, labels = video_batch()
@@ -92,7 +87,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_clip_dir):
     for checkpointing in (False, True):
         model = STDDModel.from_pretrained(tiny_clip_dir, num_frames=4)
         if prompts is None:
-            prompts = encode_class_prompts(model, STDDTokenizer(), ["a.", "b.", "c."], None, num_classes=3)
+            prompts = build_prompt_set(model, STDDTokenizer(), ["a.", "b.", "c."], "{}")
         if checkpointing:
             model.activation_checkpointing_enable()
         module = STDDTrainingModule(model, distillation_weight=0.0).train()

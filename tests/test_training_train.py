@@ -220,7 +220,15 @@ def test_custom_data_run_with_distillation_baseline_and_averaging(tiny_data, tin
     assert eval_texts.texts == {"running": ["a person running.", "someone jogging."],
                                 "sitting": ["a video of a person sitting."]}
     assert (output / "model" / "label_texts" / "train.safetensors").is_file()
-    # the averaged weights: the mean of the two epochs' weights, the text tower untouched
+    # the averaged weights: the mean of the two epochs' weights (the run's checkpoints of epochs 1 and 2 hold the
+    # training module, whose `model.` is the STDD model), the text tower untouched
+    epochs = [load_file(output / "checkpoints" / f"epoch_{epoch:04d}" / "model.safetensors") for epoch in (1, 2)]
+    averaged = final_weights(output)
+    trained = [name for name in averaged if not torch.equal(epochs[0][f"model.{name}"], epochs[1][f"model.{name}"])]
+    assert any(name.startswith("vision_model.encoder.") for name in trained)
+    assert not any(name.startswith("text_model.") for name in trained)
+    for name in trained:
+        torch.testing.assert_close(averaged[name], (epochs[0][f"model.{name}"] + epochs[1][f"model.{name}"]) / 2)
     start = STDDModel.from_pretrained(tiny_clip_dir)
     assert torch.equal(model.text_model.embeddings.token_embedding.weight,
                        start.text_model.embeddings.token_embedding.weight)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from modeling_stdd.askg import DATASETS
 from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.hypothesis_template import check_hypothesis_template
+from modeling_stdd.prompt_sets_stdd import LabelTextsNotFoundError, locate_label_texts
 from training.optim import default_mixed_precision
 from training.recipe import (
     TRAINING_RECIPES,
@@ -244,8 +244,11 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser):
     for name in ("train_data", "eval_data"):
         check_list_file_flags(args, name, parser)
     for value in args.label_texts or []:
-        if value != "none" and value not in DATASETS and not os.path.isfile(value):
-            parser.error(f"--label-texts {value}: neither a file nor a shipped set ({', '.join(DATASETS)})")
+        try:
+            if value != "none":
+                locate_label_texts(value)
+        except LabelTextsNotFoundError as error:
+            parser.error(f"--label-texts {value}: {error}")
     try:
         templates_from_options(args.templates, args.num_templates)
     except ValueError as error:

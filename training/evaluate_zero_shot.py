@@ -22,7 +22,7 @@ import av  # noqa: F401
 from modeling_stdd import STDDModel, STDDProcessor
 from modeling_stdd.askg.prompts import NUM_TEMPLATES_HELP, TEMPLATES_HELP, templates_from_options
 from modeling_stdd.file_utils import check_writable_folder
-from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE
+from modeling_stdd.prompt_sets_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_prompt_set
 from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION
 from training.class_coverage import classes_without_readable_videos
 from training.evaluation import evaluation_loader, predict, protocol_splits, summarize, top_k_accuracy
@@ -31,7 +31,7 @@ from training.protocols import PROTOCOLS, class_overlap
 from training.recipe import EVALUATION_RECIPES, add_recipe_argument, apply_recipe, recipe_settings
 from training.reporting import evaluation_report, reported_top_k
 from training.run_record import read_run_record
-from training.runtime import class_prompts, load_label_texts, make_accelerator, write_json_atomically
+from training.runtime import load_label_texts, make_accelerator, write_json_atomically
 from training.video_files import drop_missing_videos
 from training.video_options import (
     SAMPLING_OPTIONS,
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
             if not overlaps[split.name].zero_shot:
                 accelerator.print(f"{split.name}: {overlaps[split.name].describe()}, not zero-shot")
         dataset = drop_missing_videos(split.dataset, split.name, args.video_root, args.fail_on_unreadable_video)
-        prompts = class_prompts(model, processor.tokenizer, split.class_names, label_texts, args.template)
+        prompts = build_prompt_set(model, processor.tokenizer, split.class_names, args.template, label_texts)
         loader = evaluation_loader(
             dataset, processor, args.batch_size, args.num_workers, not args.fail_on_unreadable_video,
             num_clips=args.num_clips, num_crops=args.num_crops,

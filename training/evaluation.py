@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 from modeling_stdd import STDDModel
 from modeling_stdd.askg import LabelTexts
 from modeling_stdd.pipeline_stdd import check_finite_scores
+from modeling_stdd.prompt_sets_stdd import PromptSet
 from modeling_stdd.view_aggregation import DEFAULT_VIEW_AGGREGATION, video_scores
 from training.data import VideoClipDataset, collate_clips, load_video_dataset
-from training.objective import ClassPrompts
 from training.protocols import (
     EvaluationSplit,
     hmdb51_splits,
@@ -32,7 +32,7 @@ TOP_K_METRIC = Path(__file__).resolve().parent / "metrics" / "top_k_accuracy"
 
 @torch.no_grad()
 def predict(
-    model: STDDModel, loader, prompts: ClassPrompts, accelerator: Accelerator, description: str = "eval",
+    model: STDDModel, loader, prompts: PromptSet, accelerator: Accelerator, description: str = "eval",
     interpolate_pos_encoding: bool = False, view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
 ):
     """

@@ -82,7 +82,7 @@ def prepare_job(args: argparse.Namespace, accelerator: Accelerator) -> Job:
                 save_tiny_random_clip(cache / f"tiny-random-clip-{args.image_size}px-seed{args.seed}",
                                       args.image_size, args.seed)
             )
-        processor = STDDProcessor.from_clip_defaults(args.image_size, args.num_frames)
+        processor = STDDProcessor.for_checkpoint(base_model, args.image_size, args.num_frames)
         apply_video_options(processor.video_processor, args)
         check_model_overrides(base_model, model_overrides)
         return Job(

@@ -6,13 +6,16 @@ model zero-shot and save it with `eval_results.json`.
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.scheduler import AcceleratedScheduler
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from modeling_stdd.prompt_sets_stdd import PromptSet, build_prompt_set
 from training.arguments import parse_average_epochs
 from training.checkpointing import checkpoint_settings, checkpoint_to_resume, load_checkpoint, save_checkpoint
 from training.class_coverage import TrainingClassCoverage, check_training_classes, classes_without_readable_videos
@@ -21,13 +24,13 @@ from training.divergence import NonFiniteStepGuard
 from training.evaluation import evaluation_loader, predict, top_k_accuracy
 from training.job import Job, TrainedRun, eval_class_names, load_model, prepare_job, run_settings
 from training.model_folder import save_model_folder
-from training.objective import ClassPrompts, FrozenImageTower, STDDTrainingModule
+from training.objective import FrozenImageTower, STDDTrainingModule
 from training.optim import parameter_groups, scaled_learning_rate, warmup_cosine_schedule
 from training.protocols import class_overlap
 from training.reporting import reported_top_k, trackers, training_report
 from training.run_folder import check_same_settings, resume_settings
 from training.run_state import TrainingProgress, WeightAverager
-from training.runtime import class_prompts, make_accelerator, write_json_atomically
+from training.runtime import make_accelerator, write_json_atomically
 
 
 BASELINE_NAME = "frame_mean_baseline"
@@ -113,8 +116,8 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path, positio
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable()
     teacher = FrozenImageTower(model).to(accelerator.device) if args.distillation_weight else None
-    prompts = class_prompts(model, job.processor.tokenizer, class_names_of(job.train_dataset), job.label_texts,
-                            job.template).to(accelerator.device)
+    prompts = build_prompt_set(model, job.processor.tokenizer, class_names_of(job.train_dataset), job.template,
+                               job.label_texts).to(accelerator.device)
     module = STDDTrainingModule(model, args.distillation_weight, args.train_logit_scale)
     module.train()
     global_batch_size = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
@@ -154,10 +157,14 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path, positio
     timer = time.perf_counter()
     bar = tqdm(total=total_steps, initial=progress.global_step, desc=f"{name} {position}".strip(),
                disable=not accelerator.is_local_main_process)
+    setup = TrainingSetup(
+        accelerator=accelerator, module=module, teacher=teacher, prompts=prompts, optimizer=optimizer,
+        scheduler=scheduler, loader=loader, interpolate_pos_encoding=interpolate, max_grad_norm=args.max_grad_norm,
+        total_steps=total_steps, guard=guard, bar=bar,
+    )
     for epoch in range(progress.epoch + 1, num_epochs + 1):
         loader.set_epoch(epoch)
-        epoch_loss = train_epoch(args, accelerator, module, teacher, prompts, optimizer, scheduler, loader,
-                                 progress, total_steps, interpolate, bar, guard, coverage)
+        epoch_loss = train_epoch(setup, progress, coverage)
         coverage.end_epoch(accelerator, name)
         progress.epoch, progress.last_epoch_loss = epoch, epoch_loss
         progress.training_seconds += time.perf_counter() - timer
@@ -191,30 +198,51 @@ def train_run(args, job: Job, name: str, overrides: dict, run_dir: Path, positio
     return TrainedRun(model.eval(), interpolate, summary)
 
 
-def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optimizer, scheduler, loader,
-                progress: TrainingProgress, total_steps: int, interpolate: bool, bar, guard: NonFiniteStepGuard,
-                coverage: TrainingClassCoverage) -> dict[str, float]:
+@dataclass
+class TrainingSetup:
+    """What every optimizer step of one model's training works with, as `train_run` prepares it."""
+
+    accelerator: Accelerator
+    module: torch.nn.Module  # the `STDDTrainingModule`, prepared by accelerate
+    teacher: FrozenImageTower | None  # the distillation target; None without distillation
+    prompts: PromptSet  # of the training classes, on the training device
+    optimizer: torch.optim.Optimizer
+    scheduler: AcceleratedScheduler
+    loader: torch.utils.data.DataLoader
+    interpolate_pos_encoding: bool
+    max_grad_norm: float  # gradient clipping; 0: the norm is measured only
+    total_steps: int  # optimizer steps of the whole run
+    guard: NonFiniteStepGuard
+    bar: tqdm
+
+
+def train_epoch(setup: TrainingSetup, progress: TrainingProgress, coverage: TrainingClassCoverage) -> dict[str, float]:
     """
-    One pass over the loader (stopping at `total_steps`); returns the epoch's mean loss terms, over its batches of
-    finite loss. An optimizer step with a non-finite loss or gradient is skipped or stops the run (`guard`).
+    One pass over the loader (stopping at `setup.total_steps`), counting steps and skipped videos in `progress` and
+    the classes seen in `coverage`; returns the epoch's mean loss terms, over its batches of finite loss. An optimizer
+    step with a non-finite loss or gradient is skipped or stops the run (`setup.guard`).
     """
+    accelerator, module, optimizer, scheduler, guard = (
+        setup.accelerator, setup.module, setup.optimizer, setup.scheduler, setup.guard
+    )
+    interpolate = setup.interpolate_pos_encoding
     module.train()
     totals = {"loss": 0.0, "cross_entropy": 0.0, "distillation": 0.0}
     batches = 0
-    for batch in loader:
-        if progress.global_step >= total_steps:
+    for batch in setup.loader:
+        if progress.global_step >= setup.total_steps:
             break
         with accelerator.accumulate(module):
             teacher_embeds = None
-            if teacher is not None:
+            if setup.teacher is not None:
                 with accelerator.autocast():
-                    teacher_embeds = teacher(batch["pixel_values"], interpolate_pos_encoding=interpolate)
-            outputs = module(batch["pixel_values"], batch["labels"], prompts, teacher_embeds, interpolate)
+                    teacher_embeds = setup.teacher(batch["pixel_values"], interpolate_pos_encoding=interpolate)
+            outputs = module(batch["pixel_values"], batch["labels"], setup.prompts, teacher_embeds, interpolate)
             finite_loss = guard.watch_loss(outputs["loss"])
             accelerator.backward(outputs["loss"])
             finite_step = True
             if accelerator.sync_gradients:  # the gradient norm is clipped to --max-grad-norm (0: measured only)
-                grad_norm = accelerator.clip_grad_norm_(module.parameters(), args.max_grad_norm or math.inf)
+                grad_norm = accelerator.clip_grad_norm_(module.parameters(), setup.max_grad_norm or math.inf)
                 finite_step = guard.check_step(grad_norm, progress, progress.global_step + 1)
             if finite_step:
                 optimizer.step()
@@ -228,8 +256,8 @@ def train_epoch(args, accelerator, module, teacher, prompts: ClassPrompts, optim
                 totals[key] += outputs[key].item()
         if accelerator.sync_gradients:
             progress.global_step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{outputs['loss'].item():.3f}")
+            setup.bar.update(1)
+            setup.bar.set_postfix(loss=f"{outputs['loss'].item():.3f}")
             if finite_loss:
                 accelerator.log({"loss": outputs["loss"].item(), "cross_entropy": outputs["cross_entropy"].item(),
                                  "distillation": outputs["distillation"].item(), "lr": scheduler.get_last_lr()[0],
@@ -243,7 +271,7 @@ def evaluate_run(args, job: Job, run: TrainedRun) -> tuple[dict[str, float], dic
     left out as unreadable, and the classes none of whose videos could be read (the figures leave them out).
     """
     accelerator = make_accelerator(mixed_precision=args.mixed_precision)
-    prompts = class_prompts(run.model, job.processor.tokenizer, eval_class_names(job), job.label_texts, job.template)
+    prompts = build_prompt_set(run.model, job.processor.tokenizer, eval_class_names(job), job.template, job.label_texts)
     loader = evaluation_loader(job.eval_dataset, job.processor, args.eval_batch_size, args.num_workers,
                                not args.fail_on_unreadable_video)
     scores, labels, num_unreadable = predict(run.model.to(accelerator.device), accelerator.prepare(loader), prompts,

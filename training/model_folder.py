@@ -9,10 +9,14 @@ from pathlib import Path
 
 from modeling_stdd.askg import LabelTexts
 from modeling_stdd.file_utils import move_into_place
-from modeling_stdd.pipeline_stdd import build_label_set, save_prompt_embeddings
+from modeling_stdd.prompt_sets_stdd import (
+    EXPORTED_LABEL_TEXTS_DIR,
+    encode_prompt_set,
+    label_prompts,
+    save_prompt_embeddings,
+)
 from training.data import class_names_of
 from training.job import Job, TrainedRun, eval_class_names
-from training.objective import encode_class_prompts
 from training.run_record import write_run_record
 
 
@@ -32,20 +36,10 @@ def save_model_folder(run: TrainedRun, job: Job, folder: Path, record: dict):
     for split, class_names in (("train", class_names_of(job.train_dataset)), ("eval", eval_class_names(job))):
         if not class_names:
             continue
-        label_set = build_label_set(class_names, job.template, job.label_texts)
-        texts = LabelTexts(label_set_texts(label_set), source=f"{split} classes of {job.base_model}")
-        texts_file = texts.save(partial / "label_texts" / f"{split}.json")
-        prompts = encode_class_prompts(run.model, job.processor.tokenizer, list(label_set.prompts),
-                                       label_set.prompt_class_ids, len(class_names))
-        save_prompt_embeddings(texts_file, list(label_set.prompts), prompts.text_embeds)
+        prompts = label_prompts(class_names, job.template, job.label_texts)
+        texts = LabelTexts(prompts, source=f"{split} classes of {job.base_model}")
+        texts_file = texts.save(partial / EXPORTED_LABEL_TEXTS_DIR / f"{split}.json")
+        prompt_set = encode_prompt_set(run.model, job.processor.tokenizer, prompts, grouped=job.label_texts is not None)
+        save_prompt_embeddings(texts_file, prompt_set.prompts, prompt_set.text_embeds)
     write_run_record(partial, record)
     move_into_place(partial, folder)
-
-
-def label_set_texts(label_set) -> dict[str, list[str]]:
-    """Label -> prompts of a pipeline `LabelSet` (one prompt per label when it has no prompt groups)."""
-    class_ids = label_set.prompt_class_ids or range(len(label_set.labels))
-    texts = {label: [] for label in label_set.labels}
-    for prompt, class_id in zip(label_set.prompts, class_ids):
-        texts[label_set.labels[class_id]].append(prompt)
-    return texts

@@ -5,14 +5,13 @@ through a residual projector that exists only for this loss (it is not part of t
 """
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from modeling_stdd import STDDModel
-from modeling_stdd.modeling_stdd import check_prompts, class_scores_of_checked_prompts
-from modeling_stdd.pipeline_stdd import encode_prompts
+from modeling_stdd.modeling_stdd import class_scores_of_checked_prompts
+from modeling_stdd.prompt_sets_stdd import PromptSet
 
 
 # Residual projector: f' = f + PROJECTOR_SCALE * Proj(f).
@@ -64,34 +63,6 @@ class FrozenImageTower(nn.Module):
         return nn.functional.normalize(embeds, dim=-1).unflatten(0, pixel_values.shape[:2])
 
 
-@dataclass
-class ClassPrompts:
-    """
-    Prompt embeddings of a class list, computed once by the frozen text tower: `text_embeds` `(P, E)` normalized,
-    `prompt_class_ids` `(P,)` when classes have their own prompt groups (label texts), else None (prompt k is class k).
-    """
-
-    text_embeds: torch.Tensor
-    prompt_class_ids: torch.Tensor | None
-    num_classes: int
-
-    def to(self, device) -> "ClassPrompts":
-        class_ids = None if self.prompt_class_ids is None else self.prompt_class_ids.to(device)
-        return ClassPrompts(self.text_embeds.to(device), class_ids, self.num_classes)
-
-
-@torch.no_grad()
-def encode_class_prompts(
-    model: STDDModel, tokenizer, prompts: list[str], prompt_class_ids: list[int] | None, num_classes: int,
-    batch_size: int = 256,
-) -> ClassPrompts:
-    """Encode `prompts` with the model's text tower in batches of `batch_size` (see `ClassPrompts`)."""
-    text_embeds = nn.functional.normalize(encode_prompts(model, tokenizer, prompts, batch_size).float(), dim=-1)
-    class_ids = None if prompt_class_ids is None else torch.tensor(prompt_class_ids, device=text_embeds.device)
-    check_prompts(text_embeds, class_ids, model.config.projection_dim, num_classes)
-    return ClassPrompts(text_embeds, class_ids, num_classes)
-
-
 class STDDTrainingModule(nn.Module):
     """
     What the optimizer trains: the STDD model (its text tower frozen, its temperature `logit_scale` trained only with
@@ -109,7 +80,7 @@ class STDDTrainingModule(nn.Module):
         model.logit_scale.requires_grad_(train_logit_scale)
 
     def forward(
-        self, pixel_values: torch.Tensor, labels: torch.Tensor, prompts: ClassPrompts,
+        self, pixel_values: torch.Tensor, labels: torch.Tensor, prompts: PromptSet,
         teacher_embeds: torch.Tensor | None = None, interpolate_pos_encoding: bool = False,
     ) -> dict[str, torch.Tensor]:
         """
@@ -120,7 +91,7 @@ class STDDTrainingModule(nn.Module):
             pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding
         ).pooler_output
         frame_embeds = nn.functional.normalize(frame_embeds, dim=-1)  # (B, T, E)
-        logits = class_scores_of_checked_prompts(  # checked once by encode_class_prompts
+        logits = class_scores_of_checked_prompts(  # checked once by encode_prompt_set
             frame_embeds, prompts.text_embeds, self.model.logit_scale.exp(),
             prompts.prompt_class_ids, prompts.num_classes,
         )
@@ -140,10 +111,8 @@ def freeze_text_side(model: STDDModel):
 
 
 __all__ = [
-    "ClassPrompts",
     "DistillationProjector",
     "FrozenImageTower",
     "STDDTrainingModule",
     "distillation_loss",
-    "encode_class_prompts",
 ]

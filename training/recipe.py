@@ -12,7 +12,7 @@ run actually used, for its output and the model card.
 import argparse
 
 from modeling_stdd import STDDConfig
-from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE
+from modeling_stdd.prompt_sets_stdd import DEFAULT_HYPOTHESIS_TEMPLATE
 from training.data import SYNTHETIC_PROMPT
 
 

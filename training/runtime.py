@@ -1,6 +1,7 @@
 """
-What the training and evaluation scripts share at run time: the accelerator, the label texts of `--label-texts`, the
-prompt embeddings of a list of classes, and results written as strict JSON.
+What the training and evaluation scripts share at run time: the accelerator, the label texts of `--label-texts` and
+results written as strict JSON. The processor for a checkpoint is `STDDProcessor.for_checkpoint`, the prompt embeddings
+of a list of classes `modeling_stdd.prompt_sets_stdd.build_prompt_set`.
 """
 
 import json
@@ -10,11 +11,9 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from modeling_stdd import STDDModel
 from modeling_stdd.askg import LabelTexts
 from modeling_stdd.file_utils import write_text_atomically
-from modeling_stdd.pipeline_stdd import DEFAULT_HYPOTHESIS_TEMPLATE, build_label_set
-from training.objective import ClassPrompts, encode_class_prompts
+from modeling_stdd.prompt_sets_stdd import resolve_label_texts
 
 
 def make_accelerator(**kwargs) -> Accelerator:
@@ -28,7 +27,7 @@ def make_accelerator(**kwargs) -> Accelerator:
 def load_label_texts(values: str | list[str] | None, templates: list[str] | None = None) -> LabelTexts | None:
     """
     `--label-texts`: nothing or "none" (plain template), or one or more of a shipped set's name, label-texts JSON and
-    ASKG YAML files (an ASKG file followed by its clause file), merged in order (see `LabelTexts.from_sources`).
+    ASKG YAML files (an ASKG file followed by its clause file), merged in order (see `resolve_label_texts`).
     `templates` (`--templates`) build the prompt sets of shipped sets and ASKG files.
     """
     values = [values] if isinstance(values, str) else list(values or [])
@@ -36,18 +35,7 @@ def load_label_texts(values: str | list[str] | None, templates: list[str] | None
         if templates is not None:
             raise ValueError("--templates builds the prompt sets of --label-texts; give --label-texts too")
         return None
-    return LabelTexts.from_sources(values, templates)
-
-
-def class_prompts(
-    model: STDDModel, tokenizer, class_names: list[str], label_texts: LabelTexts | None,
-    template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
-) -> ClassPrompts:
-    """Prompt embeddings of `class_names`: their label texts, or `template` for classes the texts lack."""
-    label_set = build_label_set(class_names, template, label_texts)
-    return encode_class_prompts(
-        model, tokenizer, list(label_set.prompts), label_set.prompt_class_ids, len(class_names)
-    )
+    return resolve_label_texts(values, templates)[0]
 
 
 def write_json_atomically(path: str | os.PathLike, data) -> Path:

@@ -254,33 +254,37 @@ class LabelTexts:
         one): shipped set names (`DATASETS`), label-texts JSON files and ASKG YAML files. A graph-only YAML file (no
         clause lists, like the authors' `classes_ASKG_<dataset>.yml`) is read together with the YAML files after
         it up to one with clause lists (its clause file), merged by class. `templates` (default `DEFAULT_TEMPLATES`)
-        build the prompts of shipped sets and YAML files; JSON files hold finished prompts and refuse them.
+        build the prompts of shipped sets and YAML files; JSON files hold finished prompts and refuse them. One
+        source gives its own label texts, with its `source` and `templates`.
         """
         if isinstance(sources, (str, os.PathLike)) or not sources:
             raise ValueError(f"sources must be a non-empty list of set names or files, got {sources!r}")
         build_templates = DEFAULT_TEMPLATES if templates is None else _check_templates(templates)
-        texts, graph_files = {}, []
+        parts, graph_files = [], []
         for source in sources:
             name = str(source)
             if name in DATASETS:
-                texts.update(cls.for_dataset(name, templates=build_templates).texts)
+                parts.append(cls.for_dataset(name, templates=build_templates))
             elif name.lower().endswith((".yml", ".yaml")):
                 entries = usable_entries(read_askg_file(name), name, CLAUSE_FIELDS)
                 graph_files.append((name, entries))
                 if any(entry.has_any(CLAUSE_FIELDS) for entry in entries.values()):
                     merged = merge_label_files(graph_files)
                     source_names = ", ".join(file_name for file_name, _ in graph_files)
-                    texts.update(cls.from_label_db(merged, templates=build_templates, source=source_names).texts)
+                    parts.append(cls.from_label_db(merged, templates=build_templates, source=source_names))
                     graph_files = []
             elif templates is not None:
                 raise ValueError(f"{name}: a label-texts JSON file holds finished prompts; templates do not apply")
             else:
                 if not os.path.isfile(name):
                     raise ValueError(f"{name!r} is neither a file nor a shipped label-text set ({', '.join(DATASETS)})")
-                texts.update(cls.from_file(name).texts)
+                parts.append(cls.from_file(name))
         if graph_files:
             listed = ", ".join(file_name for file_name, _ in graph_files)
             raise ValueError(f"{listed}: no clause lists; give the clause file after its ASKG file")
+        if len(sources) == 1:
+            return parts[0]
+        texts = {label: prompts for part in parts for label, prompts in part.texts.items()}
         return cls(texts, templates=None if templates is None else build_templates, source=", ".join(map(str, sources)))
 
     @classmethod
