@@ -124,7 +124,7 @@ def table_rows(classifier, videos, texts, threads, batch_sizes, num_workers) -> 
     Per row, a callable that runs its stage over all of `videos` (see the module docstring). The thread counts of a
     stage and its settings are next to each other, so that they run side by side.
     """
-    label_set = classifier.label_set(label_texts=texts)  # the label set of the pipeline calls below
+    prompt_set = classifier.prompt_set(label_texts=texts)  # the encoded prompts of the pipeline calls below
     batches = {batch_size: preprocessed_batches(classifier, videos, batch_size) for batch_size in batch_sizes}
     runs = {
         ("decode", None, None): lambda: [classifier.video_processor.load_frames(video) for video in videos],
@@ -132,7 +132,7 @@ def table_rows(classifier, videos, texts, threads, batch_sizes, num_workers) -> 
     }
     for batch_size in batch_sizes:
         runs["model", batch_size, None] = lambda batch_size=batch_size: [
-            classifier.forward(batch, label_set=label_set) for batch in batches[batch_size]
+            classifier.forward(batch, prompt_set=prompt_set) for batch in batches[batch_size]
         ]
     for batch_size, workers in itertools.product(batch_sizes, num_workers):
         runs["pipeline", batch_size, workers] = lambda batch_size=batch_size, workers=workers: classifier(
