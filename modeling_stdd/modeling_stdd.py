@@ -13,9 +13,11 @@ No weights are added, so every CLIP checkpoint loads as an STDD one.
 
 import os
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import CLIPModel, CLIPVisionModel
 from transformers.conversion_mapping import register_checkpoint_conversion_mapping
 from transformers.core_model_loading import PrefixChange
@@ -355,22 +357,51 @@ class STDDEncoderLayer(CLIPEncoderLayer):
         Steps 1-5 with the plain path's q/k/v reused: every scale's q/k/v are the plain ones at `[CLS, kept]` plus a
         rank-(2c + 2) correction (see `layer_norm_change_coefficients`); one attention call covers the sequences of all
         scales, and the output projection runs once on the mean over scales. Draws the same random numbers (attention
-        dropout), in the same order, as `reference_stca`. hidden_states: `(B * T, L, D)`, kept_index: `(B, T, n)` ->
-        (`full`, `padded`), both `(B * T, L, D)`.
+        dropout), in the same order, as `reference_stca`. With gradients on, `scale_attention` runs under activation
+        checkpointing: the backward recomputes the scales' tokens, q/k/v and attention from the plain path's q/k/v
+        (which the plain attention keeps anyway) instead of keeping them, about 13 tensors of `(B * T, 1 + n, D)`.
+        hidden_states: `(B * T, L, D)`, kept_index: `(B, T, n)` -> (`full`, `padded`), both `(B * T, L, D)`.
+        """
+        attention = self.self_attn
+        normed = self.layer_norm1(hidden_states)
+        plain_qkv = [projection(normed) for projection in (attention.q_proj, attention.k_proj, attention.v_proj)]
+        plain = multi_head_attention(attention, *plain_qkv, attention_mask, **kwargs)  # (BT, L, D)
+        full = hidden_states + attention.out_proj(plain)
+        rows = sequence_rows(kept_index, hidden_states.shape[1])  # (BT * (1 + n),)
+        scale_attention = partial(self.scale_attention, num_videos=kept_index.shape[0], **kwargs)
+        if torch.is_grad_enabled():
+            scale_attention = partial(checkpoint, scale_attention, use_reentrant=False)
+        sequence, delta, attended = scale_attention(hidden_states, *plain_qkv, rows)
+        cross = sequence + attention.out_proj(attended)  # (BT, 1 + n, D)
+        cross[..., : delta.shape[-1]] += delta
+        padded = full.flatten(0, 1).index_copy(0, rows, cross.flatten(0, 1)).view_as(full)
+        return full, padded
+
+    def scale_attention(
+        self,
+        hidden_states: torch.Tensor,
+        plain_queries: torch.Tensor,
+        plain_keys: torch.Tensor,
+        plain_values: torch.Tensor,
+        rows: torch.LongTensor,
+        num_videos: int,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        The cross attention of every temporal scale, before the output projection, from the plain path's q/k/v.
+
+        hidden_states and the plain q/k/v: `(B * T, L, D)`; rows: `sequence_rows` of the kept patches. Returns the
+        `[CLS, kept]` tokens `(B * T, 1 + n, D)`, the mean over scales of what mixing adds to their first 2c channels
+        `(B * T, 1 + n, 2c)`, and the mean over scales of the attention output `(B * T, 1 + n, D)`.
         """
         attention = self.self_attn
         projections = [attention.q_proj, attention.k_proj, attention.v_proj]
-        normed = self.layer_norm1(hidden_states)
-        plain_qkv = [projection(normed) for projection in projections]  # 3 x (BT, L, D)
-        plain = multi_head_attention(attention, *plain_qkv, attention_mask, **kwargs)  # (BT, L, D)
-        full = hidden_states + attention.out_proj(plain)
-        frames, sequence_length, width = hidden_states.shape
-        rows = sequence_rows(kept_index, sequence_length)  # (BT * (1 + n),)
+        frames, _, width = hidden_states.shape
         sequence, *sequence_qkv = [
             tokens.flatten(0, 1).index_select(0, rows).view(frames, -1, width)  # (BT, 1 + n, D)
-            for tokens in (hidden_states, *plain_qkv)
+            for tokens in (hidden_states, plain_queries, plain_keys, plain_values)
         ]
-        delta = self.mixing_deltas(sequence[:, 1:].unflatten(0, kept_index.shape[:2]))  # (S, BT, 1 + n, 2c)
+        delta = self.mixing_deltas(sequence[:, 1:].unflatten(0, (num_videos, -1)))  # (S, BT, 1 + n, 2c)
         ratio, coefficients = layer_norm_change_coefficients(sequence, delta, self.layer_norm1.eps)
         basis = normalized_projection_basis(self.layer_norm1, projections, delta.shape[-1])  # (2 + 2c, 3D)
         scale_qkv = [
@@ -378,10 +409,7 @@ class STDDEncoderLayer(CLIPEncoderLayer):
             for projection_basis, plain_rows in zip(basis.split(width, dim=-1), sequence_qkv)
         ]
         attended = multi_head_attention(attention, *scale_qkv, None, **kwargs)  # (S * BT, 1 + n, D)
-        cross = sequence + attention.out_proj(attended.unflatten(0, (len(delta), frames)).mean(dim=0))  # (BT, 1 + n, D)
-        cross[..., : delta.shape[-1]] += delta.mean(dim=0)
-        padded = full.flatten(0, 1).index_copy(0, rows, cross.flatten(0, 1)).view_as(full)
-        return full, padded
+        return sequence, delta.mean(dim=0), attended.unflatten(0, (len(delta), frames)).mean(dim=0)
 
     def mixing_deltas(self, kept: torch.Tensor) -> torch.Tensor:
         """
