@@ -359,10 +359,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
 
     def _forward(self, model_inputs, prompt_set: PromptSet, view_aggregation: str = DEFAULT_VIEW_AGGREGATION):
         """Class probabilities (batch, labels): the views' class scores combined by `view_aggregation`."""
-        scores = video_scores(
-            self.model, model_inputs["pixel_values"], prompt_set.text_embeds, prompt_set.prompt_class_ids,
-            view_aggregation,
-        )
+        scores = video_scores(self.model, model_inputs["pixel_values"], prompt_set, view_aggregation)
         scores = check_finite_scores(scores, TASK)
         return {
             "scores": scores,

@@ -9,8 +9,13 @@ How the class scores of a video's several test views (temporal clips x spatial c
 `DEFAULT_VIEW_AGGREGATION` when not told otherwise.
 """
 
+from typing import TYPE_CHECKING
+
 import torch
 
+
+if TYPE_CHECKING:
+    from .prompt_sets_stdd import PromptSet
 
 VIEW_AGGREGATIONS = ("logit-sum", "softmax-mean")
 DEFAULT_VIEW_AGGREGATION = "softmax-mean"
@@ -41,15 +46,13 @@ def aggregate_views(logits: torch.Tensor, view_aggregation: str = DEFAULT_VIEW_A
 def video_scores(
     model,
     pixel_values: torch.Tensor,
-    text_embeds: torch.Tensor,
-    prompt_class_ids: torch.Tensor | None = None,
+    prompt_set: "PromptSet",
     view_aggregation: str = DEFAULT_VIEW_AGGREGATION,
     interpolate_pos_encoding: bool = False,
 ) -> torch.Tensor:
     """
     Class probabilities `(B, K)` of videos given as views `(B, V, T, 3, S, S)`: an STDD model's class logits of every
-    view (against the prompts `text_embeds` `(P, E)`, of classes `prompt_class_ids` `(P,)` or one prompt per class),
-    combined by `view_aggregation`.
+    view against the encoded prompts of `prompt_set` (its K labels), combined by `view_aggregation`.
     """
     if pixel_values.ndim != 6:
         raise ValueError(
@@ -59,8 +62,8 @@ def video_scores(
     batch_size, num_views = pixel_values.shape[:2]
     outputs = model(
         pixel_values=pixel_values.flatten(0, 1).to(model.dtype),
-        text_embeds=text_embeds.to(model.dtype),
-        prompt_class_ids=prompt_class_ids,
+        text_embeds=prompt_set.text_embeds.to(model.dtype),
+        prompt_class_ids=prompt_set.prompt_class_ids,
         interpolate_pos_encoding=interpolate_pos_encoding,
     )
     return aggregate_views(outputs.logits_per_video.unflatten(0, (batch_size, num_views)), view_aggregation)

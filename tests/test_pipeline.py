@@ -193,9 +193,9 @@ def test_scores_equal_processor_and_model_forward(classifier, video_path, num_cl
 
 
 def test_video_scores_take_videos_with_their_view_axis(classifier):
-    text_embeds = torch.zeros(len(LABELS), classifier.model.config.projection_dim)
+    prompt_set = classifier.prompt_set(LABELS)
     with pytest.raises(ValueError, match=r"\(videos, views, frames, 3, height, width\), got \(1, 4, 3, 32, 32\)"):
-        video_scores(classifier.model, torch.zeros(1, 4, 3, 32, 32), text_embeds)
+        video_scores(classifier.model, torch.zeros(1, 4, 3, 32, 32), prompt_set)
 
 
 def test_logit_sum_ranks_by_the_summed_view_logits(classifier, video_path):

@@ -51,8 +51,7 @@ def predict(
         if batch["pixel_values"] is not None:
             with accelerator.autocast():  # --mixed-precision
                 scores[readable] = video_scores(
-                    model, batch["pixel_values"], prompts.text_embeds, prompts.prompt_class_ids, view_aggregation,
-                    interpolate_pos_encoding,
+                    model, batch["pixel_values"], prompts, view_aggregation, interpolate_pos_encoding
                 )
         scores, labels, readable = accelerator.gather_for_metrics((scores, batch["labels"], readable.long()))
         all_scores.append(scores.cpu())
