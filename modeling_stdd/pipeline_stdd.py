@@ -36,6 +36,7 @@ from .prompt_sets_stdd import (
     DEFAULT_HYPOTHESIS_TEMPLATE,
     PromptSet,
     encode_prompt_set,
+    flat_prompts,
     label_prompts,
     label_texts_mapping,
     read_verified_prompt_embeddings,
@@ -387,7 +388,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         if key in self._prompt_sets:
             self._prompt_sets.move_to_end(key)
             return self._prompt_sets[key]
-        stored = [self._stored_prompt_embeddings.get(prompt) for group in label_prompts.values() for prompt in group]
+        stored = [self._stored_prompt_embeddings.get(prompt) for prompt in flat_prompts(label_prompts)]
         if all(embeds is not None for embeds in stored):
             prompt_set = PromptSet.from_label_prompts(label_prompts, torch.stack(stored), grouped)
         else:
@@ -404,7 +405,7 @@ class ZeroShotVideoClassificationPipeline(ChunkPipeline):
         `read_verified_prompt_embeddings`' checks. Otherwise log why and return False: the prompts are then encoded
         as usual.
         """
-        prompts = [prompt for label_prompts in label_texts_mapping(label_texts).values() for prompt in label_prompts]
+        prompts = flat_prompts(label_texts_mapping(label_texts))
         text_embeds = read_verified_prompt_embeddings(self.model, self.tokenizer, embeddings_file, prompts)
         if text_embeds is None:
             return False

@@ -239,6 +239,20 @@ def label_prompts(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def flat_prompts(label_prompts: Mapping[str, Sequence[str]]) -> list[str]:
+    """The prompts of label -> prompts, label by label: the order of a prompt set's text embeddings."""
+    return [prompt for prompts in label_prompts.values() for prompt in prompts]
+
+
+def check_text_embeds_shape(text_embeds: torch.Tensor, num_prompts: int):
+    """Refuse text embeddings that are not `(num_prompts, projection_dim)`, naming both shapes."""
+    if text_embeds.ndim != 2 or text_embeds.shape[0] != num_prompts:
+        raise ValueError(
+            f"text_embeds has shape {tuple(text_embeds.shape)}; expected ({num_prompts}, projection_dim)."
+        )
+
+
+
 @dataclass(frozen=True, eq=False)
 class PromptSet:
     """
@@ -273,13 +287,10 @@ class PromptSet:
         `(P, projection_dim)` encode. `grouped` (label texts) gives the prompts their label indices; without it each
         label must have one prompt.
         """
-        prompts = [prompt for prompts in label_prompts.values() for prompt in prompts]
+        prompts = flat_prompts(label_prompts)
         if not grouped and len(prompts) != len(label_prompts):
             raise ValueError("Ungrouped prompts are one per label; label texts with several prompts need grouped=True.")
-        if text_embeds.ndim != 2 or text_embeds.shape[0] != len(prompts):
-            raise ValueError(
-                f"text_embeds has shape {tuple(text_embeds.shape)}; expected ({len(prompts)}, projection_dim)."
-            )
+        check_text_embeds_shape(text_embeds, len(prompts))
         class_ids = None
         if grouped:
             class_ids = torch.tensor(
@@ -308,8 +319,7 @@ def encode_prompt_set(
     The `PromptSet` of `label_prompts` (label -> prompts, see `label_prompts`), encoded by `model`'s text tower,
     checked against its `projection_dim`. `grouped`: the prompts come from label texts (see `PromptSet`).
     """
-    prompts = [prompt for prompts in label_prompts.values() for prompt in prompts]
-    text_embeds = encode_prompts(model, tokenizer, prompts, batch_size)
+    text_embeds = encode_prompts(model, tokenizer, flat_prompts(label_prompts), batch_size)
     prompt_set = PromptSet.from_label_prompts(label_prompts, text_embeds, grouped)
     check_prompts(text_embeds, prompt_set.prompt_class_ids, model.config.projection_dim, prompt_set.num_classes)
     return prompt_set
@@ -345,10 +355,7 @@ def save_prompt_embeddings(texts_file: str | os.PathLike, prompts: Sequence[str]
     `texts_file`, label by label), L2-normalized in float32, next to `texts_file`, written atomically. Returns the
     file's path.
     """
-    if text_embeds.ndim != 2 or text_embeds.shape[0] != len(prompts):
-        raise ValueError(
-            f"text_embeds has shape {tuple(text_embeds.shape)}; expected ({len(prompts)}, projection_dim)."
-        )
+    check_text_embeds_shape(text_embeds, len(prompts))
     path = prompt_embeddings_file(texts_file)
     partial = path.with_name(f".{path.name}.partial")
     normalized = torch.nn.functional.normalize(text_embeds.detach().float(), dim=-1)
@@ -411,6 +418,7 @@ __all__ = [
     "build_prompt_set",
     "candidate_label_list",
     "encode_prompt_set",
+    "flat_prompts",
     "label_prompts",
     "locate_label_texts",
     "prompt_embeddings_file",
